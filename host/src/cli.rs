@@ -1,0 +1,160 @@
+//! The `ensemble` command line: argument parsing, output and exit codes over
+//! the library. `main.rs` only sets up logging and calls [`main`]; tests call
+//! [`main`] in-process with their own output buffers.
+//!
+//! Exit codes: 0 when every agent succeeded, 1 when any agent failed or was
+//! skipped, 2 when the input is unusable (workflow file or components).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::context::Snapshot;
+use crate::{AgentStatus, Engine, RunOptions, RuntimeConfig, Workflow};
+
+/// Run multi-agent workflows in parallel, every agent a sandboxed WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "ensemble", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a workflow and print each agent's outcome and the committed context.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The workflow file (YAML).
+    workflow: PathBuf,
+    /// Where compiled components are cached [default: .ensemble/compiled next to the workflow].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not meter fuel (faster; fuel budgets in the workflow become errors).
+    #[arg(long)]
+    no_fuel: bool,
+}
+
+/// Every agent succeeded.
+pub const EXIT_OK: u8 = 0;
+/// An agent failed or was skipped, or the engine could not start.
+pub const EXIT_FAILED: u8 = 1;
+/// The input is unusable: workflow file, component files, arguments.
+pub const EXIT_INVALID: u8 = 2;
+
+/// Run the command line `args` (including the program name), writing normal
+/// output to `out` and errors to `err`; returns the exit code.
+pub fn main<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_INVALID } else { EXIT_OK };
+            let text = e.render().ansi().to_string();
+            let _ = if e.use_stderr() { write!(err, "{text}") } else { write!(out, "{text}") };
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(&args, out, err),
+    };
+    // Output that cannot be written (a closed pipe) is not worth a panic.
+    result.unwrap_or(EXIT_FAILED)
+}
+
+fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let workflow = match Workflow::load(&args.workflow) {
+        Ok(w) => w,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| default_cache_dir(&workflow.path));
+    let max_memory = workflow.agents.iter().map(|a| a.memory_bytes(&workflow.resources)).max().unwrap_or(0);
+    let config = RuntimeConfig {
+        max_instances: workflow.resources.max_concurrent,
+        max_memory_bytes: max_memory.max(1 << 20),
+        fuel: !args.no_fuel,
+        cache_dir: Some(cache_dir),
+        ..RuntimeConfig::default()
+    };
+    let engine = match Engine::new(config) {
+        Ok(e) => e,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_FAILED);
+        }
+    };
+    if let Err(errors) = engine.load_components(&workflow) {
+        for e in errors {
+            writeln!(err, "error: {e}")?;
+        }
+        return Ok(EXIT_INVALID);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            writeln!(err, "error: cannot start the async runtime: {e}")?;
+            return Ok(EXIT_FAILED);
+        }
+    };
+    let report = runtime.block_on(engine.run(&workflow, RunOptions::default()));
+
+    writeln!(
+        out,
+        "workflow `{}` (run {}): {} agents in {:.0?}",
+        report.workflow,
+        report.run_id,
+        report.agents.len(),
+        report.elapsed
+    )?;
+    let width = report.agents.iter().map(|a| a.agent.len()).max().unwrap_or(0);
+    for agent in &report.agents {
+        let time = agent.elapsed.map(|d| format!("{d:>8.1?}")).unwrap_or_else(|| format!("{:>8}", "-"));
+        let line = match &agent.status {
+            AgentStatus::Succeeded { keys, .. } => format!("ok      {time}  wrote {}", list(keys)),
+            AgentStatus::Failed(e) => format!("FAILED  {time}  {e}"),
+            AgentStatus::Skipped { because } => format!("skipped {time}  {because}"),
+        };
+        writeln!(out, "  {:width$}  {line}", agent.agent)?;
+    }
+    print_context(out, &report.context)?;
+    Ok(if report.succeeded() { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn default_cache_dir(workflow: &Path) -> PathBuf {
+    workflow.parent().unwrap_or(Path::new(".")).join(".ensemble").join("compiled")
+}
+
+fn list(keys: &[String]) -> String {
+    if keys.is_empty() { "nothing".to_owned() } else { keys.join(", ") }
+}
+
+/// Longest value shown per key; the rest is elided.
+const SHOWN_VALUE_CHARS: usize = 200;
+
+fn print_context(out: &mut dyn Write, context: &Snapshot) -> std::io::Result<()> {
+    writeln!(out, "context (version {}, {} keys):", context.version(), context.len())?;
+    for (key, entry) in context.iter() {
+        let shown = match rmp_serde::from_slice::<serde_json::Value>(&entry.value) {
+            Ok(value) => value.to_string(),
+            Err(_) => format!("<{} bytes, not MessagePack>", entry.value.len()),
+        };
+        let shown = if shown.chars().count() > SHOWN_VALUE_CHARS {
+            format!("{}…", shown.chars().take(SHOWN_VALUE_CHARS).collect::<String>())
+        } else {
+            shown
+        };
+        writeln!(out, "  {key} = {shown}   [{}]", entry.writer)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Running a workflow: load the components, start agents as their needs
+//! commit, commit what succeeds, skip what cannot run.
+//!
+//! This first cut is a topological loop: an agent starts once every agent it
+//! needs has committed, up to `max_concurrent` at a time, in declaration
+//! order. The resource pool, priorities and barriers grow here.
+//!
+//! Architecture invariant: an agent's writes are committed atomically, before
+//! any agent that needs it starts; an agent never sees uncommitted writes.
+
+mod report;
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinSet;
+
+pub use report::{AgentReport, AgentStatus, RunReport};
+
+use crate::context::{ContextStore, Ownership};
+use crate::observe::{Event, EventSink};
+use crate::runtime::{
+    AgentCall, AgentComponent, AgentError, AgentOutput, Limits, Runtime, RuntimeConfig, RuntimeError,
+};
+use crate::workflow::{AgentSpec, Workflow};
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The run's id; generated when `None`.
+    pub run_id: Option<String>,
+    /// Where events go; subscribe before the run starts to see them all.
+    pub events: EventSink,
+}
+
+/// The engine of a process: one wasmtime runtime, shared by every run.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    runtime: Runtime,
+}
+
+impl Engine {
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        Ok(Self { runtime: Runtime::new(config)? })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Load (compile, or fetch from the cache) every component of `workflow`,
+    /// reporting every one that cannot be used. Loaded components stay in
+    /// memory, so a run that follows does not load them again.
+    pub fn load_components(&self, workflow: &Workflow) -> Result<(), Vec<AgentError>> {
+        let errors: Vec<AgentError> = workflow
+            .agents
+            .iter()
+            .filter_map(|a| self.runtime.load_file(&a.id, &a.component).err())
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// Run `workflow` to the end. Agents that fail do not stop the others;
+    /// agents that need a failed agent are skipped. The report says what
+    /// happened to each.
+    pub async fn run(&self, workflow: &Workflow, options: RunOptions) -> RunReport {
+        let run_id = options.run_id.unwrap_or_else(|| new_run_id(workflow));
+        Execution::new(self.runtime.clone(), workflow, run_id, options.events).run().await
+    }
+}
+
+fn new_run_id(workflow: &Workflow) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(workflow.path.as_os_str().as_encoded_bytes());
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.finalize().to_hex()[..12].to_owned()
+}
+
+struct Execution<'w> {
+    runtime: Runtime,
+    workflow: &'w Workflow,
+    run_id: String,
+    events: EventSink,
+    ownership: Ownership,
+    store: ContextStore,
+    reports: HashMap<String, AgentReport>,
+    started: Instant,
+}
+
+type Finished = (String, Instant, Result<AgentOutput, AgentError>);
+
+impl<'w> Execution<'w> {
+    fn new(runtime: Runtime, workflow: &'w Workflow, run_id: String, events: EventSink) -> Self {
+        let ownership = Ownership::new(
+            workflow.agents.iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))),
+        );
+        Self {
+            runtime,
+            workflow,
+            run_id,
+            events,
+            ownership,
+            store: ContextStore::new(),
+            reports: HashMap::new(),
+            started: Instant::now(),
+        }
+    }
+
+    async fn run(mut self) -> RunReport {
+        let mut components = self.load_all().await;
+        let mut waiting: Vec<&AgentSpec> = self.workflow.agents.iter().collect();
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut running_ids: HashMap<tokio::task::Id, String> = HashMap::new();
+        let limit = self.workflow.resources.max_concurrent as usize;
+
+        loop {
+            // Settle what can be settled, start what can start.
+            let mut i = 0;
+            while i < waiting.len() {
+                let agent = waiting[i];
+                if let Some(because) = self.blocked_by_failure(agent) {
+                    self.finish(agent, AgentStatus::Skipped { because }, None);
+                    waiting.remove(i);
+                    i = 0;
+                    continue;
+                }
+                let ready = agent.needs.iter().all(|n| self.succeeded(n));
+                if ready && running.len() < limit {
+                    waiting.remove(i);
+                    match components.remove(&agent.id) {
+                        Some(Ok(component)) => {
+                            let handle = running.spawn(self.start(agent, component));
+                            running_ids.insert(handle.id(), agent.id.clone());
+                        }
+                        Some(Err(error)) => {
+                            self.finish(agent, AgentStatus::Failed(error), None);
+                            i = 0;
+                        }
+                        None => self.finish(
+                            agent,
+                            AgentStatus::Failed(AgentError::Host {
+                                agent: agent.id.clone(),
+                                message: "component was not loaded".into(),
+                            }),
+                            None,
+                        ),
+                    }
+                    continue;
+                }
+                i += 1;
+            }
+            let Some(joined) = running.join_next_with_id().await else { break };
+            match joined {
+                Ok((_, (id, started, result))) => self.complete(&id, started, result),
+                Err(join_error) => {
+                    let id = running_ids.get(&join_error.id()).cloned().unwrap_or_default();
+                    if let Some(agent) = self.workflow.agent(&id) {
+                        let error = AgentError::Host {
+                            agent: id.clone(),
+                            message: format!("agent task failed: {join_error}"),
+                        };
+                        self.finish(agent, AgentStatus::Failed(error), None);
+                    }
+                }
+            }
+        }
+        // Validation rules out cycles, so nothing is left; be safe anyway.
+        for agent in waiting {
+            self.finish(agent, AgentStatus::Skipped { because: "its needs never completed".into() }, None);
+        }
+        let agents = self.workflow.agents.iter().filter_map(|a| self.reports.remove(&a.id)).collect();
+        RunReport {
+            run_id: self.run_id,
+            workflow: self.workflow.name.clone(),
+            elapsed: self.started.elapsed(),
+            agents,
+            context: self.store.snapshot(),
+        }
+    }
+
+    /// Load every component on blocking threads, concurrently.
+    async fn load_all(&self) -> HashMap<String, Result<AgentComponent, AgentError>> {
+        let mut loads = JoinSet::new();
+        for agent in &self.workflow.agents {
+            let (runtime, id, path) = (self.runtime.clone(), agent.id.clone(), agent.component.clone());
+            loads.spawn_blocking(move || {
+                let loaded = runtime.load_file(&id, &path);
+                (id, loaded)
+            });
+        }
+        let mut components = HashMap::new();
+        while let Some(joined) = loads.join_next().await {
+            if let Ok((id, loaded)) = joined {
+                components.insert(id, loaded);
+            }
+        }
+        components
+    }
+
+    fn start(&self, agent: &AgentSpec, component: AgentComponent) -> impl Future<Output = Finished> + use<> {
+        let call = AgentCall {
+            agent: agent.id.clone(),
+            run_id: self.run_id.clone(),
+            attempt: 1,
+            config: agent.config.clone(),
+            snapshot: self.store.snapshot(),
+            ownership: self.ownership.clone(),
+            limits: Limits {
+                memory_bytes: agent.memory_bytes(&self.workflow.resources),
+                fuel: agent.fuel,
+                timeout: agent.timeout,
+            },
+            events: self.events.clone(),
+        };
+        self.events.send(Event::AgentStarted { agent: agent.id.clone(), attempt: 1 });
+        let runtime = self.runtime.clone();
+        async move {
+            let started = Instant::now();
+            let id = call.agent.clone();
+            let result = runtime.run_agent(&component, call).await;
+            (id, started, result)
+        }
+    }
+
+    fn complete(&mut self, id: &str, started: Instant, result: Result<AgentOutput, AgentError>) {
+        let Some(agent) = self.workflow.agent(id) else { return };
+        match result {
+            Ok(output) => {
+                let fuel_used = output.fuel_used;
+                let peak_memory = output.peak_memory;
+                let commit = self.store.commit(id, output.writes);
+                self.events.send(Event::Committed {
+                    agent: id.to_owned(),
+                    version: commit.version,
+                    keys: commit.keys.clone(),
+                });
+                self.events.send(Event::AgentSucceeded { agent: id.to_owned(), elapsed: started.elapsed() });
+                let status = AgentStatus::Succeeded { version: commit.version, keys: commit.keys };
+                self.finish(agent, status, Some((started, fuel_used, peak_memory)));
+            }
+            Err(error) => self.finish(agent, AgentStatus::Failed(error), Some((started, None, 0))),
+        }
+    }
+
+    fn finish(&mut self, agent: &AgentSpec, status: AgentStatus, ran: Option<(Instant, Option<u64>, u64)>) {
+        match &status {
+            AgentStatus::Failed(error) => {
+                self.events.send(Event::AgentFailed { agent: agent.id.clone(), error: error.to_string() });
+            }
+            AgentStatus::Skipped { because } => {
+                self.events.send(Event::AgentSkipped { agent: agent.id.clone(), because: because.clone() });
+            }
+            AgentStatus::Succeeded { .. } => {}
+        }
+        let (elapsed, fuel_used, peak_memory) = match ran {
+            Some((started, fuel, memory)) => (Some(started.elapsed()), fuel, memory),
+            None => (None, None, 0),
+        };
+        self.reports.insert(
+            agent.id.clone(),
+            AgentReport { agent: agent.id.clone(), status, elapsed, fuel_used, peak_memory },
+        );
+    }
+
+    fn succeeded(&self, id: &str) -> bool {
+        self.reports.get(id).is_some_and(|r| matches!(r.status, AgentStatus::Succeeded { .. }))
+    }
+
+    /// The reason `agent` can never start, if one of its needs did not succeed.
+    fn blocked_by_failure(&self, agent: &AgentSpec) -> Option<String> {
+        agent.needs.iter().find_map(|need| match self.reports.get(need).map(|r| &r.status) {
+            Some(AgentStatus::Failed(_)) => Some(format!("it needs `{need}`, which failed")),
+            Some(AgentStatus::Skipped { .. }) => Some(format!("it needs `{need}`, which was skipped")),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,31 @@
+//! Ensemble runs multi-agent workflows in parallel, every agent a sandboxed
+//! WebAssembly component.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use ensemble::{Engine, RunOptions, RuntimeConfig, Workflow};
+//!
+//! let workflow = Workflow::load("examples/hello/workflow.yaml")?;
+//! let engine = Engine::new(RuntimeConfig::default())?;
+//! let report = engine.run(&workflow, RunOptions::default()).await;
+//! for agent in &report.agents {
+//!     println!("{}: {:?}", agent.agent, agent.status);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The modules follow the data: [`workflow`] parses and checks the file,
+//! [`runtime`] sandboxes components, [`context`] holds the shared versioned
+//! context, [`exec`] runs the plan, [`observe`] reports what happened.
+
+pub mod cli;
+pub mod context;
+pub mod exec;
+pub mod observe;
+pub mod runtime;
+pub mod workflow;
+
+pub use exec::{AgentReport, AgentStatus, Engine, RunOptions, RunReport};
+pub use observe::{Event, EventSink};
+pub use runtime::{AgentError, Runtime, RuntimeConfig};
+pub use workflow::{Workflow, WorkflowError};

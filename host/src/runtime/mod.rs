@@ -1,0 +1,574 @@
+//! The sandbox: wasmtime configuration, component loading, the compiled
+//! component cache, per-invocation limits and the WIT bindings.
+//!
+//! Architecture invariant: this is the only module that names wasmtime types.
+//! The rest of the host sees [`Runtime`], [`AgentComponent`], [`AgentCall`],
+//! [`AgentOutput`] and [`AgentError`].
+//!
+//! Limits, and why they exist:
+//! - Linear memory is capped per invocation (the agent's memory units × the
+//!   unit size), so an agent cannot take the host's memory.
+//! - Fuel, when the workflow gives a budget, bounds the instructions an agent
+//!   may execute, so a runaway loop ends deterministically.
+//! - A wall-clock deadline is enforced through epoch interruption: a
+//!   background thread ticks the engine's epoch, and at every tick a running
+//!   agent yields to tokio (so agents share cores fairly) and is stopped if
+//!   its deadline has passed.
+//! - No ambient authority: the linker provides only the `ensemble:agent`
+//!   interfaces. A component that imports anything else (WASI included)
+//!   fails to load, naming the import.
+
+mod bindings;
+mod compiled;
+mod host;
+mod limits;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+    WasmBacktrace,
+};
+
+pub use bindings::{Finding, Severity, Validation};
+pub use host::{MAX_MESSAGE_BYTES, MAX_STAGED_BYTES, MAX_STAGED_KEYS, MAX_VALUE_BYTES};
+pub use limits::MAX_TABLE_ELEMENTS;
+
+use crate::context::{Ownership, OwnershipError, Snapshot, StagedWrites};
+use crate::observe::EventSink;
+use bindings::{AgentPre, Invocation};
+use compiled::CompiledCache;
+use host::AgentState;
+use limits::Limiter;
+
+/// The interfaces the host provides. Anything else a component imports is a
+/// capability it was not granted.
+pub const PROVIDED_IMPORTS: &[&str] = &[
+    "ensemble:agent/types@0.1.0",
+    "ensemble:agent/context@0.1.0",
+    "ensemble:agent/progress@0.1.0",
+    "ensemble:agent/log@0.1.0",
+    "ensemble:agent/templates@0.1.0",
+];
+
+/// How a [`Runtime`] is set up. One runtime serves a whole process.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Agents that may be instantiated at once; sizes the instance pool.
+    pub max_instances: u32,
+    /// The largest linear memory any one agent may be given, in bytes.
+    pub max_memory_bytes: u64,
+    /// Meter fuel. Needed for fuel budgets; costs some speed.
+    pub fuel: bool,
+    /// Where compiled components are kept; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// How often running agents yield and check their deadline.
+    pub epoch_tick: Duration,
+    /// Use the pooling allocator (falls back to on-demand if it cannot be reserved).
+    pub pooling: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: crate::workflow::DEFAULT_MAX_CONCURRENT,
+            max_memory_bytes: 1 << 30,
+            fuel: true,
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(10),
+            pooling: true,
+        }
+    }
+}
+
+/// Counters of the compiled-component cache.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Components compiled from wasm.
+    pub compiled: u64,
+    /// Components loaded from the on-disk cache.
+    pub disk_hits: u64,
+    /// Loads answered by a component already loaded in this process.
+    pub memory_hits: u64,
+}
+
+/// A loaded, linked component, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct AgentComponent {
+    /// blake3 of the component bytes, hex.
+    pub content_hash: String,
+    pre: AgentPre<AgentState>,
+}
+
+impl std::fmt::Debug for AgentComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentComponent").field("content_hash", &self.content_hash).finish_non_exhaustive()
+    }
+}
+
+/// Limits of one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Cap on the total of the agent's linear memories.
+    pub memory_bytes: u64,
+    /// Instruction budget; `None` for unmetered.
+    pub fuel: Option<u64>,
+    /// Wall-clock limit; `None` for none.
+    pub timeout: Option<Duration>,
+}
+
+/// Everything one call of an agent's `run` needs.
+#[derive(Debug, Clone)]
+pub struct AgentCall {
+    pub agent: String,
+    pub run_id: String,
+    pub attempt: u32,
+    /// MessagePack of the agent's config.
+    pub config: Vec<u8>,
+    /// The context as of the agent's start.
+    pub snapshot: Snapshot,
+    pub ownership: Ownership,
+    pub limits: Limits,
+    pub events: EventSink,
+}
+
+/// What a successful `run` produced.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOutput {
+    /// Writes to commit.
+    pub writes: StagedWrites,
+    /// Fuel consumed, when metered.
+    pub fuel_used: Option<u64>,
+    /// Peak linear memory, bytes.
+    pub peak_memory: u64,
+}
+
+/// How the agent's own `agent-error` classified its failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnedKind {
+    InvalidInput,
+    Context,
+    Failed,
+}
+
+/// Why an agent did not succeed. Every variant names the agent.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent `{agent}`: cannot load component {}: {reason}", path.display())]
+    Load { agent: String, path: PathBuf, reason: String },
+    #[error("agent `{agent}`: component {} imports `{import}`, which the host does not provide (agents get only the ensemble:agent interfaces unless the workflow grants more)", path.display())]
+    Link { agent: String, path: PathBuf, import: String },
+    #[error("agent `{agent}` ran out of fuel (budget: {budget} units)")]
+    OutOfFuel { agent: String, budget: u64 },
+    #[error("agent `{agent}` hit its memory limit of {limit} bytes (it asked for {requested} bytes)")]
+    MemoryLimit { agent: String, limit: u64, requested: u64 },
+    #[error("agent `{agent}` timed out after {}", humantime::format_duration(*after))]
+    Timeout { agent: String, after: Duration },
+    #[error("agent `{agent}` trapped: {message}{}", said.as_ref().map(|s| format!(" (it last logged: {s})")).unwrap_or_default())]
+    Trap {
+        agent: String,
+        message: String,
+        /// The wasm backtrace, when wasmtime captured one.
+        backtrace: Option<String>,
+        /// The last message the agent logged at error level, e.g. a Rust panic.
+        said: Option<String>,
+    },
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
+    #[error("agent `{agent}` failed: {message}")]
+    Returned { agent: String, kind: ReturnedKind, message: String },
+    #[error("agent `{agent}`: host error: {message}")]
+    Host { agent: String, message: String },
+}
+
+impl AgentError {
+    /// The agent this error is about.
+    pub fn agent(&self) -> &str {
+        match self {
+            Self::Load { agent, .. }
+            | Self::Link { agent, .. }
+            | Self::OutOfFuel { agent, .. }
+            | Self::MemoryLimit { agent, .. }
+            | Self::Timeout { agent, .. }
+            | Self::Trap { agent, .. }
+            | Self::Returned { agent, .. }
+            | Self::Host { agent, .. } => agent,
+            Self::Ownership(e) => &e.agent,
+        }
+    }
+
+    /// Whether the component itself is unusable (bad file, wrong world,
+    /// forbidden import): an input problem, not a run-time failure.
+    pub fn is_load_error(&self) -> bool {
+        matches!(self, Self::Load { .. } | Self::Link { .. })
+    }
+}
+
+/// The epoch deadline passed.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<AgentState>,
+    cache: Option<CompiledCache>,
+    fingerprint: String,
+    loaded: Mutex<HashMap<String, AgentPre<AgentState>>>,
+    compiled: AtomicU64,
+    disk_hits: AtomicU64,
+    memory_hits: AtomicU64,
+    /// One permit per pooled instance slot.
+    slots: tokio::sync::Semaphore,
+    fuel: bool,
+    pooling: bool,
+}
+
+/// The wasmtime engine, linker and component cache of a process. Cheap to
+/// clone; clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("fingerprint", &self.inner.fingerprint)
+            .field("pooling", &self.inner.pooling)
+            .field("fuel", &self.inner.fuel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The runtime could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the wasm engine: {0}")]
+pub struct RuntimeError(String);
+
+fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true);
+    cfg.epoch_interruption(true);
+    cfg.consume_fuel(config.fuel);
+    if pooled {
+        let n = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        // Interpreted guests (Python, JavaScript) have several core instances,
+        // memories and tables per component; Rust agents have one of each.
+        pool.total_component_instances(n)
+            .max_core_instances_per_component(64)
+            .total_core_instances(n * 64)
+            .max_memories_per_component(8)
+            .total_memories(n * 8)
+            .max_tables_per_component(8)
+            .total_tables(n * 8)
+            .total_stacks(n)
+            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
+            .table_elements(100_000);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    cfg
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let (engine, pooling) = if config.pooling {
+            match Engine::new(&engine_config(&config, true)) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!("cannot reserve the instance pool ({e}); using on-demand allocation");
+                    (
+                        Engine::new(&engine_config(&config, false))
+                            .map_err(|e| RuntimeError(e.to_string()))?,
+                        false,
+                    )
+                }
+            }
+        } else {
+            (Engine::new(&engine_config(&config, false)).map_err(|e| RuntimeError(e.to_string()))?, false)
+        };
+        let mut linker = Linker::new(&engine);
+        bindings::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| RuntimeError(e.to_string()))?;
+        spawn_ticker(&engine, config.epoch_tick);
+        let fingerprint = compiled::engine_fingerprint(&engine);
+        let slots =
+            if pooling { config.max_instances.max(1) as usize } else { tokio::sync::Semaphore::MAX_PERMITS };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache: config.cache_dir.map(CompiledCache::new),
+                fingerprint,
+                loaded: Mutex::new(HashMap::new()),
+                compiled: AtomicU64::new(0),
+                disk_hits: AtomicU64::new(0),
+                memory_hits: AtomicU64::new(0),
+                slots: tokio::sync::Semaphore::new(slots),
+                fuel: config.fuel,
+                pooling,
+            }),
+        })
+    }
+
+    /// Whether the pooling allocator is in use (false after a fallback).
+    pub fn is_pooled(&self) -> bool {
+        self.inner.pooling
+    }
+
+    pub fn fuel_enabled(&self) -> bool {
+        self.inner.fuel
+    }
+
+    pub fn load_stats(&self) -> LoadStats {
+        LoadStats {
+            compiled: self.inner.compiled.load(Ordering::Relaxed),
+            disk_hits: self.inner.disk_hits.load(Ordering::Relaxed),
+            memory_hits: self.inner.memory_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Load the component at `path` for `agent`. CPU-heavy on a cache miss:
+    /// call it from a blocking thread in async code.
+    pub fn load_file(&self, agent: &str, path: &Path) -> Result<AgentComponent, AgentError> {
+        let bytes = std::fs::read(path).map_err(|e| AgentError::Load {
+            agent: agent.to_owned(),
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.load(agent, path, &bytes)
+    }
+
+    /// Load component `bytes` for `agent`; `path` names them in errors.
+    pub fn load(&self, agent: &str, path: &Path, bytes: &[u8]) -> Result<AgentComponent, AgentError> {
+        let load_error =
+            |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
+        check_header(bytes).map_err(|r| load_error(r.to_owned()))?;
+        let content_hash = blake3::hash(bytes).to_hex().to_string();
+        let inner = &self.inner;
+        if let Some(pre) = inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&content_hash) {
+            inner.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(AgentComponent { content_hash, pre: pre.clone() });
+        }
+
+        let component =
+            self.compile_or_fetch(&content_hash, bytes).map_err(|e| load_error(format!("{e:#}")))?;
+
+        let ty = component.component_type();
+        for (name, item) in ty.imports(&inner.engine) {
+            let provided =
+                PROVIDED_IMPORTS.contains(&name) && matches!(item.ty, ComponentItem::ComponentInstance(_));
+            if !provided {
+                return Err(AgentError::Link {
+                    agent: agent.to_owned(),
+                    path: path.to_owned(),
+                    import: name.to_owned(),
+                });
+            }
+        }
+        let instance_pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_error(format!("cannot link: {e:#}")))?;
+        let pre = AgentPre::new(instance_pre).map_err(|e| {
+            load_error(format!("it does not implement the `ensemble:agent/agent` world (it must export `run` and `validate`): {e:#}"))
+        })?;
+        inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(content_hash.clone(), pre.clone());
+        Ok(AgentComponent { content_hash, pre })
+    }
+
+    fn compile_or_fetch(&self, content_hash: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let inner = &self.inner;
+        if let Some(cache) = &inner.cache
+            && let Some(artifact) = cache.get(content_hash, &inner.fingerprint)
+        {
+            match deserialize(&inner.engine, &artifact) {
+                Ok(component) => {
+                    inner.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(component);
+                }
+                Err(e) => tracing::warn!("cached compiled component unusable ({e}); recompiling"),
+            }
+        }
+        let component = Component::new(&inner.engine, bytes)?;
+        inner.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = &inner.cache {
+            cache.put(content_hash, &inner.fingerprint, &component.serialize()?);
+        }
+        Ok(component)
+    }
+
+    /// Instantiate `component` in a fresh store and call its `run`, under
+    /// `call.limits`. On success the staged writes are returned for the
+    /// caller to commit; on any failure nothing is.
+    pub async fn run_agent(
+        &self,
+        component: &AgentComponent,
+        call: AgentCall,
+    ) -> Result<AgentOutput, AgentError> {
+        let inner = &self.inner;
+        let host_error = |message: String| AgentError::Host { agent: call.agent.clone(), message };
+        let _slot = inner.slots.acquire().await.map_err(|e| host_error(e.to_string()))?;
+
+        let agent: Arc<str> = Arc::from(call.agent.as_str());
+        let state = AgentState::new(
+            agent,
+            call.snapshot,
+            call.ownership,
+            Limiter::new(call.limits.memory_bytes),
+            call.events,
+        );
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let fuel_budget = match (inner.fuel, call.limits.fuel) {
+            (true, budget) => Some(budget.unwrap_or(u64::MAX)),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(host_error(
+                    "the workflow sets a fuel budget but this engine does not meter fuel".into(),
+                ));
+            }
+        };
+        if let Some(budget) = fuel_budget {
+            store.set_fuel(budget).map_err(|e| host_error(e.to_string()))?;
+        }
+        let started = Instant::now();
+        let deadline = call.limits.timeout.map(|t| started + t);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| match deadline {
+            Some(d) if Instant::now() >= d => Err(DeadlineExceeded.into()),
+            _ => Ok(UpdateDeadline::Yield(1)),
+        });
+
+        let invocation = Invocation {
+            agent: call.agent.clone(),
+            run_id: call.run_id,
+            attempt: call.attempt,
+            config: call.config,
+        };
+        let run = async {
+            let instance = component.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &invocation).await
+        };
+        let result = match call.limits.timeout {
+            // The epoch check stops a running agent; this also stops one that
+            // is blocked in a host call.
+            Some(t) => tokio::time::timeout(t + Duration::from_millis(100), run)
+                .await
+                .unwrap_or_else(|_| Err(DeadlineExceeded.into())),
+            None => run.await,
+        };
+
+        let fuel_used = fuel_budget.and_then(|budget| Some(budget - store.get_fuel().ok()?));
+        let state = store.into_data();
+        let agent = call.agent;
+        if let Some(violation) = state.violation {
+            return Err(AgentError::Ownership(violation));
+        }
+        let memory_limit = |requested: usize| AgentError::MemoryLimit {
+            agent: agent.clone(),
+            limit: call.limits.memory_bytes,
+            requested: requested as u64,
+        };
+        match result {
+            Ok(Ok(())) => {
+                Ok(AgentOutput { writes: state.staged, fuel_used, peak_memory: state.limiter.peak() })
+            }
+            Ok(Err(error)) => {
+                if let Some(requested) = state.limiter.refused {
+                    return Err(memory_limit(requested));
+                }
+                let (kind, message) = match error {
+                    bindings::AgentError::InvalidInput(m) => (ReturnedKind::InvalidInput, m),
+                    bindings::AgentError::Context(e) => (ReturnedKind::Context, context_error_message(&e)),
+                    bindings::AgentError::Failed(m) => (ReturnedKind::Failed, m),
+                };
+                Err(AgentError::Returned { agent, kind, message })
+            }
+            Err(e) => {
+                if e.downcast_ref::<DeadlineExceeded>().is_some()
+                    || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+                {
+                    return Err(AgentError::Timeout { agent, after: started.elapsed() });
+                }
+                if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+                    return Err(AgentError::OutOfFuel {
+                        agent,
+                        budget: call.limits.fuel.unwrap_or(u64::MAX),
+                    });
+                }
+                if let Some(requested) = state.limiter.refused {
+                    return Err(memory_limit(requested));
+                }
+                let backtrace = e.downcast_ref::<WasmBacktrace>().map(ToString::to_string);
+                let message = match e.downcast_ref::<Trap>() {
+                    Some(trap) => trap.to_string(),
+                    None => format!("{e:#}"),
+                };
+                Err(AgentError::Trap { agent, message, backtrace, said: state.last_error })
+            }
+        }
+    }
+}
+
+fn context_error_message(e: &bindings::ContextError) -> String {
+    match e {
+        bindings::ContextError::NotOwned(m)
+        | bindings::ContextError::InvalidKey(m)
+        | bindings::ContextError::LimitExceeded(m) => m.clone(),
+    }
+}
+
+/// Say plainly what a file is when it is not a component.
+fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', _, _, 0x01, 0x00]) => Ok(()),
+        Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => Err(
+            "this is a core wasm module, not a component: turn it into one (cargo xtask build-agents does this for Rust agents)",
+        ),
+        Some([0, b'a', b's', b'm', ..]) => Err("unknown WebAssembly binary version"),
+        _ if bytes.starts_with(b"(component") || bytes.starts_with(b"(module") => {
+            Err("this is WebAssembly text; give the binary (.wasm)")
+        }
+        _ => Err("not a WebAssembly component (the file does not start with the wasm magic bytes)"),
+    }
+}
+
+/// Load a compiled artifact this engine wrote.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime runs deserialized artifacts as native code without
+    // validating them. The bytes come from our own cache directory, were
+    // written by this engine configuration (the file name carries the
+    // engine's compatibility hash) and passed the checksum in the file
+    // header, so they are exactly what `Component::serialize` produced.
+    unsafe { Component::deserialize(engine, artifact) }
+}
+
+/// Tick the engine's epoch until the engine is dropped.
+fn spawn_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("ensemble-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(tick);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the epoch ticker ({e}); agent deadlines will not be enforced");
+    }
+}

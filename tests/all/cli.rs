@@ -1,0 +1,74 @@
+//! The command line, run in-process: output, exit codes, bad input.
+
+use ensemble::cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
+use ensemble_tests::{Project, component_wat, plain, repo_root, writer};
+
+fn ensemble(args: &[&str]) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let argv = std::iter::once("ensemble").chain(args.iter().copied());
+    let code = ensemble::cli::main(argv, &mut out, &mut err);
+    (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+}
+
+#[test]
+fn hello_example_runs() {
+    let workflow = repo_root().join("examples/hello/workflow.yaml");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let (code, out, err) = ensemble(&["run", &workflow.to_string_lossy(), "--cache-dir", &cache_arg]);
+    assert_eq!(code, EXIT_OK, "stdout:\n{out}\nstderr:\n{err}");
+    for expected in ["greeter", "shouter", "counter", "greeter.message", "shouter.message", "counter.stats"] {
+        assert!(out.contains(expected), "{expected} missing from:\n{out}");
+    }
+}
+
+#[test]
+fn a_failed_agent_exits_1() {
+    let project = Project::new();
+    project.component("a", &writer("a.value")).component("b", &plain("unreachable"));
+    let path = project.workflow_file("agents:\n  a:\n    component: a.wasm\n  b:\n    component: b.wasm\n");
+    let (code, out, _) = ensemble(&["run", &path.to_string_lossy()]);
+    assert_eq!(code, EXIT_FAILED);
+    assert!(out.contains("FAILED") && out.contains("a.value"), "{out}");
+}
+
+#[test]
+fn missing_workflow_exits_2_naming_it() {
+    let (code, _, err) = ensemble(&["run", "/nonexistent/flow.yaml"]);
+    assert_eq!(code, EXIT_INVALID);
+    assert!(err.contains("/nonexistent/flow.yaml"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn missing_component_exits_2_with_its_line() {
+    let project = Project::new();
+    let path = project.workflow_file("agents:\n  a:\n    component: nowhere.wasm\n");
+    let (code, _, err) = ensemble(&["run", &path.to_string_lossy()]);
+    assert_eq!(code, EXIT_INVALID);
+    assert!(err.contains("workflow.yaml:3:") && err.contains("nowhere.wasm"), "{err}");
+}
+
+#[test]
+fn unusable_components_exit_2_before_anything_runs() {
+    let project = Project::new();
+    project
+        .component("a", &writer("a.value"))
+        .component("garbage", b"garbage")
+        .component("empty", &component_wat("(component)"));
+    let path = project.workflow_file(
+        "agents:\n  a:\n    component: a.wasm\n  garbage:\n    component: garbage.wasm\n  empty:\n    component: empty.wasm\n",
+    );
+    let (code, out, err) = ensemble(&["run", &path.to_string_lossy()]);
+    assert_eq!(code, EXIT_INVALID);
+    assert!(out.is_empty(), "nothing ran: {out}");
+    assert_eq!(err.lines().count(), 2, "one line per unusable component: {err}");
+    assert!(err.contains("agent `garbage`") && err.contains("agent `empty`"), "{err}");
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let (code, out, _) = ensemble(&["--help"]);
+    assert_eq!(code, EXIT_OK);
+    assert!(out.contains("run"), "{out}");
+}

@@ -1,0 +1,58 @@
+//! Components that cannot be used fail at load, naming the agent and the
+//! cause, and the other agents still run.
+
+use ensemble::{AgentError, RunOptions};
+use ensemble_tests::{Project, component_wat, engine, writer};
+
+async fn load_error(bad: &[u8]) -> AgentError {
+    let project = Project::new();
+    project.component("good", &writer("good.value")).component("bad", bad);
+    let workflow =
+        project.workflow("agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n");
+    let report = engine().run(&workflow, RunOptions::default()).await;
+    assert!(report.context.get("good.value").is_some(), "the good agent still commits: {report:?}");
+    let error = report.error("bad").cloned().expect("bad agent fails");
+    assert!(error.is_load_error(), "{error}");
+    assert_eq!(error.agent(), "bad");
+    error
+}
+
+#[tokio::test]
+async fn forbidden_import_names_the_import() {
+    let wasi = component_wat(
+        r#"(component
+             (import "wasi:cli/environment@0.2.0" (instance
+               (export "get-arguments" (func (result (list string)))))))"#,
+    );
+    match load_error(&wasi).await {
+        AgentError::Link { import, .. } => assert_eq!(import, "wasi:cli/environment@0.2.0"),
+        other => panic!("expected a link error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn garbage_bytes_are_not_a_component() {
+    let error = load_error(b"this is not wasm at all").await;
+    assert!(error.to_string().contains("not a WebAssembly component"), "{error}");
+    assert!(error.to_string().contains("bad.wasm"), "the file is named: {error}");
+}
+
+#[tokio::test]
+async fn a_core_module_is_told_to_componentize() {
+    let error = load_error(&component_wat("(module)")).await;
+    assert!(error.to_string().contains("core wasm module, not a component"), "{error}");
+}
+
+#[tokio::test]
+async fn truncated_component_fails_to_load() {
+    let mut bytes = writer("bad.value");
+    bytes.truncate(bytes.len() / 2);
+    let error = load_error(&bytes).await;
+    assert!(matches!(error, AgentError::Load { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn missing_run_export_is_a_world_mismatch() {
+    let error = load_error(&component_wat("(component)")).await;
+    assert!(error.to_string().contains("does not implement the `ensemble:agent/agent` world"), "{error}");
+}

@@ -1,0 +1,174 @@
+//! Fixtures for the end-to-end tests: hand-written agents and throwaway
+//! projects (a temporary directory with a workflow and its components).
+//!
+//! Most hostile agents are core modules written in WAT against the real WIT
+//! (`wit/`), turned into components by `wit-component` exactly as the Rust
+//! agents are. That keeps each fixture a few readable lines.
+
+use std::path::{Path, PathBuf};
+
+use ensemble::{Engine, RuntimeConfig, Workflow};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Turn a core module in WAT, written against the `agent` world's core ABI,
+/// into a component.
+pub fn core_agent(wat: &str) -> Vec<u8> {
+    let mut module = wat::parse_str(wat).expect("fixture WAT parses");
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(repo_root().join("wit")).expect("wit/ parses");
+    let world = resolve.select_world(&[package], Some("agent")).expect("world `agent` exists");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )
+    .expect("metadata embeds");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("module is accepted")
+        .validate(true)
+        .encode()
+        .expect("component encodes")
+}
+
+/// A component written directly in WAT.
+pub fn component_wat(wat: &str) -> Vec<u8> {
+    wat::parse_str(wat).expect("fixture WAT parses")
+}
+
+/// The core-module frame every WAT agent shares: memory, a bump allocator,
+/// a `validate` that passes, and `run` with the given body. The body returns
+/// a pointer to the result: [`OK`] (zeroed memory: `ok`) or [`FAILED`].
+/// Extra module fields (imports come first, data segments) go in `fields`.
+pub fn agent_module(imports: &str, fields: &str, run_body: &str) -> String {
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 8192))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+      (then (if (i32.eq (memory.grow (i32.add (i32.const 1)
+                  (i32.div_u (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536))) (i32.const 65536))))
+                (i32.const -1))
+              (then unreachable))))
+    (local.get $p))
+  (func (export "validate") (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32) (i32.const {OK}))
+  ;; result area for `failed("fixture failed")`: tag 1, agent-error case 2, string at 1600
+  (data (i32.const {FAILED}) "\01\00\00\00\02\00\00\00\40\06\00\00\0e\00\00\00")
+  (data (i32.const 1600) "fixture failed")
+  {fields}
+  (func (export "run") (param i32 i32 i32 i32 i32 i32 i32) (result i32)
+    {run_body})
+)"#
+    )
+}
+
+/// Address of a zeroed result area: `ok`.
+pub const OK: u32 = 1024;
+/// Address of a result area holding `err(failed("fixture failed"))`.
+pub const FAILED: u32 = 1536;
+/// Scratch space for host calls' return areas.
+pub const RET: u32 = 2048;
+
+pub const IMPORT_PUT: &str =
+    r#"(import "ensemble:agent/context@0.1.0" "put" (func $put (param i32 i32 i32 i32 i32)))"#;
+pub const IMPORT_GET: &str =
+    r#"(import "ensemble:agent/context@0.1.0" "get" (func $get (param i32 i32 i32)))"#;
+
+/// An agent that writes MessagePack `"ok"` to `key` and succeeds.
+pub fn writer(key: &str) -> Vec<u8> {
+    core_agent(&agent_module(
+        IMPORT_PUT,
+        &format!(r#"(data (i32.const 3000) "{key}") (data (i32.const 3500) "\a2ok")"#),
+        &format!(
+            "(call $put (i32.const 3000) (i32.const {len}) (i32.const 3500) (i32.const 3) (i32.const {RET})) (i32.const {OK})",
+            len = key.len()
+        ),
+    ))
+}
+
+/// An agent that copies the value of `from` to `to`, failing if `from` is absent.
+pub fn copier(from: &str, to: &str) -> Vec<u8> {
+    core_agent(&agent_module(
+        &format!("{IMPORT_GET}\n  {IMPORT_PUT}"),
+        &format!(r#"(data (i32.const 3000) "{from}") (data (i32.const 3200) "{to}")"#),
+        &format!(
+            "(call $get (i32.const 3000) (i32.const {from_len}) (i32.const {RET}))
+             ;; result<option<list<u8>>>: ok tag at +0, option tag at +4, list at +8/+12
+             (if (result i32) (i32.and (i32.eqz (i32.load8_u (i32.const {RET})))
+                                       (i32.eq (i32.load8_u (i32.const {ret4})) (i32.const 1)))
+               (then
+                 (call $put (i32.const 3200) (i32.const {to_len})
+                            (i32.load (i32.const {ret8})) (i32.load (i32.const {ret12})) (i32.const {ret16}))
+                 (i32.const {OK}))
+               (else (i32.const {FAILED})))",
+            from_len = from.len(),
+            to_len = to.len(),
+            ret4 = RET + 4,
+            ret8 = RET + 8,
+            ret12 = RET + 12,
+            ret16 = RET + 16,
+        ),
+    ))
+}
+
+/// An agent whose `run` body is `body` (no imports).
+pub fn plain(body: &str) -> Vec<u8> {
+    core_agent(&agent_module("", "", body))
+}
+
+/// A throwaway project: a temporary directory holding components and a workflow.
+#[derive(Debug)]
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temporary directory") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write `bytes` as `<name>.wasm`.
+    pub fn component(&self, name: &str, bytes: &[u8]) -> &Self {
+        std::fs::write(self.dir.path().join(format!("{name}.wasm")), bytes).expect("write component");
+        self
+    }
+
+    /// Write `yaml` as `workflow.yaml` and return its path.
+    pub fn workflow_file(&self, yaml: &str) -> PathBuf {
+        let path = self.dir.path().join("workflow.yaml");
+        std::fs::write(&path, yaml).expect("write workflow");
+        path
+    }
+
+    /// Write and load `yaml` as the workflow.
+    pub fn workflow(&self, yaml: &str) -> Workflow {
+        Workflow::load(self.workflow_file(yaml)).expect("fixture workflow is valid")
+    }
+}
+
+/// An engine for tests: pooled, fuel metered, no disk cache.
+pub fn engine() -> Engine {
+    Engine::new(RuntimeConfig::default()).expect("engine starts")
+}

@@ -4,6 +4,7 @@
 mod cli;
 mod compiled_cache;
 mod context;
+mod engine;
 mod limits;
 mod loading;
 mod ownership;

@@ -1,0 +1,75 @@
+//! The engine: instance pool, concurrency limit, events.
+
+use ensemble::{Engine, Event, RunOptions, RuntimeConfig};
+use ensemble_tests::{Project, writer};
+
+fn three_independent_writers(max_concurrent: u32) -> (Project, ensemble::Workflow) {
+    let project = Project::new();
+    for name in ["a", "b", "c"] {
+        project.component(name, &writer(&format!("{name}.value")));
+    }
+    let workflow = project.workflow(&format!(
+        "resources:\n  max_concurrent: {max_concurrent}\nagents:\n  a:\n    component: a.wasm\n  b:\n    component: b.wasm\n  c:\n    component: c.wasm\n"
+    ));
+    (project, workflow)
+}
+
+/// The order in which agents started and finished, from the event stream.
+fn timeline(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        match event {
+            Event::AgentStarted { agent, .. } => seen.push(format!("start {agent}")),
+            Event::AgentSucceeded { agent, .. } => seen.push(format!("end {agent}")),
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn independent_agents_start_together_up_to_the_limit() {
+    let (_project, workflow) = three_independent_writers(2);
+    let options = RunOptions::default();
+    let mut events = options.events.subscribe();
+    let report = ensemble_tests::engine().run(&workflow, options).await;
+    assert!(report.succeeded(), "{report:?}");
+    let seen = timeline(&mut events);
+    assert_eq!(&seen[..2], ["start a", "start b"], "{seen:?}");
+    let c = seen.iter().position(|e| e == "start c").expect("c started");
+    assert!(seen[..c].iter().any(|e| e.starts_with("end")), "c waits for a free slot: {seen:?}");
+}
+
+#[tokio::test]
+async fn with_room_for_all_every_agent_starts_at_once() {
+    let (_project, workflow) = three_independent_writers(3);
+    let options = RunOptions::default();
+    let mut events = options.events.subscribe();
+    ensemble_tests::engine().run(&workflow, options).await;
+    let seen = timeline(&mut events);
+    assert_eq!(&seen[..3], ["start a", "start b", "start c"], "{seen:?}");
+}
+
+#[tokio::test]
+async fn falls_back_to_on_demand_allocation_when_the_pool_cannot_be_reserved() {
+    // A million instances of 1 TiB each cannot be reserved on any machine.
+    let config = RuntimeConfig { max_instances: 1_000_000, max_memory_bytes: 1 << 40, ..RuntimeConfig::default() };
+    let engine = Engine::new(config).expect("engine starts anyway");
+    assert!(!engine.runtime().is_pooled());
+    let (_project, workflow) = three_independent_writers(3);
+    let report = engine.run(&workflow, RunOptions::default()).await;
+    assert!(report.succeeded(), "{report:?}");
+}
+
+#[tokio::test]
+async fn the_default_engine_is_pooled_and_one_engine_serves_many_runs() {
+    let engine = ensemble_tests::engine();
+    assert!(engine.runtime().is_pooled());
+    let (_project, workflow) = three_independent_writers(3);
+    for _ in 0..3 {
+        let report = engine.run(&workflow, RunOptions::default()).await;
+        assert!(report.succeeded(), "{report:?}");
+        assert_eq!(report.context.len(), 3);
+    }
+    assert_eq!(engine.runtime().load_stats().compiled, 3, "components compile once per engine");
+}

@@ -53,7 +53,8 @@ async fn with_room_for_all_every_agent_starts_at_once() {
 #[tokio::test]
 async fn falls_back_to_on_demand_allocation_when_the_pool_cannot_be_reserved() {
     // A million instances of 1 TiB each cannot be reserved on any machine.
-    let config = RuntimeConfig { max_instances: 1_000_000, max_memory_bytes: 1 << 40, ..RuntimeConfig::default() };
+    let config =
+        RuntimeConfig { max_instances: 1_000_000, max_memory_bytes: 1 << 40, ..RuntimeConfig::default() };
     let engine = Engine::new(config).expect("engine starts anyway");
     assert!(!engine.runtime().is_pooled());
     let (_project, workflow) = three_independent_writers(3);

@@ -56,7 +56,10 @@ async fn memory_growth_past_the_cap_is_a_memory_limit_error() {
 async fn trap_fails_the_agent() {
     let error = run_beside_good(&plain("unreachable"), "").await;
     match error {
-        AgentError::Trap { message, .. } => assert!(message.contains("unreachable"), "{message}"),
+        AgentError::Trap { message, backtrace, .. } => {
+            assert!(message.contains("unreachable"), "{message}");
+            assert!(backtrace.as_ref().is_some_and(|b| b.contains("wasm backtrace")), "{backtrace:?}");
+        }
         other => panic!("expected a trap, got {other}"),
     }
 }

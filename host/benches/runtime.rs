@@ -70,7 +70,9 @@ fn main() {
         tokio.block_on(engine.run(&workflow, ensemble::RunOptions::default()))
     };
     assert!(engine_report.succeeded(), "hello runs");
-    let ownership = Ownership::new(workflow.agents.iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))));
+    let ownership = Ownership::new(
+        workflow.agents.iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))),
+    );
     for agent in &workflow.agents {
         let component = rt.load_file(&agent.id, &agent.component).expect("loads");
         let call = AgentCall {
@@ -80,7 +82,11 @@ fn main() {
             config: agent.config.clone(),
             snapshot: engine_report.context.clone(),
             ownership: ownership.clone(),
-            limits: Limits { memory_bytes: agent.memory_bytes(&workflow.resources), fuel: None, timeout: None },
+            limits: Limits {
+                memory_bytes: agent.memory_bytes(&workflow.resources),
+                fuel: None,
+                timeout: None,
+            },
             events: EventSink::new(),
         };
         let samples: Vec<Duration> = (0..RUNS)

@@ -1,7 +1,7 @@
 //! Ensemble runs multi-agent workflows in parallel, every agent a sandboxed
 //! WebAssembly component.
 //!
-//! ```no_run
+//! ```ignore
 //! # async fn demo() -> anyhow::Result<()> {
 //! use ensemble::{Engine, RunOptions, RuntimeConfig, Workflow};
 //!
@@ -13,6 +13,8 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! (A complete, compiled version of this is `examples/embed.rs`.)
 //!
 //! The modules follow the data: [`workflow`] parses and checks the file,
 //! [`runtime`] sandboxes components, [`context`] holds the shared versioned

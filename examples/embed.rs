@@ -20,8 +20,12 @@ async fn main() -> anyhow::Result<()> {
     let watcher = tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
             match event {
-                Event::Progress { agent, done, message } => println!("[{agent}] {:>3.0}% {message}", done * 100.0),
-                Event::Committed { agent, version, keys } => println!("[{agent}] committed v{version}: {keys:?}"),
+                Event::Progress { agent, done, message } => {
+                    println!("[{agent}] {:>3.0}% {message}", done * 100.0)
+                }
+                Event::Committed { agent, version, keys } => {
+                    println!("[{agent}] committed v{version}: {keys:?}")
+                }
                 _ => {}
             }
         }

@@ -185,7 +185,7 @@ macro_rules! export_agent {
                 }
             }
 
-            $crate::bindings::export!(__EnsembleAgentExport with_types_in $crate::bindings);
+            $crate::bindings::export! { __EnsembleAgentExport with_types_in $crate::bindings }
         };
     };
 }
@@ -197,6 +197,7 @@ pub mod __private {
 
     pub fn assert_agent<A: Agent>() {}
 
+    #[allow(clippy::needless_pass_by_value)] // the signature is the generated `Guest`'s
     pub fn run<A: Agent>(invocation: Invocation) -> Result<(), AgentError> {
         crate::panic::install_hook();
         A::run(&invocation)

@@ -53,14 +53,12 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env
-            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self.env.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
         self
     }
 
@@ -80,17 +78,23 @@ impl Cmd {
         self
     }
 
-    /// The command as one could type it in a shell (environment changes first).
+    /// The command as one could type it in a shell:
+    /// `(cd DIR && env -u VAR KEY=VALUE program args...)`.
     pub fn display(&self) -> String {
         let mut s = String::new();
+        if let Some(dir) = &self.dir {
+            let _ = write!(s, "(cd {} && ", quote(dir.as_os_str()));
+        }
+        if !self.env.is_empty() {
+            s.push_str("env ");
+        }
+        // `env` wants its options before the assignments.
+        for (k, _) in self.env.iter().filter(|(_, v)| v.is_none()) {
+            let _ = write!(s, "-u {} ", k.to_string_lossy());
+        }
         for (k, v) in &self.env {
-            match v {
-                Some(v) => {
-                    let _ = write!(s, "{}={} ", k.to_string_lossy(), quote(v));
-                }
-                None => {
-                    let _ = write!(s, "-u {} ", k.to_string_lossy());
-                }
+            if let Some(v) = v {
+                let _ = write!(s, "{}={} ", k.to_string_lossy(), quote(v));
             }
         }
         s.push_str(&quote(&self.program));
@@ -98,8 +102,8 @@ impl Cmd {
             s.push(' ');
             s.push_str(&quote(a));
         }
-        if let Some(dir) = &self.dir {
-            let _ = write!(s, "   (in {})", dir.display());
+        if self.dir.is_some() {
+            s.push(')');
         }
         s
     }
@@ -138,12 +142,8 @@ impl Cmd {
     }
 
     fn run(&self, step: &str, echo: bool) -> Result<Output> {
-        let mut child = self
-            .command()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
+        let mut child =
+            self.command().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
                 anyhow!(
                     "step `{step}` failed: cannot start `{}`: {e}\n  command: {}",
                     self.program.to_string_lossy(),
@@ -183,15 +183,9 @@ impl Cmd {
         let what = match status {
             Some(status) if status.success() => return Ok(Output { stdout }),
             Some(status) => describe(status),
-            None => format!(
-                "timed out after {} s and was killed",
-                self.timeout.map_or(0, |t| t.as_secs())
-            ),
+            None => format!("timed out after {} s and was killed", self.timeout.map_or(0, |t| t.as_secs())),
         };
-        let tail = tail
-            .lock()
-            .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default();
+        let tail = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
         let printed = if tail.trim().is_empty() {
             "  (it printed nothing)".to_owned()
         } else if echo {
@@ -199,10 +193,7 @@ impl Cmd {
         } else {
             format!("  its output:\n{}", indent(&tail))
         };
-        Err(anyhow!(
-            "step `{step}` failed: the command {what}\n  command: {}\n{printed}",
-            self.display()
-        ))
+        Err(anyhow!("step `{step}` failed: the command {what}\n  command: {}\n{printed}", self.display()))
     }
 }
 
@@ -243,20 +234,14 @@ fn describe(status: ExitStatus) -> String {
 }
 
 fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("    | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
 }
 
 fn quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
         s.into_owned()
     } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
+        format!("'{}'", s.replace('\'', r"'\''").replace('\x1f', r"'$'\x1f''"))
     }
 }

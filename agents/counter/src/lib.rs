@@ -19,10 +19,7 @@ fn count(text: &str) -> Stats {
     Stats {
         words: n(text.split_whitespace().count()),
         letters: n(text.chars().filter(|c| c.is_alphabetic()).count()),
-        vowels: n(text
-            .chars()
-            .filter(|c| "aeiouAEIOU".contains(*c))
-            .count()),
+        vowels: n(text.chars().filter(|c| "aeiouAEIOU".contains(*c)).count()),
     }
 }
 
@@ -46,13 +43,6 @@ mod tests {
 
     #[test]
     fn counts_a_greeting() {
-        assert_eq!(
-            count("Hello, Ada!"),
-            Stats {
-                words: 2,
-                letters: 8,
-                vowels: 4
-            }
-        );
+        assert_eq!(count("Hello, Ada!"), Stats { words: 2, letters: 8, vowels: 4 });
     }
 }

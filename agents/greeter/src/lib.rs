@@ -37,13 +37,7 @@ impl Agent for Greeter {
         context::put("greeter.message", &message)?;
 
         let length = u32::try_from(message.chars().count()).unwrap_or(u32::MAX);
-        context::put(
-            "greeter.meta",
-            &Meta {
-                name: &cfg.name,
-                length,
-            },
-        )?;
+        context::put("greeter.meta", &Meta { name: &cfg.name, length })?;
         progress::report(1.0, "done");
         Ok(())
     }

@@ -125,7 +125,7 @@ impl Toolchain {
                 .dir(root)
                 // Do not hang a CI job on a refused or unreachable download.
                 .env("RUSTUP_MAX_RETRIES", "1")
-                .timeout(Duration::from_secs(300))
+                .timeout(Duration::from_secs(120))
                 .output(&format!("rustup target add {TARGET}"))?;
             if !target_installed(&sysroot) {
                 bail!(

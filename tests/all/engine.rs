@@ -74,3 +74,28 @@ async fn the_default_engine_is_pooled_and_one_engine_serves_many_runs() {
     }
     assert_eq!(engine.runtime().load_stats().compiled, 3, "components compile once per engine");
 }
+
+#[tokio::test]
+async fn agents_progress_and_log_calls_become_events() {
+    let workflow = ensemble::Workflow::load(ensemble_tests::repo_root().join("examples/hello/workflow.yaml"))
+        .expect("hello workflow loads");
+    let options = RunOptions::default();
+    let mut events = options.events.subscribe();
+    let report = ensemble_tests::engine().run(&workflow, options).await;
+    assert!(report.succeeded(), "{report:?}");
+    let (mut progress, mut logs) = (Vec::new(), Vec::new());
+    while let Ok(event) = events.try_recv() {
+        match event {
+            Event::Progress { agent, done, .. } if agent == "greeter" => progress.push(done),
+            Event::Log { agent, message, .. } if agent == "greeter" => logs.push(message),
+            _ => {}
+        }
+    }
+    assert_eq!(progress.first(), Some(&0.0), "{progress:?}");
+    assert_eq!(progress.last(), Some(&1.0), "{progress:?}");
+    assert!(logs.iter().any(|m| m.contains("Ada")), "{logs:?}");
+    let message: String =
+        rmp_serde::from_slice(&report.context.get("greeter.message").expect("committed").value)
+            .expect("msgpack");
+    assert_eq!(message, "Hello, Ada!");
+}

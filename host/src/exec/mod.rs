@@ -127,7 +127,7 @@ impl<'w> Execution<'w> {
                     i = 0;
                     continue;
                 }
-                let ready = agent.needs.iter().all(|n| self.succeeded(n));
+                let ready = agent.blocking_needs().all(|n| self.succeeded(n));
                 if ready && running.len() < limit {
                     waiting.remove(i);
                     match components.remove(&agent.id) {
@@ -271,7 +271,7 @@ impl<'w> Execution<'w> {
 
     /// The reason `agent` can never start, if one of its needs did not succeed.
     fn blocked_by_failure(&self, agent: &AgentSpec) -> Option<String> {
-        agent.needs.iter().find_map(|need| match self.reports.get(need).map(|r| &r.status) {
+        agent.blocking_needs().find_map(|need| match self.reports.get(need).map(|r| &r.status) {
             Some(AgentStatus::Failed(_)) => Some(format!("it needs `{need}`, which failed")),
             Some(AgentStatus::Skipped { .. }) => Some(format!("it needs `{need}`, which was skipped")),
             _ => None,

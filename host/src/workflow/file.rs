@@ -1,19 +1,30 @@
 //! The file format, as serde sees it. Field names here are the user's
 //! vocabulary; unknown fields are errors.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
 use indexmap::IndexMap;
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use super::{Location, Problem};
+use super::{DependencyKind, Location, Problem};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WorkflowFile {
     pub name: Option<String>,
-    #[serde(default)]
     pub resources: Option<Spanned<ResourcesFile>>,
+    /// Key prefixes more than one agent may write, with the conflict policy.
+    #[serde(default)]
+    pub shared: IndexMap<String, Spanned<SharedPolicyFile>>,
     pub agents: Spanned<IndexMap<String, Spanned<AgentFile>>>,
+    #[serde(default)]
+    pub groups: IndexMap<String, Spanned<GroupFile>>,
+    pub cache: Option<Spanned<CacheFile>>,
+    pub templates: Option<Spanned<String>>,
+    pub outputs: Option<Spanned<OutputsFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +35,16 @@ pub(super) struct ResourcesFile {
     /// Bytes per memory unit: an integer, or text such as `4MiB`.
     pub memory_unit: Option<Spanned<Size>>,
     pub max_concurrent: Option<Spanned<u32>>,
+    pub cpu_oversubscription: Option<Spanned<f64>>,
+    pub memory_strict: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum SharedPolicyFile {
+    FirstWriterWins,
+    MergeOrFail,
+    Fail,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,13 +52,19 @@ pub(super) struct ResourcesFile {
 pub(super) struct AgentFile {
     pub component: Spanned<String>,
     pub owns: Option<Vec<Spanned<String>>>,
+    pub reads: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    pub needs: Vec<Spanned<String>>,
+    pub needs: Vec<Spanned<NeedFile>>,
     pub config: Option<serde_json::Value>,
     pub resources: Option<AgentResourcesFile>,
     pub fuel: Option<Spanned<u64>>,
     /// A duration such as `30s` or `1m 30s`.
     pub timeout: Option<Spanned<String>>,
+    pub estimate: Option<Spanned<String>>,
+    pub priority: Option<Spanned<u8>>,
+    pub retry: Option<Spanned<RetryFile>>,
+    /// Values for this agent's keys when a barrier continues without it.
+    pub defaults: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +72,132 @@ pub(super) struct AgentFile {
 pub(super) struct AgentResourcesFile {
     pub cpu: Option<Spanned<u32>>,
     pub memory: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetryFile {
+    pub attempts: Option<Spanned<u32>>,
+    pub backoff: Option<Spanned<String>>,
+    pub max_backoff: Option<Spanned<String>>,
+}
+
+/// `needs: [pm]` or `needs: [{agent: architect, kind: context}]`.
+#[derive(Debug)]
+pub(super) struct NeedFile {
+    pub agent: String,
+    pub kind: DependencyKind,
+}
+
+impl<'de> Deserialize<'de> for NeedFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NeedVisitor;
+        impl<'de> Visitor<'de> for NeedVisitor {
+            type Value = NeedFile;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an agent id, or a map `{agent: ID, kind: data|context|validation|resource}`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NeedFile, E> {
+                Ok(NeedFile { agent: v.to_owned(), kind: DependencyKind::Data })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NeedFile, A::Error> {
+                let (mut agent, mut kind) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "agent" => agent = Some(map.next_value::<String>()?),
+                        "kind" => kind = Some(map.next_value::<DependencyKind>()?),
+                        other => return Err(de::Error::unknown_field(other, &["agent", "kind"])),
+                    }
+                }
+                let agent = agent.ok_or_else(|| de::Error::missing_field("agent"))?;
+                Ok(NeedFile { agent, kind: kind.unwrap_or(DependencyKind::Data) })
+            }
+        }
+        deserializer.deserialize_any(NeedVisitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GroupFile {
+    pub agents: Vec<Spanned<String>>,
+    pub barrier: Option<Spanned<BarrierFile>>,
+    pub cross_validation: Option<Spanned<CrossValidationFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BarrierFile {
+    pub timeout: Option<Spanned<String>>,
+    pub success: Option<Spanned<SuccessFile>>,
+    #[serde(default)]
+    pub on_timeout: Vec<Spanned<StrategyFile>>,
+    /// How recent a progress report must be for `extend_timeout`.
+    pub progress_window: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum SuccessFile {
+    All,
+    AtLeastOne,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum StrategyFile {
+    ContinueWithPartial,
+    ExtendTimeout(ExtendFile),
+    FallbackSequential,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExtendFile {
+    pub by: String,
+    pub count: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CrossValidationFile {
+    pub validators: Vec<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<OnFailureFile>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum OnFailureFile {
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CacheFile {
+    pub enabled: Option<bool>,
+    pub dir: Option<Spanned<String>>,
+    pub max_size: Option<Spanned<Size>>,
+    pub compress_above: Option<Spanned<Size>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OutputsFile {
+    pub dir: Spanned<String>,
+    #[serde(default)]
+    pub files: IndexMap<String, Spanned<OutputFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OutputFile {
+    /// The context key whose value (a string) is written to the file.
+    pub key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,12 +211,72 @@ pub(super) fn at<T>(s: &Spanned<T>) -> Location {
     Location { line: s.referenced.line(), column: s.referenced.column() }
 }
 
+/// Fields of each section, for "did you mean" hints on unknown fields.
+const FIELDS: &[&str] = &[
+    "name",
+    "resources",
+    "shared",
+    "agents",
+    "groups",
+    "cache",
+    "templates",
+    "outputs",
+    "cpu",
+    "memory",
+    "memory_unit",
+    "max_concurrent",
+    "cpu_oversubscription",
+    "memory_strict",
+    "component",
+    "owns",
+    "reads",
+    "needs",
+    "config",
+    "fuel",
+    "timeout",
+    "estimate",
+    "priority",
+    "retry",
+    "defaults",
+    "attempts",
+    "backoff",
+    "max_backoff",
+    "agent",
+    "kind",
+    "barrier",
+    "cross_validation",
+    "success",
+    "on_timeout",
+    "progress_window",
+    "by",
+    "count",
+    "validators",
+    "on_failure",
+    "enabled",
+    "dir",
+    "max_size",
+    "compress_above",
+    "files",
+    "key",
+];
+
 pub(super) fn parse(text: &str) -> Result<WorkflowFile, Problem> {
     serde_saphyr::from_str(text).map_err(|e| {
         let location = e.location().map(|l| Location { line: l.line(), column: l.column() });
         // The error's own text may repeat the position; keep its first line.
         let message = e.to_string();
-        let message = message.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+        let mut message = message.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+        if let Some(unknown) = unknown_field(&message)
+            && let Some(hint) = super::validate::closest(unknown, FIELDS.iter().copied())
+        {
+            message.push_str(&format!(" (did you mean `{hint}`?)"));
+        }
         Problem { location, message }
     })
+}
+
+/// The field named by serde's "unknown field `x`, expected ..." message.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.split("unknown field `").nth(1)?;
+    rest.split('`').next()
 }

@@ -9,11 +9,14 @@
 mod file;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use validate::MIN_MEMORY_UNIT;
+use serde::Deserialize;
+
+pub use validate::{DEFAULT_CACHE_SIZE, DEFAULT_COMPRESS_ABOVE, MIN_MEMORY_UNIT};
 
 /// Default pool of cpu units.
 pub const DEFAULT_CPU_UNITS: u32 = 100;
@@ -23,6 +26,8 @@ pub const DEFAULT_MEMORY_UNITS: u32 = 100;
 pub const DEFAULT_MEMORY_UNIT_BYTES: u64 = 4 << 20;
 /// Default number of agents running at once.
 pub const DEFAULT_MAX_CONCURRENT: u32 = 3;
+/// Default cpu oversubscription: agents may hold 120 % of the cpu units.
+pub const DEFAULT_CPU_OVERSUBSCRIPTION: f64 = 1.2;
 /// Default cpu units of one agent.
 pub const DEFAULT_AGENT_CPU: u32 = 10;
 /// Default memory units of one agent (64 MiB with the default unit).
@@ -37,16 +42,186 @@ pub struct Workflow {
     pub resources: Resources,
     /// Agents in the order the file declares them.
     pub agents: Vec<AgentSpec>,
+    /// Prefixes several agents may write, and how conflicts there resolve.
+    pub shared: Vec<SharedPrefix>,
+    /// Explicit parallel groups, in file order (the planner derives the rest).
+    pub groups: Vec<GroupSpec>,
+    pub cache: CacheSpec,
+    /// The templates directory, resolved against the workflow's directory.
+    pub templates: Option<PathBuf>,
+    pub outputs: Option<OutputsSpec>,
+}
+
+/// How an agent depends on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyKind {
+    /// Blocking: starts after the other agent commits.
+    Data,
+    /// Non-blocking: sees the other agent's outputs only if they were
+    /// committed before it started.
+    Context,
+    /// Non-blocking: after both finish, this agent validates the other's outputs.
+    Validation,
+    /// No ordering; the resource pool arbitrates.
+    Resource,
+}
+
+impl DependencyKind {
+    /// Whether the dependent waits for the other agent's commit.
+    pub fn is_blocking(self) -> bool {
+        self == Self::Data
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Context => "context",
+            Self::Validation => "validation",
+            Self::Resource => "resource",
+        }
+    }
+}
+
+/// One edge of `needs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    pub agent: String,
+    pub kind: DependencyKind,
+    pub location: Location,
+}
+
+/// What happens when two agents commit different values to a shared key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConflictPolicy {
+    /// Merge maps three-way; otherwise keep the first committed value.
+    #[default]
+    FirstWriterWins,
+    /// Merge maps three-way; fail the later commit if they cannot merge.
+    MergeOrFail,
+    /// Any concurrent change fails the later commit.
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPrefix {
+    pub prefix: String,
+    pub policy: ConflictPolicy,
+}
+
+/// Retries of one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, the first included (1 = no retry).
+    pub attempts: u32,
+    /// Delay before the first retry; doubles each time, with jitter.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self { attempts: 1, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(30) }
+    }
+}
+
+/// A parallel group declared in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub agents: Vec<String>,
+    pub barrier: Barrier,
+    pub cross_validation: Option<CrossValidation>,
+    pub location: Location,
+}
+
+/// The smart barrier at the end of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Barrier {
+    /// How long to wait for all members; `None` waits for ever.
+    pub timeout: Option<Duration>,
+    pub success: Success,
+    /// Applied in order when the timeout passes.
+    pub on_timeout: Vec<TimeoutStrategy>,
+    /// A member counts as making progress if it reported within this window.
+    pub progress_window: Duration,
+}
+
+impl Default for Barrier {
+    fn default() -> Self {
+        Self {
+            timeout: None,
+            success: Success::All,
+            on_timeout: vec![TimeoutStrategy::ContinueWithPartial],
+            progress_window: Duration::from_secs(30),
+        }
+    }
+}
+
+/// When a group counts as successful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Success {
+    All,
+    AtLeastOne,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutStrategy {
+    /// Cancel stragglers, fill their defaults, go on with what completed.
+    ContinueWithPartial,
+    /// If every straggler reported progress recently, wait `by` longer, at most `count` times.
+    ExtendTimeout { by: Duration, count: u32 },
+    /// Re-run the group's members one at a time with the whole pool.
+    FallbackSequential,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossValidation {
+    /// Members whose `validate` runs over the other members' outputs.
+    pub validators: Vec<String>,
+    pub timeout: Option<Duration>,
+    pub on_failure: OnFailure,
+}
+
+/// What a failed validation does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Warn,
+    Fail,
+}
+
+/// The agent output cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSpec {
+    pub enabled: bool,
+    /// Resolved against the workflow's directory.
+    pub dir: PathBuf,
+    pub max_size: u64,
+    /// Entries larger than this are lz4-compressed.
+    pub compress_above: u64,
+}
+
+/// Files written from context values after a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputsSpec {
+    /// Resolved against the workflow's directory.
+    pub dir: PathBuf,
+    /// (file name, context key), in file order.
+    pub files: Vec<(String, String)>,
 }
 
 /// The resource pool the agents share.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Resources {
     pub cpu: u32,
     pub memory: u32,
     /// Bytes in one memory unit.
     pub memory_unit: u64,
     pub max_concurrent: u32,
+    /// Agents may together hold this multiple of the cpu units.
+    pub cpu_oversubscription: f64,
+    /// Memory is never oversubscribed when true.
+    pub memory_strict: bool,
 }
 
 impl Default for Resources {
@@ -56,6 +231,8 @@ impl Default for Resources {
             memory: DEFAULT_MEMORY_UNITS,
             memory_unit: DEFAULT_MEMORY_UNIT_BYTES,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
+            cpu_oversubscription: DEFAULT_CPU_OVERSUBSCRIPTION,
+            memory_strict: true,
         }
     }
 }
@@ -68,8 +245,10 @@ pub struct AgentSpec {
     pub component: PathBuf,
     /// Key prefixes this agent owns (default: its own id).
     pub owns: Vec<String>,
-    /// Agents that must commit before this one starts.
-    pub needs: Vec<String>,
+    /// Key patterns it may read (`pm.stories`, `analyst.*`); `None` reads all.
+    pub reads: Option<Vec<String>>,
+    /// Its dependencies, each with a kind.
+    pub needs: Vec<Need>,
     /// The agent's `config`, encoded as MessagePack (an empty map by default).
     pub config: Vec<u8>,
     pub cpu: u32,
@@ -78,6 +257,13 @@ pub struct AgentSpec {
     pub fuel: Option<u64>,
     /// Wall-clock limit of one attempt; `None` means none.
     pub timeout: Option<Duration>,
+    /// Expected duration, for the critical path.
+    pub estimate: Option<Duration>,
+    /// Priority override (1–10); the planner decides when `None`.
+    pub priority: Option<u8>,
+    pub retry: Retry,
+    /// MessagePack values for its keys when a barrier continues without it.
+    pub defaults: BTreeMap<String, Vec<u8>>,
     /// Where the agent is declared.
     pub location: Location,
 }
@@ -86,6 +272,11 @@ impl AgentSpec {
     /// The agent's hard linear-memory cap in bytes.
     pub fn memory_bytes(&self, resources: &Resources) -> u64 {
         u64::from(self.memory).saturating_mul(resources.memory_unit)
+    }
+
+    /// The agents this one waits for (its `data` needs).
+    pub fn blocking_needs(&self) -> impl Iterator<Item = &str> {
+        self.needs.iter().filter(|n| n.kind.is_blocking()).map(|n| n.agent.as_str())
     }
 }
 

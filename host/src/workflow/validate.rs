@@ -1,16 +1,27 @@
 //! From the file's shape to a checked [`Workflow`], collecting every problem.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::file::{AgentFile, Size, WorkflowFile, at};
-use super::{AgentSpec, DEFAULT_AGENT_CPU, DEFAULT_AGENT_MEMORY, Location, Problem, Resources, Workflow};
+use super::file::{
+    AgentFile, GroupFile, OnFailureFile, SharedPolicyFile, Size, StrategyFile, SuccessFile, WorkflowFile, at,
+};
+use super::{
+    AgentSpec, Barrier, CacheSpec, ConflictPolicy, CrossValidation, DEFAULT_AGENT_CPU, DEFAULT_AGENT_MEMORY,
+    GroupSpec, Location, Need, OnFailure, OutputsSpec, Problem, Resources, Retry, SharedPrefix, Success,
+    TimeoutStrategy, Workflow,
+};
 use crate::context::{ownership, validate_key};
 
 /// The smallest memory unit: one WebAssembly page.
 pub const MIN_MEMORY_UNIT: u64 = 64 << 10;
+/// Default size bound of the agent output cache.
+pub const DEFAULT_CACHE_SIZE: u64 = 100 << 20;
+/// Default threshold above which cache entries are compressed.
+pub const DEFAULT_COMPRESS_ABOVE: u64 = 10 << 10;
 
 #[derive(Default)]
 struct Problems(Vec<Problem>);
@@ -18,6 +29,40 @@ struct Problems(Vec<Problem>);
 impl Problems {
     fn at(&mut self, location: Location, message: impl Into<String>) {
         self.0.push(Problem { location: Some(location), message: message.into() });
+    }
+
+    /// A positive duration, or a problem naming `what`.
+    fn duration(&mut self, d: &Spanned<String>, what: &str) -> Option<Duration> {
+        match humantime::parse_duration(&d.value) {
+            Ok(v) if v.is_zero() => {
+                self.at(at(d), format!("{what} must be longer than zero"));
+                None
+            }
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.at(
+                    at(d),
+                    format!("{what} `{}` is not a duration ({e}); write e.g. `30s` or `2m`", d.value),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration_opt(&mut self, d: Option<&Spanned<String>>, what: &str) -> Option<Duration> {
+        d.and_then(|d| self.duration(d, what))
+    }
+
+    /// `name` must be one of `ids`; says which one was probably meant.
+    fn known_agent(&mut self, name: &Spanned<String>, ids: &HashMap<&str, Location>, context: &str) -> bool {
+        if ids.contains_key(name.value.as_str()) {
+            return true;
+        }
+        let hint = closest(&name.value, ids.keys().copied())
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        self.at(at(name), format!("{context} unknown agent `{}`{hint}", name.value));
+        false
     }
 }
 
@@ -30,6 +75,7 @@ pub(super) fn validate(file: &WorkflowFile, path: &Path, base: &Path) -> Result<
     if file.agents.value.is_empty() {
         problems.at(at(&file.agents), "`agents` is empty: declare at least one agent");
     }
+    let shared = shared(file, &mut problems);
     let ids: HashMap<&str, Location> = file.agents.value.iter().map(|(id, a)| (id.as_str(), at(a))).collect();
     let mut agents = Vec::new();
     for (id, agent) in &file.agents.value {
@@ -37,10 +83,31 @@ pub(super) fn validate(file: &WorkflowFile, path: &Path, base: &Path) -> Result<
             agents.push(spec);
         }
     }
-    check_ownership_overlaps(file, &agents, &mut problems);
+    check_ownership_overlaps(file, &agents, &shared, &mut problems);
     check_cycles(&agents, &mut problems);
+    let groups = groups(file, &ids, &mut problems);
+    check_groups_against_needs(&groups, &agents, &mut problems);
+    let cache = cache(file, base, &mut problems);
+    let templates = file.templates.as_ref().map(|t| {
+        let dir = base.join(&t.value);
+        if !dir.is_dir() {
+            problems.at(at(t), format!("templates directory {} does not exist", dir.display()));
+        }
+        dir
+    });
+    let outputs = outputs(file, base, &agents, &mut problems);
     if problems.0.is_empty() {
-        Ok(Workflow { name, path: path.to_owned(), resources, agents })
+        Ok(Workflow {
+            name,
+            path: path.to_owned(),
+            resources,
+            agents,
+            shared,
+            groups,
+            cache,
+            templates,
+            outputs,
+        })
     } else {
         problems.0.sort_by_key(|p| p.location);
         Err(problems.0)
@@ -70,7 +137,35 @@ fn resources(file: &WorkflowFile, problems: &mut Problems) -> Resources {
             Err(e) => problems.at(at(unit), e),
         }
     }
+    if let Some(o) = &r.cpu_oversubscription {
+        if (1.0..=10.0).contains(&o.value) {
+            res.cpu_oversubscription = o.value;
+        } else {
+            problems.at(at(o), "resources.cpu_oversubscription must be between 1.0 (none) and 10.0");
+        }
+    }
+    if let Some(strict) = &r.memory_strict {
+        res.memory_strict = strict.value;
+    }
     res
+}
+
+fn shared(file: &WorkflowFile, problems: &mut Problems) -> Vec<SharedPrefix> {
+    file.shared
+        .iter()
+        .filter_map(|(prefix, policy)| {
+            if let Err(e) = validate_key(prefix) {
+                problems.at(at(policy), format!("shared prefix: {e}"));
+                return None;
+            }
+            let policy = match policy.value {
+                SharedPolicyFile::FirstWriterWins => ConflictPolicy::FirstWriterWins,
+                SharedPolicyFile::MergeOrFail => ConflictPolicy::MergeOrFail,
+                SharedPolicyFile::Fail => ConflictPolicy::Fail,
+            };
+            Some(SharedPrefix { prefix: prefix.clone(), policy })
+        })
+        .collect()
 }
 
 fn parse_size(size: &Size) -> Result<u64, String> {
@@ -92,6 +187,15 @@ fn parse_size(size: &Size) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(scale))
         .ok_or_else(|| format!("`{text}` is not a size: write bytes, or a number with KiB, MiB or GiB"))
+}
+
+/// A read pattern is a dotted key, optionally ending in `.*` or `*`.
+fn validate_pattern(pattern: &str) -> Result<(), String> {
+    let stem = pattern.strip_suffix(".*").or_else(|| pattern.strip_suffix('*')).unwrap_or(pattern);
+    if stem.is_empty() && pattern == "*" {
+        return Ok(());
+    }
+    validate_key(stem).map_err(|e| format!("read pattern `{pattern}`: {e}"))
 }
 
 fn agent_spec(
@@ -128,22 +232,38 @@ fn agent_spec(
             prefixes.iter().map(|p| p.value.clone()).collect()
         }
     };
+    let reads = a.reads.as_ref().map(|patterns| {
+        for p in patterns {
+            if let Err(e) = validate_pattern(&p.value) {
+                problems.at(at(p), format!("agent `{id}`: {e}"));
+            }
+        }
+        patterns.iter().map(|p| p.value.clone()).collect()
+    });
 
+    let mut seen = HashSet::new();
+    let mut needs = Vec::new();
     for need in &a.needs {
-        if need.value == id {
+        let other = &need.value.agent;
+        if other == id {
             problems.at(at(need), format!("agent `{id}` needs itself: remove it from `needs`"));
-        } else if !ids.contains_key(need.value.as_str()) {
-            let hint = closest(&need.value, ids.keys().copied())
+        } else if !ids.contains_key(other.as_str()) {
+            let hint = closest(other, ids.keys().copied())
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
-            problems.at(at(need), format!("agent `{id}` needs unknown agent `{}`{hint}", need.value));
+            problems.at(at(need), format!("agent `{id}` needs unknown agent `{other}`{hint}"));
+        } else if !seen.insert(other.clone()) {
+            problems.at(at(need), format!("agent `{id}` needs `{other}` twice: keep one entry"));
+        } else {
+            needs.push(Need { agent: other.clone(), kind: need.value.kind, location: at(need) });
         }
     }
 
     let (mut cpu, mut memory) = (DEFAULT_AGENT_CPU, DEFAULT_AGENT_MEMORY);
     if let Some(r) = &a.resources {
+        let cpu_pool = (f64::from(resources.cpu) * resources.cpu_oversubscription).floor() as u32;
         for (field, name, pool, slot) in
-            [(&r.cpu, "cpu", resources.cpu, &mut cpu), (&r.memory, "memory", resources.memory, &mut memory)]
+            [(&r.cpu, "cpu", cpu_pool, &mut cpu), (&r.memory, "memory", resources.memory, &mut memory)]
         {
             let Some(v) = field else { continue };
             if v.value == 0 {
@@ -170,23 +290,27 @@ fn agent_spec(
     {
         problems.at(at(f), format!("agent `{id}`: fuel must be at least 1 (omit it for no limit)"));
     }
-    let timeout = a.timeout.as_ref().and_then(|t| match humantime::parse_duration(&t.value) {
-        Ok(d) if d.is_zero() => {
-            problems.at(at(t), format!("agent `{id}`: timeout must be longer than zero"));
-            None
+    let timeout = problems.duration_opt(a.timeout.as_ref(), &format!("agent `{id}`: timeout"));
+    let estimate = problems.duration_opt(a.estimate.as_ref(), &format!("agent `{id}`: estimate"));
+    if let Some(p) = &a.priority
+        && !(1..=10).contains(&p.value)
+    {
+        problems.at(at(p), format!("agent `{id}`: priority must be between 1 and 10"));
+    }
+    let retry = retry(id, a, problems);
+
+    let mut defaults = BTreeMap::new();
+    if let Some(d) = &a.defaults {
+        for (key, value) in &d.value {
+            if let Err(e) = validate_key(key) {
+                problems.at(at(d), format!("agent `{id}`: default for {e}"));
+            } else if !owns.iter().any(|p| ownership::covers(p, key)) {
+                problems.at(at(d), format!("agent `{id}` has a default for `{key}`, which it does not own"));
+            } else if let Ok(bytes) = rmp_serde::to_vec_named(value) {
+                defaults.insert(key.clone(), bytes);
+            }
         }
-        Ok(d) => Some(d),
-        Err(e) => {
-            problems.at(
-                at(t),
-                format!(
-                    "agent `{id}`: timeout `{}` is not a duration ({e}); write e.g. `30s` or `2m`",
-                    t.value
-                ),
-            );
-            None
-        }
-    });
+    }
 
     let config = a.config.clone().unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
     let config = rmp_serde::to_vec_named(&config).unwrap_or_else(|e| {
@@ -198,81 +322,348 @@ fn agent_spec(
         id: id.to_owned(),
         component,
         owns,
-        needs: a.needs.iter().map(|n| n.value.clone()).collect(),
+        reads,
+        needs,
         config,
         cpu,
         memory,
         fuel: a.fuel.as_ref().map(|f| f.value),
         timeout,
+        estimate,
+        priority: a.priority.as_ref().map(|p| p.value),
+        retry,
+        defaults,
         location,
     })
 }
 
-fn check_ownership_overlaps(file: &WorkflowFile, agents: &[AgentSpec], problems: &mut Problems) {
+fn retry(id: &str, a: &AgentFile, problems: &mut Problems) -> Retry {
+    let mut retry = Retry::default();
+    let Some(r) = &a.retry else { return retry };
+    if let Some(n) = &r.value.attempts {
+        if n.value == 0 {
+            problems.at(
+                at(n),
+                format!("agent `{id}`: retry.attempts counts the first attempt, so it is at least 1"),
+            );
+        } else {
+            retry.attempts = n.value;
+        }
+    }
+    if let Some(b) = problems.duration_opt(r.value.backoff.as_ref(), &format!("agent `{id}`: retry.backoff"))
+    {
+        retry.backoff = b;
+    }
+    if let Some(m) =
+        problems.duration_opt(r.value.max_backoff.as_ref(), &format!("agent `{id}`: retry.max_backoff"))
+    {
+        retry.max_backoff = m;
+    }
+    if retry.max_backoff < retry.backoff {
+        problems.at(at(r), format!("agent `{id}`: retry.max_backoff is shorter than retry.backoff"));
+    }
+    retry
+}
+
+fn check_ownership_overlaps(
+    file: &WorkflowFile,
+    agents: &[AgentSpec],
+    shared: &[SharedPrefix],
+    problems: &mut Problems,
+) {
     let mut seen: Vec<(&str, &str)> = Vec::new();
     for agent in agents {
         for prefix in &agent.owns {
             for (other_prefix, other) in &seen {
-                if *other != agent.id && ownership::overlap(prefix, other_prefix) {
-                    let location = file.agents.value.get(&agent.id).map(at).unwrap_or_default();
-                    problems.at(
-                        location,
-                        format!(
-                            "agent `{}` owns `{prefix}`, which overlaps `{other_prefix}` owned by agent `{other}`: give each agent its own prefix",
-                            agent.id
-                        ),
-                    );
+                if *other == agent.id || !ownership::overlap(prefix, other_prefix) {
+                    continue;
                 }
+                let inner = if prefix.len() >= other_prefix.len() { prefix.as_str() } else { other_prefix };
+                if shared.iter().any(|s| ownership::covers(&s.prefix, inner)) {
+                    continue;
+                }
+                let location = file.agents.value.get(&agent.id).map(at).unwrap_or_default();
+                problems.at(
+                    location,
+                    format!(
+                        "agent `{}` owns `{prefix}`, which overlaps `{other_prefix}` owned by agent `{other}`: give each agent its own prefix, or declare `{inner}` under `shared` with a conflict policy",
+                        agent.id
+                    ),
+                );
             }
         }
         seen.extend(agent.owns.iter().map(|p| (p.as_str(), agent.id.as_str())));
     }
 }
 
-/// Report each cycle through `needs`, naming every agent on it.
+/// Report each cycle through blocking `needs`, naming every agent on it.
 fn check_cycles(agents: &[AgentSpec], problems: &mut Problems) {
-    let index: BTreeMap<&str, usize> = agents.iter().enumerate().map(|(i, a)| (a.id.as_str(), i)).collect();
-    // 0 = unvisited, 1 = on the stack, 2 = done
-    let mut state = vec![0u8; agents.len()];
-    let mut stack: Vec<usize> = Vec::new();
-    fn visit(
-        i: usize,
-        agents: &[AgentSpec],
-        index: &BTreeMap<&str, usize>,
-        state: &mut [u8],
-        stack: &mut Vec<usize>,
-        problems: &mut Problems,
-    ) {
-        state[i] = 1;
-        stack.push(i);
-        for need in &agents[i].needs {
-            let Some(&j) = index.get(need.as_str()) else { continue };
-            match state[j] {
-                0 => visit(j, agents, index, state, stack, problems),
-                1 => {
-                    let start = stack.iter().position(|&k| k == j).unwrap_or(0);
-                    let mut names: Vec<&str> =
-                        stack[start..].iter().map(|&k| agents[k].id.as_str()).collect();
-                    names.push(agents[j].id.as_str());
-                    problems.at(
-                        agents[j].location,
-                        format!(
-                            "dependency cycle: {} (each needs the next): remove one of these needs",
-                            names.join(" → ")
-                        ),
-                    );
+    let index: HashMap<&str, usize> = agents.iter().enumerate().map(|(i, a)| (a.id.as_str(), i)).collect();
+    let edges: Vec<Vec<usize>> =
+        agents.iter().map(|a| a.blocking_needs().filter_map(|n| index.get(n).copied()).collect()).collect();
+    for cycle in find_cycles(&edges) {
+        let mut names: Vec<&str> = cycle.iter().map(|&k| agents[k].id.as_str()).collect();
+        names.push(names[0]);
+        problems.at(
+            agents[cycle[0]].location,
+            format!(
+                "dependency cycle: {} (each needs the next): remove one of these needs",
+                names.join(" → ")
+            ),
+        );
+    }
+}
+
+/// One cycle per back edge found by a depth-first search, as node lists.
+fn find_cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    // 0 = unvisited, 1 = on the stack, 2 = done. Iterative, so a long chain
+    // of agents cannot overflow the stack.
+    let mut state = vec![0u8; edges.len()];
+    let mut cycles = Vec::new();
+    for root in 0..edges.len() {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        state[root] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&to) = edges[node].get(*next) {
+                *next += 1;
+                match state[to] {
+                    0 => {
+                        state[to] = 1;
+                        stack.push((to, 0));
+                    }
+                    1 => {
+                        let start = stack.iter().position(|&(k, _)| k == to).unwrap_or(0);
+                        cycles.push(stack[start..].iter().map(|&(k, _)| k).collect());
+                    }
+                    _ => {}
                 }
-                _ => {}
+            } else {
+                state[node] = 2;
+                stack.pop();
             }
         }
-        stack.pop();
-        state[i] = 2;
     }
-    for i in 0..agents.len() {
-        if state[i] == 0 {
-            visit(i, agents, &index, &mut state, &mut stack, problems);
+    cycles
+}
+
+fn groups(file: &WorkflowFile, ids: &HashMap<&str, Location>, problems: &mut Problems) -> Vec<GroupSpec> {
+    let mut member_of: HashMap<String, String> = HashMap::new();
+    let mut groups = Vec::new();
+    for (name, spanned) in &file.groups {
+        let g: &GroupFile = &spanned.value;
+        if g.agents.is_empty() {
+            problems.at(at(spanned), format!("group `{name}` has no agents"));
+        }
+        let mut agents = Vec::new();
+        for member in &g.agents {
+            if !problems.known_agent(member, ids, &format!("group `{name}` lists")) {
+                continue;
+            }
+            if let Some(other) = member_of.insert(member.value.clone(), name.clone()) {
+                problems.at(at(member), format!("agent `{}` is in group `{other}` and in group `{name}`: an agent belongs to one group", member.value));
+                continue;
+            }
+            agents.push(member.value.clone());
+        }
+        let barrier = barrier(name, g, problems);
+        let cross_validation = g.cross_validation.as_ref().map(|cv| {
+            for v in &cv.value.validators {
+                if problems.known_agent(v, ids, &format!("group `{name}`: cross_validation names"))
+                    && !agents.contains(&v.value)
+                {
+                    problems.at(
+                        at(v),
+                        format!("group `{name}`: validator `{}` is not a member of the group", v.value),
+                    );
+                }
+            }
+            CrossValidation {
+                validators: cv.value.validators.iter().map(|v| v.value.clone()).collect(),
+                timeout: problems.duration_opt(
+                    cv.value.timeout.as_ref(),
+                    &format!("group `{name}`: cross_validation.timeout"),
+                ),
+                on_failure: match cv.value.on_failure.as_ref().map(|o| o.value) {
+                    Some(OnFailureFile::Fail) => OnFailure::Fail,
+                    _ => OnFailure::Warn,
+                },
+            }
+        });
+        groups.push(GroupSpec {
+            name: name.clone(),
+            agents,
+            barrier,
+            cross_validation,
+            location: at(spanned),
+        });
+    }
+    groups
+}
+
+fn barrier(name: &str, g: &GroupFile, problems: &mut Problems) -> Barrier {
+    let mut barrier = Barrier::default();
+    let Some(b) = &g.barrier else { return barrier };
+    let b = &b.value;
+    barrier.timeout = problems.duration_opt(b.timeout.as_ref(), &format!("group `{name}`: barrier.timeout"));
+    if let Some(s) = &b.success {
+        barrier.success = match s.value {
+            SuccessFile::All => Success::All,
+            SuccessFile::AtLeastOne => Success::AtLeastOne,
+        };
+    }
+    if let Some(w) =
+        problems.duration_opt(b.progress_window.as_ref(), &format!("group `{name}`: barrier.progress_window"))
+    {
+        barrier.progress_window = w;
+    }
+    if !b.on_timeout.is_empty() {
+        barrier.on_timeout = b
+            .on_timeout
+            .iter()
+            .filter_map(|s| match &s.value {
+                StrategyFile::ContinueWithPartial => Some(TimeoutStrategy::ContinueWithPartial),
+                StrategyFile::FallbackSequential => Some(TimeoutStrategy::FallbackSequential),
+                StrategyFile::ExtendTimeout(e) => {
+                    let by = match humantime::parse_duration(&e.by) {
+                        Ok(by) if !by.is_zero() => by,
+                        _ => {
+                            problems.at(at(s), format!("group `{name}`: extend_timeout.by `{}` must be a duration longer than zero", e.by));
+                            return None;
+                        }
+                    };
+                    let count = e.count.unwrap_or(1);
+                    if count == 0 {
+                        problems.at(at(s), format!("group `{name}`: extend_timeout.count must be at least 1"));
+                    }
+                    Some(TimeoutStrategy::ExtendTimeout { by, count })
+                }
+            })
+            .collect();
+        if barrier.timeout.is_none() && b.timeout.is_none() {
+            let first = &b.on_timeout[0];
+            problems.at(at(first), format!("group `{name}`: on_timeout needs a barrier.timeout to act on"));
         }
     }
+    barrier
+}
+
+/// A group runs its members side by side, so none may wait for another, and
+/// groups must be orderable: no group may need a later one that needs it.
+fn check_groups_against_needs(groups: &[GroupSpec], agents: &[AgentSpec], problems: &mut Problems) {
+    let group_of: HashMap<&str, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, spec)| spec.agents.iter().map(move |a| (a.as_str(), g)))
+        .collect();
+    for agent in agents {
+        let Some(&g) = group_of.get(agent.id.as_str()) else { continue };
+        for need in agent.needs.iter().filter(|n| n.kind.is_blocking()) {
+            if group_of.get(need.agent.as_str()) == Some(&g) {
+                problems.at(
+                    need.location,
+                    format!(
+                        "group `{}` runs `{}` and `{}` in parallel, but `{}` needs `{}`: make it a `context` need or move one out of the group",
+                        groups[g].name, agent.id, need.agent, agent.id, need.agent
+                    ),
+                );
+            }
+        }
+    }
+    // Contract each group to one node; ungrouped agents are nodes of their own.
+    let mut node_of: HashMap<&str, usize> = HashMap::new();
+    let mut names: Vec<String> = groups.iter().map(|g| format!("group `{}`", g.name)).collect();
+    for agent in agents {
+        let node = match group_of.get(agent.id.as_str()) {
+            Some(&g) => g,
+            None => {
+                names.push(format!("agent `{}`", agent.id));
+                names.len() - 1
+            }
+        };
+        node_of.insert(agent.id.as_str(), node);
+    }
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+    for agent in agents {
+        let from = node_of[agent.id.as_str()];
+        for need in agent.blocking_needs() {
+            if let Some(&to) = node_of.get(need)
+                && to != from
+                && !edges[from].contains(&to)
+            {
+                edges[from].push(to);
+            }
+        }
+    }
+    for cycle in find_cycles(&edges) {
+        if cycle.iter().all(|&n| n >= groups.len()) {
+            continue; // an agent-only cycle, reported already
+        }
+        let mut path: Vec<&str> = cycle.iter().map(|&n| names[n].as_str()).collect();
+        path.push(path[0]);
+        let location =
+            cycle.iter().find(|&&n| n < groups.len()).map(|&n| groups[n].location).unwrap_or_default();
+        problems.at(
+            location,
+            format!("groups contradict the dependencies: {} (each needs the next)", path.join(" → ")),
+        );
+    }
+}
+
+fn cache(file: &WorkflowFile, base: &Path, problems: &mut Problems) -> CacheSpec {
+    let mut spec = CacheSpec {
+        enabled: true,
+        dir: base.join(".ensemble").join("cache"),
+        max_size: DEFAULT_CACHE_SIZE,
+        compress_above: DEFAULT_COMPRESS_ABOVE,
+    };
+    let Some(c) = &file.cache else { return spec };
+    let c = &c.value;
+    spec.enabled = c.enabled.unwrap_or(true);
+    if let Some(dir) = &c.dir {
+        spec.dir = base.join(&dir.value);
+    }
+    for (field, name, slot) in [
+        (&c.max_size, "max_size", &mut spec.max_size),
+        (&c.compress_above, "compress_above", &mut spec.compress_above),
+    ] {
+        if let Some(v) = field {
+            match parse_size(&v.value) {
+                Ok(n) => *slot = n,
+                Err(e) => problems.at(at(v), format!("cache.{name}: {e}")),
+            }
+        }
+    }
+    spec
+}
+
+fn outputs(
+    file: &WorkflowFile,
+    base: &Path,
+    agents: &[AgentSpec],
+    problems: &mut Problems,
+) -> Option<OutputsSpec> {
+    let o = &file.outputs.as_ref()?.value;
+    let mut files = Vec::new();
+    for (name, spec) in &o.files {
+        if name.contains("..") || Path::new(name).is_absolute() {
+            problems.at(at(spec), format!("output file `{name}` must be a relative path inside outputs.dir"));
+            continue;
+        }
+        let key = &spec.value.key;
+        if let Err(e) = validate_key(&key.value) {
+            problems.at(at(key), format!("output `{name}`: {e}"));
+        } else if !agents.iter().any(|a| a.owns.iter().any(|p| ownership::covers(p, &key.value))) {
+            problems.at(
+                at(key),
+                format!("output `{name}`: no agent owns `{}`, so nothing can write it", key.value),
+            );
+        }
+        files.push((name.clone(), key.value.clone()));
+    }
+    Some(OutputsSpec { dir: base.join(&o.dir.value), files })
 }
 
 /// The candidate nearest to `word`, if it is near enough to be a typo.

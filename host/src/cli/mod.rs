@@ -26,6 +26,14 @@ struct Cli {
 enum Command {
     /// Run a workflow and print each agent's outcome and the committed context.
     Run(RunArgs),
+    /// Check a workflow file and report every problem (exit 2 if any).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The workflow file (YAML).
+    workflow: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +73,7 @@ where
     };
     let result = match cli.command {
         Command::Run(args) => run(&args, out, err),
+        Command::Check(args) => check(&args, out, err),
     };
     // Output that cannot be written (a closed pipe) is not worth a panic.
     result.unwrap_or(EXIT_FAILED)
@@ -129,6 +138,20 @@ fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Res
     }
     print_context(out, &report.context)?;
     Ok(if report.succeeded() { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    match Workflow::load(&args.workflow) {
+        Ok(w) => {
+            let groups = if w.groups.is_empty() { String::new() } else { format!(", {} groups", w.groups.len()) };
+            writeln!(out, "{}: ok: workflow `{}`, {} agents{groups}", w.path.display(), w.name, w.agents.len())?;
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            writeln!(err, "{e}")?;
+            Ok(EXIT_INVALID)
+        }
+    }
 }
 
 fn default_cache_dir(workflow: &Path) -> PathBuf {

@@ -332,11 +332,23 @@ impl Workflow {
     /// Parse and validate workflow text; `path` names it in errors and
     /// component paths are resolved against its directory.
     pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Self, WorkflowError> {
+        Self::parse_with(text, path.as_ref(), true)
+    }
+
+    /// Like [`Workflow::load`], but component files need not exist yet:
+    /// enough to plan and draw a workflow whose agents are still being built.
+    pub fn load_for_planning(path: impl AsRef<Path>) -> Result<Self, WorkflowError> {
         let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| WorkflowError::Read { path: path.to_owned(), source })?;
+        Self::parse_with(&text, path, false)
+    }
+
+    fn parse_with(text: &str, path: &Path, check_components: bool) -> Result<Self, WorkflowError> {
         let invalid = |problems| WorkflowError::Invalid { path: path.to_owned(), problems };
         let file = file::parse(text).map_err(|p| invalid(vec![p]))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        validate::validate(&file, path, base).map_err(invalid)
+        validate::validate(&file, path, base, check_components).map_err(invalid)
     }
 
     pub fn agent(&self, id: &str) -> Option<&AgentSpec> {

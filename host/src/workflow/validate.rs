@@ -66,7 +66,12 @@ impl Problems {
     }
 }
 
-pub(super) fn validate(file: &WorkflowFile, path: &Path, base: &Path) -> Result<Workflow, Vec<Problem>> {
+pub(super) fn validate(
+    file: &WorkflowFile,
+    path: &Path,
+    base: &Path,
+    check_components: bool,
+) -> Result<Workflow, Vec<Problem>> {
     let mut problems = Problems::default();
     let resources = resources(file, &mut problems);
     let name = file.name.clone().unwrap_or_else(|| {
@@ -79,7 +84,7 @@ pub(super) fn validate(file: &WorkflowFile, path: &Path, base: &Path) -> Result<
     let ids: HashMap<&str, Location> = file.agents.value.iter().map(|(id, a)| (id.as_str(), at(a))).collect();
     let mut agents = Vec::new();
     for (id, agent) in &file.agents.value {
-        if let Some(spec) = agent_spec(id, agent, &ids, &resources, base, &mut problems) {
+        if let Some(spec) = agent_spec(id, agent, &ids, &resources, (base, check_components), &mut problems) {
             agents.push(spec);
         }
     }
@@ -203,7 +208,7 @@ fn agent_spec(
     spanned: &Spanned<AgentFile>,
     ids: &HashMap<&str, Location>,
     resources: &Resources,
-    base: &Path,
+    (base, check_components): (&Path, bool),
     problems: &mut Problems,
 ) -> Option<AgentSpec> {
     let a = &spanned.value;
@@ -214,7 +219,7 @@ fn agent_spec(
     }
 
     let component = base.join(&a.component.value);
-    if !component.is_file() {
+    if check_components && !component.is_file() {
         problems.at(
             at(&a.component),
             format!("agent `{id}`: component file {} does not exist", component.display()),

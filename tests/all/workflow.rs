@@ -1,70 +1,127 @@
-//! Workflow files: every problem reported, each at file:line:col.
+//! Workflow files: every problem reported, each at file:line:col, with a
+//! way to fix it. Diagnostics are snapshots (insta): they are read by people.
 
+use ensemble::workflow::{DependencyKind, Success, TimeoutStrategy};
 use ensemble::{Workflow, WorkflowError};
 use ensemble_tests::{Project, writer};
 
+/// The diagnostics for `yaml`, with the temporary directory shown as `<dir>`.
 fn problems(yaml: &str) -> String {
     let project = Project::new();
     project.component("a", &writer("a.value"));
     match Workflow::load(project.workflow_file(yaml)) {
         Ok(_) => panic!("workflow should be invalid"),
-        Err(e @ WorkflowError::Invalid { .. }) => e.to_string(),
+        Err(e @ WorkflowError::Invalid { .. }) => {
+            e.to_string().replace(&project.path().display().to_string(), "<dir>")
+        }
         Err(e) => panic!("expected validation problems, got {e}"),
     }
 }
 
 #[test]
 fn unknown_need_points_at_the_line_and_suggests() {
-    let text = problems(
-        "agents:\n  architect:\n    component: a.wasm\n  pm:\n    component: a.wasm\n    needs: [archtect]\n",
-    );
-    assert!(text.contains("workflow.yaml:6:"), "{text}");
-    assert!(text.contains("unknown agent `archtect` (did you mean `architect`?)"), "{text}");
+    insta::assert_snapshot!(problems(
+        "agents:\n  architect:\n    component: a.wasm\n  pm:\n    component: a.wasm\n    needs: [archtect]\n"
+    ), @"<dir>/workflow.yaml:6:13: agent `pm` needs unknown agent `archtect` (did you mean `architect`?)");
 }
 
 #[test]
 fn all_problems_are_reported() {
-    let text = problems(
+    insta::assert_snapshot!(problems(
         "agents:\n  a:\n    component: missing.wasm\n    timeout: soon\n  b:\n    component: a.wasm\n    needs: [nobody]\n",
-    );
-    assert_eq!(text.lines().count(), 3, "{text}");
-    assert!(text.contains("missing.wasm does not exist"), "{text}");
-    assert!(text.contains("timeout `soon` is not a duration"), "{text}");
-    assert!(text.contains("unknown agent `nobody`"), "{text}");
+    ), @r"
+    <dir>/workflow.yaml:3:16: agent `a`: component file <dir>/missing.wasm does not exist
+    <dir>/workflow.yaml:4:14: agent `a`: timeout `soon` is not a duration (expected number at 0); write e.g. `30s` or `2m`
+    <dir>/workflow.yaml:7:13: agent `b` needs unknown agent `nobody`
+    ");
 }
 
 #[test]
 fn cycles_name_every_agent_on_them() {
-    let text = problems(
+    insta::assert_snapshot!(problems(
         "agents:\n  a:\n    component: a.wasm\n    needs: [c]\n  b:\n    component: a.wasm\n    needs: [a]\n  c:\n    component: a.wasm\n    needs: [b]\n",
-    );
-    assert!(text.contains("dependency cycle"), "{text}");
-    for agent in ["`a`", "a →", "b", "c"] {
-        assert!(text.contains(agent.trim_matches('`')), "{agent} in {text}");
-    }
+    ), @"<dir>/workflow.yaml:3:5: dependency cycle: a → c → b → a (each needs the next): remove one of these needs");
 }
 
 #[test]
-fn unknown_fields_are_errors() {
-    let text = problems("agents:\n  a:\n    component: a.wasm\n    need: [b]\n");
-    assert!(text.contains("workflow.yaml:4:"), "{text}");
-    assert!(text.contains("need"), "{text}");
+fn non_blocking_needs_do_not_make_cycles() {
+    let project = Project::new();
+    project.component("a", &writer("a.value"));
+    let workflow = project.workflow(
+        "agents:\n  a:\n    component: a.wasm\n    needs: [{agent: b, kind: context}]\n  b:\n    component: a.wasm\n    needs: [a, {agent: a, kind: validation}]\n",
+    );
+    let a = workflow.agent("a").expect("a");
+    assert_eq!(a.needs[0].kind, DependencyKind::Context);
+    assert_eq!(a.blocking_needs().count(), 0);
+    assert_eq!(workflow.agent("b").expect("b").blocking_needs().collect::<Vec<_>>(), ["a"]);
 }
 
 #[test]
-fn overlapping_ownership_is_refused() {
-    let text = problems(
-        "agents:\n  a:\n    component: a.wasm\n    owns: [shared]\n  b:\n    component: a.wasm\n    owns: [shared.x]\n",
+fn unknown_fields_are_errors_with_a_hint() {
+    insta::assert_snapshot!(
+        problems("agents:\n  a:\n    component: a.wasm\n    need: [b]\n"),
+        @"<dir>/workflow.yaml:4:5: unknown field `need`, expected one of component, owns, reads, needs, config, resources, fuel, timeout, estimate, priority, retry, defaults (did you mean `needs`?)"
     );
-    assert!(text.contains("overlaps `shared` owned by agent `a`"), "{text}");
+}
+
+#[test]
+fn overlapping_ownership_is_refused_unless_shared() {
+    let yaml = "agents:\n  a:\n    component: a.wasm\n    owns: [notes]\n  b:\n    component: a.wasm\n    owns: [notes.b]\n";
+    insta::assert_snapshot!(problems(yaml), @"<dir>/workflow.yaml:6:5: agent `b` owns `notes.b`, which overlaps `notes` owned by agent `a`: give each agent its own prefix, or declare `notes.b` under `shared` with a conflict policy");
+    let project = Project::new();
+    project.component("a", &writer("a.value"));
+    let shared = project.workflow(&format!("shared:\n  notes: merge_or_fail\n{yaml}"));
+    assert_eq!(shared.shared[0].prefix, "notes");
 }
 
 #[test]
 fn agent_larger_than_the_pool_is_refused() {
-    let text = problems(
-        "resources:\n  memory: 8\nagents:\n  a:\n    component: a.wasm\n    resources:\n      memory: 9\n",
-    );
-    assert!(text.contains("asks for 9 memory units but the pool has 8"), "{text}");
+    insta::assert_snapshot!(problems(
+        "resources:\n  memory: 8\n  cpu: 10\nagents:\n  a:\n    component: a.wasm\n    resources:\n      memory: 9\n      cpu: 13\n"
+    ), @r"
+    <dir>/workflow.yaml:8:15: agent `a` asks for 9 memory units but the pool has 8: lower it or raise resources.memory
+    <dir>/workflow.yaml:9:12: agent `a` asks for 13 cpu units but the pool has 12: lower it or raise resources.cpu
+    ");
+}
+
+#[test]
+fn groups_that_contradict_the_dependencies() {
+    insta::assert_snapshot!(problems(
+        "agents:\n  a:\n    component: a.wasm\n  b:\n    component: a.wasm\n    needs: [a]\n  c:\n    component: a.wasm\n    needs: [b]\n\
+         groups:\n  inside:\n    agents: [a, b]\n  across:\n    agents: [c]\n  other:\n    agents: [c, nobody]\n"
+    ), @r"
+    <dir>/workflow.yaml:6:13: group `inside` runs `b` and `a` in parallel, but `b` needs `a`: make it a `context` need or move one out of the group
+    <dir>/workflow.yaml:16:14: agent `c` is in group `across` and in group `other`: an agent belongs to one group
+    <dir>/workflow.yaml:16:17: group `other` lists unknown agent `nobody`
+    ");
+    insta::assert_snapshot!(problems(
+        "agents:\n  a:\n    component: a.wasm\n  b:\n    component: a.wasm\n    needs: [a]\n  c:\n    component: a.wasm\n    needs: [b]\n\
+         groups:\n  ends:\n    agents: [a, c]\n"
+    ), @"<dir>/workflow.yaml:12:5: groups contradict the dependencies: group `ends` → agent `b` → group `ends` (each needs the next)");
+}
+
+#[test]
+fn zero_and_malformed_durations() {
+    insta::assert_snapshot!(problems(
+        "agents:\n  a:\n    component: a.wasm\n    timeout: 0s\n    estimate: -3m\n    retry: {attempts: 0, backoff: 1m, max_backoff: 1s}\n\
+         groups:\n  g:\n    agents: [a]\n    barrier:\n      on_timeout: [continue_with_partial]\n"
+    ), @r"
+    <dir>/workflow.yaml:4:14: agent `a`: timeout must be longer than zero
+    <dir>/workflow.yaml:5:15: agent `a`: estimate `-3m` is not a duration (expected number at 0); write e.g. `30s` or `2m`
+    <dir>/workflow.yaml:6:12: agent `a`: retry.max_backoff is shorter than retry.backoff
+    <dir>/workflow.yaml:6:23: agent `a`: retry.attempts counts the first attempt, so it is at least 1
+    <dir>/workflow.yaml:11:20: group `g`: on_timeout needs a barrier.timeout to act on
+    ");
+}
+
+#[test]
+fn defaults_and_outputs_must_be_owned() {
+    insta::assert_snapshot!(problems(
+        "agents:\n  a:\n    component: a.wasm\n    defaults: {b.x: 1}\noutputs:\n  dir: out\n  files:\n    x.md: {key: nobody.doc}\n"
+    ), @r"
+    <dir>/workflow.yaml:4:15: agent `a` has a default for `b.x`, which it does not own
+    <dir>/workflow.yaml:8:17: output `x.md`: no agent owns `nobody.doc`, so nothing can write it
+    ");
 }
 
 #[test]
@@ -75,6 +132,27 @@ fn defaults_are_sane() {
     let a = workflow.agent("a").expect("agent a");
     assert_eq!(a.owns, ["a"]);
     assert_eq!(workflow.resources.max_concurrent, 3);
+    assert_eq!(workflow.resources.cpu_oversubscription, 1.2);
+    assert!(workflow.resources.memory_strict);
     assert_eq!(a.memory_bytes(&workflow.resources), 64 << 20);
+    assert_eq!(a.retry.attempts, 1);
     assert!(!a.config.is_empty());
+    assert!(workflow.cache.enabled);
+    assert_eq!(workflow.cache.max_size, 100 << 20);
+    assert_eq!(workflow.cache.compress_above, 10 << 10);
+}
+
+#[test]
+fn the_bmad_example_is_the_seed() {
+    let path = ensemble_tests::repo_root().join("examples/bmad/workflow.yaml");
+    let workflow = Workflow::load_for_planning(&path).expect("bmad workflow is valid");
+    let ids: Vec<&str> = workflow.agents.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["analyst", "pm", "ux_expert", "architect", "developer", "qa"]);
+    let design = &workflow.groups[0];
+    assert_eq!(design.agents, ["ux_expert", "architect"]);
+    assert_eq!(design.barrier.success, Success::AtLeastOne);
+    assert!(matches!(design.barrier.on_timeout[0], TimeoutStrategy::ExtendTimeout { count: 1, .. }));
+    assert_eq!(design.cross_validation.as_ref().map(|c| c.validators.len()), Some(2));
+    assert_eq!(workflow.resources.cpu_oversubscription, 1.2);
+    assert_eq!(workflow.outputs.as_ref().map(|o| o.files.len()), Some(6));
 }

@@ -34,6 +34,9 @@ enum Command {
 struct CheckArgs {
     /// The workflow file (YAML).
     workflow: PathBuf,
+    /// Check the file only: component files need not exist yet.
+    #[arg(long)]
+    no_components: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,10 +144,19 @@ fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Res
 }
 
 fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
-    match Workflow::load(&args.workflow) {
+    let loaded =
+        if args.no_components { Workflow::load_for_planning(&args.workflow) } else { Workflow::load(&args.workflow) };
+    match loaded {
         Ok(w) => {
-            let groups = if w.groups.is_empty() { String::new() } else { format!(", {} groups", w.groups.len()) };
-            writeln!(out, "{}: ok: workflow `{}`, {} agents{groups}", w.path.display(), w.name, w.agents.len())?;
+            let groups =
+                if w.groups.is_empty() { String::new() } else { format!(", {} groups", w.groups.len()) };
+            writeln!(
+                out,
+                "{}: ok: workflow `{}`, {} agents{groups}",
+                w.path.display(),
+                w.name,
+                w.agents.len()
+            )?;
             Ok(EXIT_OK)
         }
         Err(e) => {

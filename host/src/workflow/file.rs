@@ -265,7 +265,15 @@ pub(super) fn parse(text: &str) -> Result<WorkflowFile, Problem> {
         let location = e.location().map(|l| Location { line: l.line(), column: l.column() });
         // The error's own text may repeat the position; keep its first line.
         let message = e.to_string();
-        let mut message = message.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+        let mut message = message.lines().next().unwrap_or("invalid YAML").trim();
+        // Drop the parser's own "error: line L column C: " prefix; the
+        // position is printed once, as file:line:col.
+        if let Some(rest) = message.strip_prefix("error: line ")
+            && let Some((_, text)) = rest.split_once(": ")
+        {
+            message = text;
+        }
+        let mut message = message.to_owned();
         if let Some(unknown) = unknown_field(&message)
             && let Some(hint) = super::validate::closest(unknown, FIELDS.iter().copied())
         {

@@ -100,7 +100,7 @@ pub(super) fn validate(
         }
         dir
     });
-    let outputs = outputs(file, base, &agents, &mut problems);
+    let outputs = outputs(file, base, &mut problems);
     if problems.0.is_empty() {
         Ok(Workflow {
             name,
@@ -257,8 +257,9 @@ fn agent_spec(
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             problems.at(at(need), format!("agent `{id}` needs unknown agent `{other}`{hint}"));
-        } else if !seen.insert(other.clone()) {
-            problems.at(at(need), format!("agent `{id}` needs `{other}` twice: keep one entry"));
+        } else if !seen.insert((other.clone(), need.value.kind)) {
+            let kind = need.value.kind.name();
+            problems.at(at(need), format!("agent `{id}` needs `{other}` as `{kind}` twice: keep one entry"));
         } else {
             needs.push(Need { agent: other.clone(), kind: need.value.kind, location: at(need) });
         }
@@ -644,12 +645,16 @@ fn cache(file: &WorkflowFile, base: &Path, problems: &mut Problems) -> CacheSpec
     spec
 }
 
-fn outputs(
-    file: &WorkflowFile,
-    base: &Path,
-    agents: &[AgentSpec],
-    problems: &mut Problems,
-) -> Option<OutputsSpec> {
+/// Every owned prefix the file declares, including those of agents that have
+/// problems of their own (so one mistake is not reported twice).
+fn declared_owners(file: &WorkflowFile) -> impl Iterator<Item = &str> {
+    file.agents.value.iter().flat_map(|(id, a)| match &a.value.owns {
+        Some(owns) => owns.iter().map(|p| p.value.as_str()).collect::<Vec<_>>(),
+        None => vec![id.as_str()],
+    })
+}
+
+fn outputs(file: &WorkflowFile, base: &Path, problems: &mut Problems) -> Option<OutputsSpec> {
     let o = &file.outputs.as_ref()?.value;
     let mut files = Vec::new();
     for (name, spec) in &o.files {
@@ -660,7 +665,7 @@ fn outputs(
         let key = &spec.value.key;
         if let Err(e) = validate_key(&key.value) {
             problems.at(at(key), format!("output `{name}`: {e}"));
-        } else if !agents.iter().any(|a| a.owns.iter().any(|p| ownership::covers(p, &key.value))) {
+        } else if !declared_owners(file).any(|p| ownership::covers(p, &key.value)) {
             problems.at(
                 at(key),
                 format!("output `{name}`: no agent owns `{}`, so nothing can write it", key.value),

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+mod plan;
+
 use crate::context::Snapshot;
 use crate::{AgentStatus, Engine, RunOptions, RuntimeConfig, Workflow};
 
@@ -28,6 +30,12 @@ enum Command {
     Run(RunArgs),
     /// Check a workflow file and report every problem (exit 2 if any).
     Check(CheckArgs),
+    /// Print the JSON Schema of workflow files (for editors and validators).
+    Schema,
+    /// Show the plan: groups, critical path, priorities, estimated makespan.
+    Plan(plan::PlanArgs),
+    /// Draw the dependency graph (Mermaid or Graphviz DOT).
+    Graph(plan::GraphArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +85,9 @@ where
     let result = match cli.command {
         Command::Run(args) => run(&args, out, err),
         Command::Check(args) => check(&args, out, err),
+        Command::Schema => schema(out),
+        Command::Plan(args) => plan::plan(&args, out, err),
+        Command::Graph(args) => plan::graph(&args, out, err),
     };
     // Output that cannot be written (a closed pipe) is not worth a panic.
     result.unwrap_or(EXIT_FAILED)
@@ -144,8 +155,11 @@ fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Res
 }
 
 fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
-    let loaded =
-        if args.no_components { Workflow::load_for_planning(&args.workflow) } else { Workflow::load(&args.workflow) };
+    let loaded = if args.no_components {
+        Workflow::load_for_planning(&args.workflow)
+    } else {
+        Workflow::load(&args.workflow)
+    };
     match loaded {
         Ok(w) => {
             let groups =
@@ -164,6 +178,12 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
             Ok(EXIT_INVALID)
         }
     }
+}
+
+fn schema(out: &mut dyn Write) -> std::io::Result<u8> {
+    let text = serde_json::to_string_pretty(&Workflow::json_schema()).map_err(std::io::Error::other)?;
+    writeln!(out, "{text}")?;
+    Ok(EXIT_OK)
 }
 
 fn default_cache_dir(workflow: &Path) -> PathBuf {

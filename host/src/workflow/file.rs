@@ -1,18 +1,58 @@
 //! The file format, as serde sees it. Field names here are the user's
 //! vocabulary; unknown fields are errors.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Deref;
 
 use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_saphyr::Spanned;
 
 use super::{DependencyKind, Location, Problem};
 
-#[derive(Debug, Deserialize)]
+/// A value with the position it came from. A local wrapper over
+/// `serde_saphyr::Spanned`, so the file types can also describe their JSON
+/// Schema (the position is not part of the schema).
+#[derive(Debug)]
+pub(super) struct Spanned<T>(serde_saphyr::Spanned<T>);
+
+impl<T> Deref for Spanned<T> {
+    type Target = serde_saphyr::Spanned<T>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_saphyr::Spanned::deserialize(deserializer).map(Spanned)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Spanned<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// An Ensemble workflow: agents (WebAssembly components), their dependencies,
+/// the resources they share, parallel groups with smart barriers, and what the
+/// run keeps (cache) and writes (outputs).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Ensemble workflow")]
 pub(super) struct WorkflowFile {
     pub name: Option<String>,
     pub resources: Option<Spanned<ResourcesFile>>,
@@ -27,7 +67,7 @@ pub(super) struct WorkflowFile {
     pub outputs: Option<Spanned<OutputsFile>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ResourcesFile {
     pub cpu: Option<Spanned<u32>>,
@@ -39,7 +79,7 @@ pub(super) struct ResourcesFile {
     pub memory_strict: Option<Spanned<bool>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum SharedPolicyFile {
     FirstWriterWins,
@@ -47,7 +87,7 @@ pub(super) enum SharedPolicyFile {
     Fail,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AgentFile {
     pub component: Spanned<String>,
@@ -67,14 +107,14 @@ pub(super) struct AgentFile {
     pub defaults: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AgentResourcesFile {
     pub cpu: Option<Spanned<u32>>,
     pub memory: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RetryFile {
     pub attempts: Option<Spanned<u32>>,
@@ -87,6 +127,28 @@ pub(super) struct RetryFile {
 pub(super) struct NeedFile {
     pub agent: String,
     pub kind: DependencyKind,
+}
+
+impl JsonSchema for NeedFile {
+    fn schema_name() -> Cow<'static, str> {
+        "Need".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let kind = generator.subschema_for::<DependencyKind>();
+        json_schema!({
+            "description": "An agent this one depends on: its id (a `data` dependency), or `{agent, kind}`.",
+            "anyOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": { "agent": { "type": "string" }, "kind": kind },
+                    "required": ["agent"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for NeedFile {
@@ -120,7 +182,7 @@ impl<'de> Deserialize<'de> for NeedFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GroupFile {
     pub agents: Vec<Spanned<String>>,
@@ -128,7 +190,7 @@ pub(super) struct GroupFile {
     pub cross_validation: Option<Spanned<CrossValidationFile>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BarrierFile {
     pub timeout: Option<Spanned<String>>,
@@ -139,14 +201,14 @@ pub(super) struct BarrierFile {
     pub progress_window: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum SuccessFile {
     All,
     AtLeastOne,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum StrategyFile {
     ContinueWithPartial,
@@ -154,14 +216,14 @@ pub(super) enum StrategyFile {
     FallbackSequential,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExtendFile {
     pub by: String,
     pub count: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CrossValidationFile {
     pub validators: Vec<Spanned<String>>,
@@ -169,14 +231,14 @@ pub(super) struct CrossValidationFile {
     pub on_failure: Option<Spanned<OnFailureFile>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum OnFailureFile {
     Warn,
     Fail,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CacheFile {
     pub enabled: Option<bool>,
@@ -185,7 +247,7 @@ pub(super) struct CacheFile {
     pub compress_above: Option<Spanned<Size>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OutputsFile {
     pub dir: Spanned<String>,
@@ -193,18 +255,23 @@ pub(super) struct OutputsFile {
     pub files: IndexMap<String, Spanned<OutputFile>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OutputFile {
     /// The context key whose value (a string) is written to the file.
     pub key: Spanned<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub(super) enum Size {
     Bytes(u64),
     Text(String),
+}
+
+/// The JSON Schema of the workflow file.
+pub(super) fn schema() -> Schema {
+    schemars::schema_for!(WorkflowFile)
 }
 
 pub(super) fn at<T>(s: &Spanned<T>) -> Location {
@@ -248,6 +315,7 @@ const FIELDS: &[&str] = &[
     "success",
     "on_timeout",
     "progress_window",
+    "extend_timeout",
     "by",
     "count",
     "validators",
@@ -287,4 +355,42 @@ pub(super) fn parse(text: &str) -> Result<WorkflowFile, Problem> {
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.split("unknown field `").nth(1)?;
     rest.split('`').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn property_names(value: &serde_json::Value, names: &mut BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                    names.extend(props.keys().cloned());
+                }
+                map.values().for_each(|v| property_names(v, names));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| property_names(v, names)),
+            _ => {}
+        }
+    }
+
+    /// The "did you mean" list and the schema both come from the types; keep
+    /// them in step.
+    #[test]
+    fn hint_list_matches_the_schema() {
+        let mut names = BTreeSet::new();
+        property_names(&schema().to_value(), &mut names);
+        let hints: BTreeSet<String> = FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        assert_eq!(names, hints);
+    }
+
+    #[test]
+    fn schema_describes_the_file() {
+        let schema = schema().to_value();
+        assert_eq!(schema["title"], "Ensemble workflow");
+        assert_eq!(schema["required"], serde_json::json!(["agents"]));
+        assert!(schema["properties"]["agents"].is_object());
+    }
 }

@@ -53,7 +53,7 @@ pub struct Workflow {
 }
 
 /// How an agent depends on another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DependencyKind {
     /// Blocking: starts after the other agent commits.
@@ -349,6 +349,11 @@ impl Workflow {
         let file = file::parse(text).map_err(|p| invalid(vec![p]))?;
         let base = path.parent().unwrap_or(Path::new("."));
         validate::validate(&file, path, base, check_components).map_err(invalid)
+    }
+
+    /// The JSON Schema of workflow files, generated from the parser's types.
+    pub fn json_schema() -> serde_json::Value {
+        file::schema().to_value()
     }
 
     pub fn agent(&self, id: &str) -> Option<&AgentSpec> {

@@ -4,10 +4,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use serde_saphyr::Spanned;
-
 use super::file::{
-    AgentFile, GroupFile, OnFailureFile, SharedPolicyFile, Size, StrategyFile, SuccessFile, WorkflowFile, at,
+    AgentFile, GroupFile, OnFailureFile, SharedPolicyFile, Size, Spanned, StrategyFile, SuccessFile,
+    WorkflowFile, at,
 };
 use super::{
     AgentSpec, Barrier, CacheSpec, ConflictPolicy, CrossValidation, DEFAULT_AGENT_CPU, DEFAULT_AGENT_MEMORY,

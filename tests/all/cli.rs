@@ -72,3 +72,32 @@ fn help_explains_the_commands() {
     assert_eq!(code, EXIT_OK);
     assert!(out.contains("run"), "{out}");
 }
+
+#[test]
+fn check_accepts_the_examples_and_reports_problems() {
+    let hello = repo_root().join("examples/hello/workflow.yaml");
+    let (code, out, _) = ensemble(&["check", &hello.to_string_lossy()]);
+    assert_eq!(code, EXIT_OK);
+    assert!(out.contains("ok: workflow `hello`, 3 agents"), "{out}");
+
+    // The BMAD agents are not built yet: the file itself must still check.
+    let bmad = repo_root().join("examples/bmad/workflow.yaml");
+    let (code, out, err) = ensemble(&["check", "--no-components", &bmad.to_string_lossy()]);
+    assert_eq!(code, EXIT_OK, "{err}");
+    assert!(out.contains("6 agents, 1 groups"), "{out}");
+
+    let project = Project::new();
+    let path = project.workflow_file("agents:\n  a:\n    component: a.wasm\n    needs: [b]\n");
+    let (code, _, err) = ensemble(&["check", &path.to_string_lossy()]);
+    assert_eq!(code, EXIT_INVALID);
+    assert_eq!(err.lines().count(), 2, "every problem, one a line: {err}");
+}
+
+#[test]
+fn schema_is_json_schema_of_the_file() {
+    let (code, out, _) = ensemble(&["schema"]);
+    assert_eq!(code, EXIT_OK);
+    let schema: serde_json::Value = serde_json::from_str(&out).expect("schema is JSON");
+    assert_eq!(schema["title"], "Ensemble workflow");
+    assert!(schema["$defs"]["AgentFile"]["properties"]["needs"].is_object(), "{schema}");
+}

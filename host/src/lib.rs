@@ -17,6 +17,7 @@
 //! (A complete, compiled version of this is `examples/embed.rs`.)
 //!
 //! The modules follow the data: [`workflow`] parses and checks the file,
+//! [`plan`] derives groups, the critical path and priorities from it,
 //! [`runtime`] sandboxes components, [`context`] holds the shared versioned
 //! context, [`exec`] runs the plan, [`observe`] reports what happened.
 
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod context;
 pub mod exec;
 pub mod observe;
+pub mod plan;
 pub mod runtime;
 pub mod workflow;
 

@@ -8,4 +8,5 @@ mod engine;
 mod limits;
 mod loading;
 mod ownership;
+mod plan;
 mod workflow;

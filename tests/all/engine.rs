@@ -99,3 +99,39 @@ async fn agents_progress_and_log_calls_become_events() {
             .expect("msgpack");
     assert_eq!(message, "Hello, Ada!");
 }
+
+#[tokio::test]
+async fn memory_units_are_never_oversubscribed() {
+    // Each agent takes 60 of 100 memory units: with three slots free, they
+    // still run one at a time.
+    let project = Project::new();
+    for name in ["a", "b"] {
+        project.component(name, &writer(&format!("{name}.value")));
+    }
+    let workflow = project.workflow(
+        "agents:\n  a:\n    component: a.wasm\n    resources: {memory: 60}\n  b:\n    component: b.wasm\n    resources: {memory: 60}\n",
+    );
+    let options = RunOptions::default();
+    let mut events = options.events.subscribe();
+    let report = ensemble_tests::engine().run(&workflow, options).await;
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(timeline(&mut events), ["start a", "end a", "start b", "end b"]);
+}
+
+#[tokio::test]
+async fn the_ready_queue_serves_the_highest_priority_first() {
+    let project = Project::new();
+    for name in ["a", "b", "c"] {
+        project.component(name, &writer(&format!("{name}.value")));
+    }
+    let workflow = project.workflow(
+        // c is on a critical path (priority 10 by the planner); a and b say less.
+        "resources:\n  max_concurrent: 1\nagents:\n  a:\n    component: a.wasm\n    priority: 2\n  b:\n    component: b.wasm\n    priority: 1\n  c:\n    component: c.wasm\n",
+    );
+    let options = RunOptions::default();
+    let mut events = options.events.subscribe();
+    let report = ensemble_tests::engine().run(&workflow, options).await;
+    assert!(report.succeeded(), "{report:?}");
+    let starts: Vec<String> = timeline(&mut events).into_iter().filter(|e| e.starts_with("start")).collect();
+    assert_eq!(starts, ["start c", "start a", "start b"]);
+}

@@ -1,13 +1,15 @@
 //! Running a workflow: load the components, start agents as their needs
 //! commit, commit what succeeds, skip what cannot run.
 //!
-//! This first cut is a topological loop: an agent starts once every agent it
-//! needs has committed, up to `max_concurrent` at a time, in declaration
-//! order. The resource pool, priorities and barriers grow here.
+//! An agent becomes ready once every agent it `data`-needs has committed; the
+//! ready queue serves the highest priority first, then the longest remaining
+//! path (both from the plan), and an agent starts only when its cpu and memory
+//! units and a slot fit the [`ResourcePool`]. Barriers and retries grow here.
 //!
 //! Architecture invariant: an agent's writes are committed atomically, before
 //! any agent that needs it starts; an agent never sees uncommitted writes.
 
+mod pool;
 mod report;
 
 use std::collections::HashMap;
@@ -15,6 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinSet;
 
+pub use pool::ResourcePool;
 pub use report::{AgentReport, AgentStatus, RunReport};
 
 use crate::context::{ContextStore, Ownership};
@@ -70,6 +73,20 @@ impl Engine {
     }
 }
 
+/// Each agent's place in the ready queue: priority (highest first), then
+/// longest remaining path, then file order.
+fn ready_order(workflow: &Workflow) -> HashMap<&str, usize> {
+    let plan = crate::plan::plan(workflow);
+    let planned: HashMap<&str, (u8, std::time::Duration)> =
+        plan.agents.iter().map(|p| (p.id.as_str(), (p.priority, p.remaining))).collect();
+    let mut ranked: Vec<(usize, &AgentSpec)> = workflow.agents.iter().enumerate().collect();
+    ranked.sort_by_key(|(index, agent)| {
+        let (priority, remaining) = planned.get(agent.id.as_str()).copied().unwrap_or_default();
+        (std::cmp::Reverse(priority), std::cmp::Reverse(remaining), *index)
+    });
+    ranked.into_iter().enumerate().map(|(rank, (_, agent))| (agent.id.as_str(), rank)).collect()
+}
+
 fn new_run_id(workflow: &Workflow) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     let mut hasher = blake3::Hasher::new();
@@ -111,50 +128,61 @@ impl<'w> Execution<'w> {
 
     async fn run(mut self) -> RunReport {
         let mut components = self.load_all().await;
+        let order = ready_order(self.workflow);
         let mut waiting: Vec<&AgentSpec> = self.workflow.agents.iter().collect();
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut running_ids: HashMap<tokio::task::Id, String> = HashMap::new();
-        let limit = self.workflow.resources.max_concurrent as usize;
+        let mut pool = ResourcePool::new(&self.workflow.resources);
 
         loop {
             // Settle what can be settled, start what can start.
-            let mut i = 0;
-            while i < waiting.len() {
-                let agent = waiting[i];
-                if let Some(because) = self.blocked_by_failure(agent) {
-                    self.finish(agent, AgentStatus::Skipped { because }, None);
-                    waiting.remove(i);
-                    i = 0;
-                    continue;
-                }
-                let ready = agent.blocking_needs().all(|n| self.succeeded(n));
-                if ready && running.len() < limit {
-                    waiting.remove(i);
-                    match components.remove(&agent.id) {
-                        Some(Ok(component)) => {
-                            let handle = running.spawn(self.start(agent, component));
-                            running_ids.insert(handle.id(), agent.id.clone());
-                        }
-                        Some(Err(error)) => {
-                            self.finish(agent, AgentStatus::Failed(error), None);
-                            i = 0;
-                        }
-                        None => self.finish(
-                            agent,
-                            AgentStatus::Failed(AgentError::Host {
-                                agent: agent.id.clone(),
-                                message: "component was not loaded".into(),
-                            }),
-                            None,
-                        ),
+            loop {
+                let before = waiting.len();
+                waiting.retain(|agent| match self.blocked_by_failure(agent) {
+                    Some(because) => {
+                        self.finish(agent, AgentStatus::Skipped { because }, None);
+                        false
                     }
-                    continue;
+                    None => true,
+                });
+                // The ready queue: highest priority first, then the longest
+                // remaining path. The head waits until it fits; later agents
+                // do not overtake it (as the planner's makespan model assumes).
+                let mut ready: Vec<&AgentSpec> = waiting
+                    .iter()
+                    .copied()
+                    .filter(|a| a.blocking_needs().all(|n| self.succeeded(n)))
+                    .collect();
+                ready.sort_by_key(|a| order.get(a.id.as_str()).copied());
+                for agent in ready {
+                    let component = components.remove(&agent.id);
+                    if let Some(Ok(component)) = component {
+                        if !pool.fits(agent) {
+                            components.insert(agent.id.clone(), Ok(component));
+                            break;
+                        }
+                        pool.acquire(agent);
+                        let handle = running.spawn(self.start(agent, component));
+                        running_ids.insert(handle.id(), agent.id.clone());
+                    } else {
+                        let error = component.and_then(Result::err).unwrap_or_else(|| AgentError::Host {
+                            agent: agent.id.clone(),
+                            message: "component was not loaded".into(),
+                        });
+                        self.finish(agent, AgentStatus::Failed(error), None);
+                    }
+                    waiting.retain(|w| w.id != agent.id);
                 }
-                i += 1;
+                if waiting.len() == before {
+                    break;
+                }
             }
             let Some(joined) = running.join_next_with_id().await else { break };
-            match joined {
-                Ok((_, (id, started, result))) => self.complete(&id, started, result),
+            let id = match joined {
+                Ok((_, (id, started, result))) => {
+                    self.complete(&id, started, result);
+                    id
+                }
                 Err(join_error) => {
                     let id = running_ids.get(&join_error.id()).cloned().unwrap_or_default();
                     if let Some(agent) = self.workflow.agent(&id) {
@@ -164,7 +192,11 @@ impl<'w> Execution<'w> {
                         };
                         self.finish(agent, AgentStatus::Failed(error), None);
                     }
+                    id
                 }
+            };
+            if let Some(agent) = self.workflow.agent(&id) {
+                pool.release(agent);
             }
         }
         // Validation rules out cycles, so nothing is left; be safe anyway.

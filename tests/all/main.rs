@@ -9,4 +9,5 @@ mod limits;
 mod loading;
 mod ownership;
 mod plan;
+mod retry;
 mod workflow;

@@ -87,6 +87,29 @@ fn ready_order(workflow: &Workflow) -> HashMap<&str, usize> {
     ranked.into_iter().enumerate().map(|(rank, (_, agent))| (agent.id.as_str(), rank)).collect()
 }
 
+/// Sleep until `at`, or for ever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The delay before retry number `retry` (1 for the first): the backoff
+/// doubled each time, capped, then scaled by a jitter in [0.5, 1] derived
+/// from the run, agent and attempt (so agents that failed together do not
+/// retry in lockstep, and a run is reproducible).
+fn backoff(policy: &crate::workflow::Retry, run_id: &str, agent: &str, retry: u32) -> std::time::Duration {
+    let doubled = policy.backoff.saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+    let capped = doubled.min(policy.max_backoff);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(run_id.as_bytes());
+    hasher.update(agent.as_bytes());
+    hasher.update(&retry.to_le_bytes());
+    let byte = hasher.finalize().as_bytes()[0];
+    capped.mul_f64(0.5 + f64::from(byte) / 510.0)
+}
+
 fn new_run_id(workflow: &Workflow) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     let mut hasher = blake3::Hasher::new();
@@ -104,6 +127,10 @@ struct Execution<'w> {
     ownership: Ownership,
     store: ContextStore,
     reports: HashMap<String, AgentReport>,
+    /// Attempts started so far, per agent.
+    attempts: HashMap<String, u32>,
+    /// Agents waiting out a retry backoff, with when they may start again.
+    backing_off: Vec<(String, Instant)>,
     started: Instant,
 }
 
@@ -122,12 +149,14 @@ impl<'w> Execution<'w> {
             ownership,
             store: ContextStore::new(),
             reports: HashMap::new(),
+            attempts: HashMap::new(),
+            backing_off: Vec::new(),
             started: Instant::now(),
         }
     }
 
     async fn run(mut self) -> RunReport {
-        let mut components = self.load_all().await;
+        let components = self.load_all().await;
         let order = ready_order(self.workflow);
         let mut waiting: Vec<&AgentSpec> = self.workflow.agents.iter().collect();
         let mut running: JoinSet<Finished> = JoinSet::new();
@@ -155,10 +184,9 @@ impl<'w> Execution<'w> {
                     .collect();
                 ready.sort_by_key(|a| order.get(a.id.as_str()).copied());
                 for agent in ready {
-                    let component = components.remove(&agent.id);
+                    let component = components.get(&agent.id).cloned();
                     if let Some(Ok(component)) = component {
                         if !pool.fits(agent) {
-                            components.insert(agent.id.clone(), Ok(component));
                             break;
                         }
                         pool.acquire(agent);
@@ -177,7 +205,21 @@ impl<'w> Execution<'w> {
                     break;
                 }
             }
-            let Some(joined) = running.join_next_with_id().await else { break };
+            let next_retry = self.backing_off.iter().map(|(_, at)| *at).min();
+            if running.is_empty() && next_retry.is_none() {
+                break;
+            }
+            let joined = tokio::select! {
+                Some(joined) = running.join_next_with_id() => joined,
+                () = sleep_until(next_retry) => {
+                    let now = Instant::now();
+                    let (due, later): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut self.backing_off).into_iter().partition(|(_, at)| *at <= now);
+                    self.backing_off = later;
+                    waiting.extend(due.iter().filter_map(|(id, _)| self.workflow.agent(id)));
+                    continue;
+                }
+            };
             let id = match joined {
                 Ok((_, (id, started, result))) => {
                     self.complete(&id, started, result);
@@ -232,11 +274,20 @@ impl<'w> Execution<'w> {
         components
     }
 
-    fn start(&self, agent: &AgentSpec, component: AgentComponent) -> impl Future<Output = Finished> + use<> {
+    fn start(
+        &mut self,
+        agent: &AgentSpec,
+        component: AgentComponent,
+    ) -> impl Future<Output = Finished> + use<> {
+        let attempt = {
+            let n = self.attempts.entry(agent.id.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
         let call = AgentCall {
             agent: agent.id.clone(),
             run_id: self.run_id.clone(),
-            attempt: 1,
+            attempt,
             config: agent.config.clone(),
             snapshot: self.store.snapshot(),
             ownership: self.ownership.clone(),
@@ -247,7 +298,7 @@ impl<'w> Execution<'w> {
             },
             events: self.events.clone(),
         };
-        self.events.send(Event::AgentStarted { agent: agent.id.clone(), attempt: 1 });
+        self.events.send(Event::AgentStarted { agent: agent.id.clone(), attempt });
         let runtime = self.runtime.clone();
         async move {
             let started = Instant::now();
@@ -273,7 +324,21 @@ impl<'w> Execution<'w> {
                 let status = AgentStatus::Succeeded { version: commit.version, keys: commit.keys };
                 self.finish(agent, status, Some((started, fuel_used, peak_memory)));
             }
-            Err(error) => self.finish(agent, AgentStatus::Failed(error), Some((started, None, 0))),
+            Err(error) => {
+                let attempt = self.attempts.get(id).copied().unwrap_or(1);
+                if error.is_retryable() && attempt < agent.retry.attempts {
+                    let after = backoff(&agent.retry, &self.run_id, id, attempt);
+                    self.events.send(Event::AgentRetrying {
+                        agent: id.to_owned(),
+                        attempt: attempt + 1,
+                        after,
+                        error: error.to_string(),
+                    });
+                    self.backing_off.push((id.to_owned(), Instant::now() + after));
+                } else {
+                    self.finish(agent, AgentStatus::Failed(error), Some((started, None, 0)));
+                }
+            }
         }
     }
 
@@ -293,7 +358,14 @@ impl<'w> Execution<'w> {
         };
         self.reports.insert(
             agent.id.clone(),
-            AgentReport { agent: agent.id.clone(), status, elapsed, fuel_used, peak_memory },
+            AgentReport {
+                agent: agent.id.clone(),
+                status,
+                elapsed,
+                fuel_used,
+                peak_memory,
+                attempts: self.attempts.get(&agent.id).copied().unwrap_or(0),
+            },
         );
     }
 

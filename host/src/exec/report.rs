@@ -25,6 +25,8 @@ pub struct AgentReport {
     pub fuel_used: Option<u64>,
     /// Peak linear memory in bytes.
     pub peak_memory: u64,
+    /// Attempts started (0 if it never started).
+    pub attempts: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -31,6 +31,8 @@ pub enum Event {
     Log { agent: String, level: Level, message: String },
     /// An agent's writes were committed as context `version`.
     Committed { agent: String, version: u64, keys: Vec<String> },
+    /// An attempt failed with a retryable error; attempt `attempt` starts after `after`.
+    AgentRetrying { agent: String, attempt: u32, after: Duration, error: String },
     /// An agent failed; nothing of it was committed.
     AgentFailed { agent: String, error: String },
     /// An agent did not run because an agent it needs did not succeed.

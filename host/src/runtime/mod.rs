@@ -202,6 +202,18 @@ impl AgentError {
         }
     }
 
+    /// Whether another attempt could succeed. Never for an unusable
+    /// component, an ownership violation, or input the agent called invalid.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Self::Load { .. }
+                | Self::Link { .. }
+                | Self::Ownership(_)
+                | Self::Returned { kind: ReturnedKind::InvalidInput | ReturnedKind::Context, .. }
+        )
+    }
+
     /// Whether the component itself is unusable (bad file, wrong world,
     /// forbidden import): an input problem, not a run-time failure.
     pub fn is_load_error(&self) -> bool {

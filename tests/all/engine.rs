@@ -135,3 +135,14 @@ async fn the_ready_queue_serves_the_highest_priority_first() {
     let starts: Vec<String> = timeline(&mut events).into_iter().filter(|e| e.starts_with("start")).collect();
     assert_eq!(starts, ["start c", "start a", "start b"]);
 }
+
+#[tokio::test]
+async fn an_agent_larger_than_the_pool_fails_instead_of_waiting_for_ever() {
+    // The file check refuses this; a workflow built in code can still ask.
+    let (_project, mut workflow) = three_independent_writers(3);
+    workflow.agents[0].memory = workflow.resources.memory + 1;
+    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let error = report.error("a").expect("a fails").to_string();
+    assert!(error.contains("more than the whole pool has"), "{error}");
+    assert!(report.context.get("b.value").is_some() && report.context.get("c.value").is_some());
+}

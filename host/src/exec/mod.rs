@@ -186,6 +186,20 @@ impl<'w> Execution<'w> {
                 for agent in ready {
                     let component = components.get(&agent.id).cloned();
                     if let Some(Ok(component)) = component {
+                        if !pool.fits(agent) && pool.is_idle() {
+                            // Only a workflow built in code can get here: the
+                            // file check refuses agents larger than the pool.
+                            let error = AgentError::Host {
+                                agent: agent.id.clone(),
+                                message: format!(
+                                    "it needs {} cpu and {} memory units, more than the whole pool has",
+                                    agent.cpu, agent.memory
+                                ),
+                            };
+                            self.finish(agent, AgentStatus::Failed(error), None);
+                            waiting.retain(|w| w.id != agent.id);
+                            continue;
+                        }
                         if !pool.fits(agent) {
                             break;
                         }

@@ -4,7 +4,7 @@
 //! `cargo run -p ensemble-tests --example embed [WORKFLOW]`
 //! (defaults to examples/hello/workflow.yaml)
 
-use ensemble::{AgentStatus, Engine, Event, RunOptions, RuntimeConfig, Workflow};
+use ensemble::{AgentStatus, Engine, EventKind, RunOptions, RuntimeConfig, Workflow};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -19,11 +19,11 @@ async fn main() -> anyhow::Result<()> {
     let mut events = options.events.subscribe();
     let watcher = tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
-            match event {
-                Event::Progress { agent, done, message } => {
+            match event.kind {
+                EventKind::Progress { agent, done, message } => {
                     println!("[{agent}] {:>3.0}% {message}", done * 100.0)
                 }
-                Event::Committed { agent, version, keys } => {
+                EventKind::Committed { agent, version, keys } => {
                     println!("[{agent}] committed v{version}: {keys:?}")
                 }
                 _ => {}
@@ -40,6 +40,8 @@ async fn main() -> anyhow::Result<()> {
             AgentStatus::Succeeded { keys, .. } => println!("{}: ok, wrote {keys:?}", agent.agent),
             AgentStatus::Failed(error) => println!("{}: failed: {error}", agent.agent),
             AgentStatus::Skipped { because } => println!("{}: skipped: {because}", agent.agent),
+            AgentStatus::Partial { because, .. } => println!("{}: partial: {because}", agent.agent),
+            AgentStatus::Cancelled => println!("{}: cancelled", agent.agent),
         }
     }
     if let Some(entry) = report.context.get("greeter.message") {

@@ -86,8 +86,10 @@ fn main() {
                 memory_bytes: agent.memory_bytes(&workflow.resources),
                 fuel: None,
                 timeout: None,
+                slice: 1,
             },
             events: EventSink::new(),
+            pulse: Default::default(),
         };
         let samples: Vec<Duration> = (0..RUNS)
             .map(|_| {

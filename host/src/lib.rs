@@ -29,7 +29,10 @@ pub mod plan;
 pub mod runtime;
 pub mod workflow;
 
-pub use exec::{AgentReport, AgentStatus, Engine, RunOptions, RunReport};
-pub use observe::{Event, EventSink};
+pub use exec::{
+    AgentReport, AgentStatus, CancellationToken, Engine, GroupReport, GroupStatus, RunOptions, RunReport,
+    ValidationOutcome, ValidationReport,
+};
+pub use observe::{Decision, Event, EventKind, EventSink};
 pub use runtime::{AgentError, Runtime, RuntimeConfig};
 pub use workflow::{Workflow, WorkflowError};

@@ -1,6 +1,6 @@
 //! The engine: instance pool, concurrency limit, events.
 
-use ensemble::{Engine, Event, RunOptions, RuntimeConfig};
+use ensemble::{Engine, Event, EventKind, RunOptions, RuntimeConfig};
 use ensemble_tests::{Project, writer};
 
 fn three_independent_writers(max_concurrent: u32) -> (Project, ensemble::Workflow) {
@@ -18,9 +18,9 @@ fn three_independent_writers(max_concurrent: u32) -> (Project, ensemble::Workflo
 fn timeline(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<String> {
     let mut seen = Vec::new();
     while let Ok(event) = events.try_recv() {
-        match event {
-            Event::AgentStarted { agent, .. } => seen.push(format!("start {agent}")),
-            Event::AgentSucceeded { agent, .. } => seen.push(format!("end {agent}")),
+        match event.kind {
+            EventKind::AgentStarted { agent, .. } => seen.push(format!("start {agent}")),
+            EventKind::AgentSucceeded { agent, .. } => seen.push(format!("end {agent}")),
             _ => {}
         }
     }
@@ -85,9 +85,9 @@ async fn agents_progress_and_log_calls_become_events() {
     assert!(report.succeeded(), "{report:?}");
     let (mut progress, mut logs) = (Vec::new(), Vec::new());
     while let Ok(event) = events.try_recv() {
-        match event {
-            Event::Progress { agent, done, .. } if agent == "greeter" => progress.push(done),
-            Event::Log { agent, message, .. } if agent == "greeter" => logs.push(message),
+        match event.kind {
+            EventKind::Progress { agent, done, .. } if agent == "greeter" => progress.push(done),
+            EventKind::Log { agent, message, .. } if agent == "greeter" => logs.push(message),
             _ => {}
         }
     }

@@ -1,7 +1,7 @@
 //! Retries: failed attempts are retried with backoff, unless the error says
 //! another attempt cannot help.
 
-use ensemble::{AgentError, Event, RunOptions};
+use ensemble::{AgentError, EventKind, RunOptions};
 use ensemble_tests::{FAILED, IMPORT_PUT, OK, Project, RET, agent_module, core_agent, engine};
 
 /// Fails its first attempt, then writes `flaky.value` (param 4 of `run` is
@@ -35,7 +35,7 @@ async fn a_failed_attempt_is_retried_after_a_backoff() {
     assert!(report.context.get("flaky.value").is_some());
     let mut retried = Vec::new();
     while let Ok(event) = events.try_recv() {
-        if let Event::AgentRetrying { attempt, after, error, .. } = event {
+        if let EventKind::AgentRetrying { attempt, after, error, .. } = event.kind {
             retried.push((attempt, after, error));
         }
     }

@@ -104,13 +104,13 @@ fn groups_that_contradict_the_dependencies() {
 fn zero_and_malformed_durations() {
     insta::assert_snapshot!(problems(
         "agents:\n  a:\n    component: a.wasm\n    timeout: 0s\n    estimate: -3m\n    retry: {attempts: 0, backoff: 1m, max_backoff: 1s}\n\
-         groups:\n  g:\n    agents: [a]\n    barrier:\n      on_timeout: [continue_with_partial]\n"
+         groups:\n  g:\n    agents: [a]\n    barrier:\n      on_timeout: [{extend_timeout: {by: 1m}}]\n"
     ), @r"
     <dir>/workflow.yaml:4:14: agent `a`: timeout must be longer than zero
     <dir>/workflow.yaml:5:15: agent `a`: estimate `-3m` is not a duration (expected number at 0); write e.g. `30s` or `2m`
     <dir>/workflow.yaml:6:12: agent `a`: retry.max_backoff is shorter than retry.backoff
     <dir>/workflow.yaml:6:23: agent `a`: retry.attempts counts the first attempt, so it is at least 1
-    <dir>/workflow.yaml:11:20: group `g`: on_timeout needs a barrier.timeout to act on
+    <dir>/workflow.yaml:11:20: group `g`: extend_timeout needs a barrier.timeout to extend
     ");
 }
 

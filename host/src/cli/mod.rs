@@ -2,8 +2,10 @@
 //! the library. `main.rs` only sets up logging and calls [`main`]; tests call
 //! [`main`] in-process with their own output buffers.
 //!
-//! Exit codes: 0 when every agent succeeded, 1 when any agent failed or was
-//! skipped, 2 when the input is unusable (workflow file or components).
+//! Exit codes: 0 when the run succeeded (every agent succeeded or was let off
+//! by its group's barrier, every group succeeded), 1 when it did not, 2 when
+//! the input is unusable (workflow file or components), 130 when Ctrl-C
+//! cancelled it.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -11,10 +13,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+mod live;
 mod plan;
+mod summary;
 
 use crate::context::Snapshot;
-use crate::{AgentStatus, Engine, RunOptions, RuntimeConfig, Workflow};
+use crate::{Engine, RunOptions, RuntimeConfig, Workflow};
 
 /// Run multi-agent workflows in parallel, every agent a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -57,6 +61,9 @@ struct RunArgs {
     /// Do not meter fuel (faster; fuel budgets in the workflow become errors).
     #[arg(long)]
     no_fuel: bool,
+    /// Do not print the live view of the run on stderr (the summary still goes to stdout).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Every agent succeeded.
@@ -65,6 +72,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// The input is unusable: workflow file, component files, arguments.
 pub const EXIT_INVALID: u8 = 2;
+/// The run was interrupted (Ctrl-C): 128 + SIGINT, as shells expect.
+pub const EXIT_CANCELLED: u8 = 130;
 
 /// Run the command line `args` (including the program name), writing normal
 /// output to `out` and errors to `err`; returns the exit code.
@@ -130,28 +139,42 @@ fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Res
             return Ok(EXIT_FAILED);
         }
     };
-    let report = runtime.block_on(engine.run(&workflow, RunOptions::default()));
-
-    writeln!(
-        out,
-        "workflow `{}` (run {}): {} agents in {:.0?}",
-        report.workflow,
-        report.run_id,
-        report.agents.len(),
-        report.elapsed
-    )?;
-    let width = report.agents.iter().map(|a| a.agent.len()).max().unwrap_or(0);
-    for agent in &report.agents {
-        let time = agent.elapsed.map(|d| format!("{d:>8.1?}")).unwrap_or_else(|| format!("{:>8}", "-"));
-        let line = match &agent.status {
-            AgentStatus::Succeeded { keys, .. } => format!("ok      {time}  wrote {}", list(keys)),
-            AgentStatus::Failed(e) => format!("FAILED  {time}  {e}"),
-            AgentStatus::Skipped { because } => format!("skipped {time}  {because}"),
-        };
-        writeln!(out, "  {:width$}  {line}", agent.agent)?;
+    let options = RunOptions::default();
+    let cancel = options.cancel.clone();
+    let mut events = options.events.subscribe();
+    let mut live = live::LiveView::new(!args.quiet);
+    let report = runtime.block_on(async {
+        let run = engine.run(&workflow, options);
+        tokio::pin!(run);
+        let mut interrupts = 0;
+        loop {
+            tokio::select! {
+                report = &mut run => break report,
+                Ok(event) = events.recv() => live.show(err, &event),
+                Ok(()) = tokio::signal::ctrl_c() => {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        let _ = writeln!(err, "interrupted again: exiting without waiting");
+                        std::process::exit(i32::from(EXIT_CANCELLED));
+                    }
+                    let _ = writeln!(err, "interrupted: stopping running agents (Ctrl-C again to exit at once)");
+                    cancel.cancel();
+                }
+            }
+        }
+    });
+    while let Ok(event) = events.try_recv() {
+        live.show(err, &event);
     }
+    summary::print(out, &report)?;
     print_context(out, &report.context)?;
-    Ok(if report.succeeded() { EXIT_OK } else { EXIT_FAILED })
+    Ok(if report.cancelled {
+        EXIT_CANCELLED
+    } else if report.succeeded() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
@@ -188,10 +211,6 @@ fn schema(out: &mut dyn Write) -> std::io::Result<u8> {
 
 fn default_cache_dir(workflow: &Path) -> PathBuf {
     workflow.parent().unwrap_or(Path::new(".")).join(".ensemble").join("compiled")
-}
-
-fn list(keys: &[String]) -> String {
-    if keys.is_empty() { "nothing".to_owned() } else { keys.join(", ") }
 }
 
 /// Longest value shown per key; the rest is elided.

@@ -1,31 +1,55 @@
 //! Running a workflow: load the components, start agents as their needs
-//! commit, commit what succeeds, skip what cannot run.
+//! commit, run groups to their smart barriers, validate, commit what
+//! succeeds, skip what cannot run.
 //!
-//! An agent becomes ready once every agent it `data`-needs has committed; the
-//! ready queue serves the highest priority first, then the longest remaining
-//! path (both from the plan), and an agent starts only when its cpu and memory
-//! units and a slot fit the [`ResourcePool`]. Barriers and retries grow here.
+//! - An agent becomes ready once every agent it `data`-needs has committed
+//!   (and, if that agent is in a group, once the group is done, its barrier
+//!   and cross-validation included). The ready queue serves the highest
+//!   priority first, then the longest remaining path (both from the plan);
+//!   an agent starts only when its cpu and memory units and a slot fit the
+//!   [`ResourcePool`]. The head of the queue waits until it fits.
+//! - A declared group's members are queued together once all are ready; the
+//!   group's barrier then waits for all of them or its timeout and decides
+//!   (see [`barrier`] for the rules). Results that completed are never
+//!   discarded: a member's writes are committed the moment it succeeds.
+//! - Failed attempts are retried with jittered exponential backoff unless
+//!   the error says another attempt cannot help.
+//! - Cancelling ([`RunOptions::cancel`], or dropping the run's future) stops
+//!   running agents at their next epoch tick; nothing of them is committed.
+//! - Agents share cores in time slices proportional to their cpu units:
+//!   an agent yields to the others every `cpu / 10` epoch ticks (at least 1).
 //!
 //! Architecture invariant: an agent's writes are committed atomically, before
 //! any agent that needs it starts; an agent never sees uncommitted writes.
 
+pub mod barrier;
 mod pool;
 mod report;
 
-use std::collections::HashMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
+pub use tokio_util::sync::CancellationToken;
 
 pub use pool::ResourcePool;
-pub use report::{AgentReport, AgentStatus, RunReport};
-
-use crate::context::{ContextStore, Ownership};
-use crate::observe::{Event, EventSink};
-use crate::runtime::{
-    AgentCall, AgentComponent, AgentError, AgentOutput, Limits, Runtime, RuntimeConfig, RuntimeError,
+pub use report::{
+    AgentReport, AgentStatus, DecisionRecord, GroupReport, GroupStatus, RunReport, ValidationOutcome,
+    ValidationReport,
 };
-use crate::workflow::{AgentSpec, Workflow};
+
+use crate::context::{ContextStore, Ownership, StagedWrites};
+use crate::observe::{Decision, EventKind, EventSink};
+use crate::runtime::{
+    AgentCall, AgentComponent, AgentError, AgentOutput, Limits, Pulse, Runtime, RuntimeConfig, RuntimeError,
+    Validation,
+};
+use crate::workflow::{AgentSpec, DependencyKind, OnFailure, Workflow};
+use barrier::{Facts, Verdict, criterion_holds};
+
+/// Cpu units per epoch tick of an agent's time slice.
+pub const CPU_UNITS_PER_TICK: u32 = 10;
 
 /// Options of one run.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +58,10 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// Where events go; subscribe before the run starts to see them all.
     pub events: EventSink,
+    /// Cancel this to stop the run: running agents are interrupted at their
+    /// next epoch tick and nothing of them is committed; what was committed
+    /// stays. Dropping the run's future has the same effect.
+    pub cancel: CancellationToken,
 }
 
 /// The engine of a process: one wasmtime runtime, shared by every run.
@@ -66,25 +94,25 @@ impl Engine {
 
     /// Run `workflow` to the end. Agents that fail do not stop the others;
     /// agents that need a failed agent are skipped. The report says what
-    /// happened to each.
+    /// happened to each agent, group and validation.
     pub async fn run(&self, workflow: &Workflow, options: RunOptions) -> RunReport {
         let run_id = options.run_id.unwrap_or_else(|| new_run_id(workflow));
-        Execution::new(self.runtime.clone(), workflow, run_id, options.events).run().await
+        Execution::new(self.runtime.clone(), workflow, run_id, options.events, options.cancel).run().await
     }
 }
 
 /// Each agent's place in the ready queue: priority (highest first), then
 /// longest remaining path, then file order.
-fn ready_order(workflow: &Workflow) -> HashMap<&str, usize> {
+fn ready_order(workflow: &Workflow) -> HashMap<String, usize> {
     let plan = crate::plan::plan(workflow);
-    let planned: HashMap<&str, (u8, std::time::Duration)> =
+    let planned: HashMap<&str, (u8, Duration)> =
         plan.agents.iter().map(|p| (p.id.as_str(), (p.priority, p.remaining))).collect();
     let mut ranked: Vec<(usize, &AgentSpec)> = workflow.agents.iter().enumerate().collect();
     ranked.sort_by_key(|(index, agent)| {
         let (priority, remaining) = planned.get(agent.id.as_str()).copied().unwrap_or_default();
         (std::cmp::Reverse(priority), std::cmp::Reverse(remaining), *index)
     });
-    ranked.into_iter().enumerate().map(|(rank, (_, agent))| (agent.id.as_str(), rank)).collect()
+    ranked.into_iter().enumerate().map(|(rank, (_, agent))| (agent.id.clone(), rank)).collect()
 }
 
 /// Sleep until `at`, or for ever when there is nothing to wait for.
@@ -99,7 +127,7 @@ async fn sleep_until(at: Option<Instant>) {
 /// doubled each time, capped, then scaled by a jitter in [0.5, 1] derived
 /// from the run, agent and attempt (so agents that failed together do not
 /// retry in lockstep, and a run is reproducible).
-fn backoff(policy: &crate::workflow::Retry, run_id: &str, agent: &str, retry: u32) -> std::time::Duration {
+fn backoff(policy: &crate::workflow::Retry, run_id: &str, agent: &str, retry: u32) -> Duration {
     let doubled = policy.backoff.saturating_mul(1u32 << retry.saturating_sub(1).min(16));
     let capped = doubled.min(policy.max_backoff);
     let mut hasher = blake3::Hasher::new();
@@ -108,6 +136,11 @@ fn backoff(policy: &crate::workflow::Retry, run_id: &str, agent: &str, retry: u3
     hasher.update(&retry.to_le_bytes());
     let byte = hasher.finalize().as_bytes()[0];
     capped.mul_f64(0.5 + f64::from(byte) / 510.0)
+}
+
+/// An agent's time slice in epoch ticks.
+fn slice(cpu: u32) -> u32 {
+    cpu.div_ceil(CPU_UNITS_PER_TICK).max(1)
 }
 
 fn new_run_id(workflow: &Workflow) -> String {
@@ -119,154 +152,213 @@ fn new_run_id(workflow: &Workflow) -> String {
     hasher.finalize().to_hex()[..12].to_owned()
 }
 
+/// Where a not yet finished agent is. Finished agents have a report instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Its needs are not met yet (or its group has not started).
+    Waiting,
+    Queued,
+    BackingOff(Instant),
+    Running,
+    /// Waiting for its turn in its group's sequential fallback.
+    Deferred,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Job {
+    Run(String),
+    Validate { validator: String, subject: String, group: Option<usize> },
+}
+
+impl Job {
+    /// The agent whose component and units the job uses.
+    fn agent(&self) -> &str {
+        match self {
+            Self::Run(agent) | Self::Validate { validator: agent, .. } => agent,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Queued {
+    job: Job,
+    rank: usize,
+    /// Runs alone with the whole pool (a sequential fallback).
+    exclusive: bool,
+    seq: u64,
+}
+
+struct Task {
+    job: Job,
+    exclusive: bool,
+    pulse: Arc<Pulse>,
+    started: Instant,
+    abort: AbortHandle,
+    /// Aborted on purpose: whatever it returns is dropped.
+    discard: bool,
+}
+
+type Outcome = Result<(Option<Validation>, AgentOutput), AgentError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupPhase {
+    /// Some member is not ready yet.
+    Pending,
+    /// Members run; the barrier waits.
+    Running,
+    /// The barrier fell back: members re-run one at a time.
+    Sequential,
+    /// Cross-validation runs.
+    Validating,
+    Done,
+}
+
+struct GroupRun {
+    phase: GroupPhase,
+    started: Option<Instant>,
+    deadline: Option<Instant>,
+    extensions: u32,
+    fallback: VecDeque<String>,
+    validations_pending: usize,
+    /// Why a validation with `on_failure: fail` failed the group.
+    validation_failed: Option<String>,
+    report: GroupReport,
+}
+
 struct Execution<'w> {
     runtime: Runtime,
     workflow: &'w Workflow,
     run_id: String,
     events: EventSink,
+    cancel: CancellationToken,
     ownership: Ownership,
     store: ContextStore,
+    components: HashMap<String, Result<AgentComponent, AgentError>>,
+    order: HashMap<String, usize>,
+    phases: HashMap<String, Phase>,
     reports: HashMap<String, AgentReport>,
     /// Attempts started so far, per agent.
     attempts: HashMap<String, u32>,
-    /// Agents waiting out a retry backoff, with when they may start again.
-    backing_off: Vec<(String, Instant)>,
+    /// Attempts that do not count against the retry policy (those before a
+    /// sequential fallback).
+    retry_base: HashMap<String, u32>,
+    /// Agents re-running in a sequential fallback.
+    exclusive: HashSet<String>,
+    queue: Vec<Queued>,
+    queued_seq: u64,
+    pool: ResourcePool,
+    running: JoinSet<Outcome>,
+    tasks: HashMap<tokio::task::Id, Task>,
+    run_task: HashMap<String, tokio::task::Id>,
+    groups: Vec<GroupRun>,
+    group_of: HashMap<String, usize>,
+    validations: Vec<ValidationReport>,
+    /// (validator, subject) pairs of `validation` needs already scheduled or skipped.
+    validation_needs_seen: HashSet<(String, String)>,
+    cancelled: bool,
     started: Instant,
 }
 
-type Finished = (String, Instant, Result<AgentOutput, AgentError>);
-
 impl<'w> Execution<'w> {
-    fn new(runtime: Runtime, workflow: &'w Workflow, run_id: String, events: EventSink) -> Self {
+    fn new(
+        runtime: Runtime,
+        workflow: &'w Workflow,
+        run_id: String,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> Self {
         let ownership = Ownership::new(
             workflow.agents.iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))),
         );
+        let groups = workflow
+            .groups
+            .iter()
+            .map(|g| GroupRun {
+                phase: GroupPhase::Pending,
+                started: None,
+                deadline: None,
+                extensions: 0,
+                fallback: VecDeque::new(),
+                validations_pending: 0,
+                validation_failed: None,
+                report: GroupReport {
+                    group: g.name.clone(),
+                    status: GroupStatus::Cancelled,
+                    decisions: Vec::new(),
+                    elapsed: None,
+                },
+            })
+            .collect();
+        let group_of = workflow
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, spec)| spec.agents.iter().map(move |a| (a.clone(), g)))
+            .collect();
         Self {
             runtime,
             workflow,
             run_id,
             events,
+            cancel,
             ownership,
             store: ContextStore::new(),
+            components: HashMap::new(),
+            order: ready_order(workflow),
+            phases: workflow.agents.iter().map(|a| (a.id.clone(), Phase::Waiting)).collect(),
             reports: HashMap::new(),
             attempts: HashMap::new(),
-            backing_off: Vec::new(),
+            retry_base: HashMap::new(),
+            exclusive: HashSet::new(),
+            queue: Vec::new(),
+            queued_seq: 0,
+            pool: ResourcePool::new(&workflow.resources),
+            running: JoinSet::new(),
+            tasks: HashMap::new(),
+            run_task: HashMap::new(),
+            groups,
+            group_of,
+            validations: Vec::new(),
+            validation_needs_seen: HashSet::new(),
+            cancelled: false,
             started: Instant::now(),
         }
     }
 
     async fn run(mut self) -> RunReport {
-        let components = self.load_all().await;
-        let order = ready_order(self.workflow);
-        let mut waiting: Vec<&AgentSpec> = self.workflow.agents.iter().collect();
-        let mut running: JoinSet<Finished> = JoinSet::new();
-        let mut running_ids: HashMap<tokio::task::Id, String> = HashMap::new();
-        let mut pool = ResourcePool::new(&self.workflow.resources);
-
-        loop {
-            // Settle what can be settled, start what can start.
-            loop {
-                let before = waiting.len();
-                waiting.retain(|agent| match self.blocked_by_failure(agent) {
-                    Some(because) => {
-                        self.finish(agent, AgentStatus::Skipped { because }, None);
-                        false
-                    }
-                    None => true,
-                });
-                // The ready queue: highest priority first, then the longest
-                // remaining path. The head waits until it fits; later agents
-                // do not overtake it (as the planner's makespan model assumes).
-                let mut ready: Vec<&AgentSpec> = waiting
-                    .iter()
-                    .copied()
-                    .filter(|a| a.blocking_needs().all(|n| self.succeeded(n)))
-                    .collect();
-                ready.sort_by_key(|a| order.get(a.id.as_str()).copied());
-                for agent in ready {
-                    let component = components.get(&agent.id).cloned();
-                    if let Some(Ok(component)) = component {
-                        if !pool.fits(agent) && pool.is_idle() {
-                            // Only a workflow built in code can get here: the
-                            // file check refuses agents larger than the pool.
-                            let error = AgentError::Host {
-                                agent: agent.id.clone(),
-                                message: format!(
-                                    "it needs {} cpu and {} memory units, more than the whole pool has",
-                                    agent.cpu, agent.memory
-                                ),
-                            };
-                            self.finish(agent, AgentStatus::Failed(error), None);
-                            waiting.retain(|w| w.id != agent.id);
-                            continue;
-                        }
-                        if !pool.fits(agent) {
-                            break;
-                        }
-                        pool.acquire(agent);
-                        let handle = running.spawn(self.start(agent, component));
-                        running_ids.insert(handle.id(), agent.id.clone());
-                    } else {
-                        let error = component.and_then(Result::err).unwrap_or_else(|| AgentError::Host {
-                            agent: agent.id.clone(),
-                            message: "component was not loaded".into(),
-                        });
-                        self.finish(agent, AgentStatus::Failed(error), None);
-                    }
-                    waiting.retain(|w| w.id != agent.id);
-                }
-                if waiting.len() == before {
-                    break;
-                }
-            }
-            let next_retry = self.backing_off.iter().map(|(_, at)| *at).min();
-            if running.is_empty() && next_retry.is_none() {
+        self.events.send(EventKind::RunStarted {
+            run_id: self.run_id.clone(),
+            workflow: self.workflow.name.clone(),
+            agents: self.workflow.agents.len(),
+        });
+        self.components = self.load_all().await;
+        let cancel = self.cancel.clone();
+        enum Woke {
+            Cancelled,
+            Joined(Result<(tokio::task::Id, Outcome), tokio::task::JoinError>),
+            Timer,
+        }
+        while !self.cancelled {
+            self.settle();
+            self.admit();
+            let backing_off = self.phases.values().any(|p| matches!(p, Phase::BackingOff(_)));
+            if self.running.is_empty() && self.queue.is_empty() && !backing_off {
                 break;
             }
-            let joined = tokio::select! {
-                Some(joined) = running.join_next_with_id() => joined,
-                () = sleep_until(next_retry) => {
-                    let now = Instant::now();
-                    let (due, later): (Vec<_>, Vec<_>) =
-                        std::mem::take(&mut self.backing_off).into_iter().partition(|(_, at)| *at <= now);
-                    self.backing_off = later;
-                    waiting.extend(due.iter().filter_map(|(id, _)| self.workflow.agent(id)));
-                    continue;
-                }
+            let wake = self.next_timer();
+            let woke = tokio::select! {
+                biased;
+                () = cancel.cancelled() => Woke::Cancelled,
+                Some(joined) = self.running.join_next_with_id() => Woke::Joined(joined),
+                () = sleep_until(wake) => Woke::Timer,
             };
-            let id = match joined {
-                Ok((_, (id, started, result))) => {
-                    self.complete(&id, started, result);
-                    id
-                }
-                Err(join_error) => {
-                    let id = running_ids.get(&join_error.id()).cloned().unwrap_or_default();
-                    if let Some(agent) = self.workflow.agent(&id) {
-                        let error = AgentError::Host {
-                            agent: id.clone(),
-                            message: format!("agent task failed: {join_error}"),
-                        };
-                        self.finish(agent, AgentStatus::Failed(error), None);
-                    }
-                    id
-                }
-            };
-            if let Some(agent) = self.workflow.agent(&id) {
-                pool.release(agent);
+            match woke {
+                Woke::Cancelled => self.cancel_all().await,
+                Woke::Joined(joined) => self.joined(joined),
+                Woke::Timer => self.timers(),
             }
         }
-        // Validation rules out cycles, so nothing is left; be safe anyway.
-        for agent in waiting {
-            self.finish(agent, AgentStatus::Skipped { because: "its needs never completed".into() }, None);
-        }
-        let agents = self.workflow.agents.iter().filter_map(|a| self.reports.remove(&a.id)).collect();
-        RunReport {
-            run_id: self.run_id,
-            workflow: self.workflow.name.clone(),
-            elapsed: self.started.elapsed(),
-            agents,
-            context: self.store.snapshot(),
-        }
+        self.wrap_up()
     }
 
     /// Load every component on blocking threads, concurrently.
@@ -288,15 +380,181 @@ impl<'w> Execution<'w> {
         components
     }
 
-    fn start(
-        &mut self,
-        agent: &AgentSpec,
-        component: AgentComponent,
-    ) -> impl Future<Output = Finished> + use<> {
-        let attempt = {
-            let n = self.attempts.entry(agent.id.clone()).or_insert(0);
-            *n += 1;
-            *n
+    // ---- deciding what can happen next ----
+
+    /// Settle everything that can be settled without waiting: skip agents
+    /// that cannot run, queue those that can, start and decide groups,
+    /// schedule validations. Repeats until nothing changes.
+    fn settle(&mut self) {
+        let wf = self.workflow;
+        loop {
+            let mut changed = false;
+            for agent in &wf.agents {
+                if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
+                    continue;
+                }
+                match self.readiness(agent) {
+                    Readiness::Blocked(because) => {
+                        self.finish(agent, AgentStatus::Skipped { because }, None);
+                        changed = true;
+                    }
+                    Readiness::Ready if !self.group_of.contains_key(&agent.id) => {
+                        self.enqueue(Job::Run(agent.id.clone()), false);
+                        changed = true;
+                    }
+                    Readiness::Ready | Readiness::Pending => {}
+                }
+            }
+            for g in 0..self.groups.len() {
+                changed |= self.step_group(g);
+            }
+            changed |= self.schedule_validation_needs();
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    fn readiness(&self, agent: &AgentSpec) -> Readiness {
+        let own_group = self.group_of.get(&agent.id);
+        let mut pending = false;
+        for need in agent.blocking_needs() {
+            if let Some(g) = self.group_of.get(need).filter(|g| Some(*g) != own_group) {
+                let group = &self.groups[*g];
+                if group.phase != GroupPhase::Done {
+                    pending = true;
+                    continue;
+                }
+                if group.report.status != GroupStatus::Succeeded {
+                    return Readiness::Blocked(format!(
+                        "it needs `{need}`, whose group `{}` did not succeed",
+                        group.report.group
+                    ));
+                }
+            }
+            match self.reports.get(need).map(|r| &r.status) {
+                None => pending = true,
+                Some(status) if status.is_usable() => {}
+                Some(AgentStatus::Failed(_)) => {
+                    return Readiness::Blocked(format!("it needs `{need}`, which failed"));
+                }
+                Some(AgentStatus::Cancelled) => {
+                    return Readiness::Blocked(format!("it needs `{need}`, which was cancelled"));
+                }
+                Some(_) => return Readiness::Blocked(format!("it needs `{need}`, which was skipped")),
+            }
+        }
+        if pending { Readiness::Pending } else { Readiness::Ready }
+    }
+
+    fn enqueue(&mut self, job: Job, exclusive: bool) {
+        if let Job::Run(id) = &job {
+            self.phases.insert(id.clone(), Phase::Queued);
+            self.events.send(EventKind::Queued { agent: id.clone() });
+        }
+        let rank = self.order.get(job.agent()).copied().unwrap_or(usize::MAX);
+        self.queued_seq += 1;
+        self.queue.push(Queued { job, rank, exclusive, seq: self.queued_seq });
+    }
+
+    /// Admit queued jobs in order while they fit. An exclusive job (a
+    /// sequential fallback) goes first and waits for the pool to empty.
+    fn admit(&mut self) {
+        let wf = self.workflow;
+        self.queue.sort_by_key(|q| (!q.exclusive, q.rank, q.seq));
+        // Always look at the head: each pass admits it, fails it, or stops.
+        let i = 0;
+        while !self.queue.is_empty() {
+            let Some(agent) = wf.agent(self.queue[i].job.agent()) else {
+                self.queue.remove(i);
+                continue;
+            };
+            if let Some(error) = self.unusable_component(agent) {
+                let queued = self.queue.remove(i);
+                self.job_failed_to_start(queued.job, error);
+                continue;
+            }
+            if self.queue[i].exclusive {
+                if self.pool.is_idle() {
+                    let queued = self.queue.remove(i);
+                    self.pool.acquire_all();
+                    self.spawn(queued);
+                }
+                // Nothing overtakes a sequential fallback.
+                return;
+            }
+            if !self.pool.fits(agent) {
+                if self.pool.is_idle() {
+                    // Only a workflow built in code can get here: the file
+                    // check refuses agents larger than the pool.
+                    let queued = self.queue.remove(i);
+                    let error = AgentError::Host {
+                        agent: agent.id.clone(),
+                        message: format!(
+                            "it needs {} cpu and {} memory units, more than the whole pool has",
+                            agent.cpu, agent.memory
+                        ),
+                    };
+                    self.job_failed_to_start(queued.job, error);
+                    continue;
+                }
+                // The head waits until it fits; later jobs do not overtake it
+                // (as the planner's makespan model assumes).
+                return;
+            }
+            let queued = self.queue.remove(i);
+            self.pool.acquire(agent);
+            self.spawn(queued);
+        }
+    }
+
+    fn unusable_component(&self, agent: &AgentSpec) -> Option<AgentError> {
+        match self.components.get(&agent.id) {
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some(e.clone()),
+            None => {
+                Some(AgentError::Host { agent: agent.id.clone(), message: "component was not loaded".into() })
+            }
+        }
+    }
+
+    fn job_failed_to_start(&mut self, job: Job, error: AgentError) {
+        match job {
+            Job::Run(id) => {
+                if let Some(agent) = self.workflow.agent(&id) {
+                    self.finish(agent, AgentStatus::Failed(error), None);
+                }
+            }
+            Job::Validate { validator, subject, group } => {
+                self.validated(validator, subject, group, None, Err(error));
+            }
+        }
+    }
+
+    fn spawn(&mut self, queued: Queued) {
+        let wf = self.workflow;
+        let Some(agent) = wf.agent(queued.job.agent()) else { return };
+        let Some(Ok(component)) = self.components.get(&agent.id).cloned() else { return };
+        let pulse = Arc::new(Pulse::default());
+        let memory_bytes = if queued.exclusive {
+            u64::from(self.pool.memory_capacity()).saturating_mul(wf.resources.memory_unit)
+        } else {
+            agent.memory_bytes(&wf.resources)
+        };
+        let (attempt, timeout) = match &queued.job {
+            Job::Run(id) => {
+                let n = self.attempts.entry(id.clone()).or_insert(0);
+                *n += 1;
+                self.phases.insert(id.clone(), Phase::Running);
+                (*n, agent.timeout)
+            }
+            Job::Validate { group, .. } => {
+                let timeout = group
+                    .and_then(|g| wf.groups[g].cross_validation.as_ref())
+                    .and_then(|cv| cv.timeout)
+                    .or(agent.timeout);
+                (self.attempts.get(&agent.id).copied().unwrap_or(1).max(1), timeout)
+            }
         };
         let call = AgentCall {
             agent: agent.id.clone(),
@@ -305,50 +563,156 @@ impl<'w> Execution<'w> {
             config: agent.config.clone(),
             snapshot: self.store.snapshot(),
             ownership: self.ownership.clone(),
-            limits: Limits {
-                memory_bytes: agent.memory_bytes(&self.workflow.resources),
-                fuel: agent.fuel,
-                timeout: agent.timeout,
-            },
+            limits: Limits { memory_bytes, fuel: agent.fuel, timeout, slice: slice(agent.cpu) },
             events: self.events.clone(),
+            pulse: pulse.clone(),
         };
-        self.events.send(Event::AgentStarted { agent: agent.id.clone(), attempt });
+        let validating = match &queued.job {
+            Job::Validate { subject, .. } => Some(subject.clone()),
+            Job::Run(_) => None,
+        };
+        self.events.send(EventKind::Admitted {
+            agent: agent.id.clone(),
+            validating: validating.clone(),
+            cpu: agent.cpu,
+            memory: agent.memory,
+            pool: self.pool.usage(),
+        });
         let runtime = self.runtime.clone();
-        async move {
-            let started = Instant::now();
-            let id = call.agent.clone();
-            let result = runtime.run_agent(&component, call).await;
-            (id, started, result)
+        let abort = match validating {
+            None => {
+                self.events.send(EventKind::AgentStarted { agent: agent.id.clone(), attempt });
+                self.running.spawn(async move {
+                    runtime.run_agent(&component, call).await.map(|output| (None, output))
+                })
+            }
+            Some(subject) => self.running.spawn(async move {
+                runtime.validate_agent(&component, call, &subject).await.map(|(v, output)| (Some(v), output))
+            }),
+        };
+        if let Job::Run(id) = &queued.job {
+            self.run_task.insert(id.clone(), abort.id());
+        }
+        self.tasks.insert(
+            abort.id(),
+            Task {
+                job: queued.job,
+                exclusive: queued.exclusive,
+                pulse,
+                started: Instant::now(),
+                abort,
+                discard: false,
+            },
+        );
+    }
+
+    /// When the loop must wake up without a task finishing: a retry backoff
+    /// ending, or a group's barrier timeout.
+    fn next_timer(&self) -> Option<Instant> {
+        let backoffs = self.phases.values().filter_map(|p| match p {
+            Phase::BackingOff(at) => Some(*at),
+            _ => None,
+        });
+        let deadlines =
+            self.groups.iter().filter(|g| g.phase == GroupPhase::Running).filter_map(|g| g.deadline);
+        backoffs.chain(deadlines).min()
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .phases
+            .iter()
+            .filter(|(_, p)| matches!(p, Phase::BackingOff(at) if *at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let exclusive = self.exclusive.contains(&id);
+            self.enqueue(Job::Run(id), exclusive);
+        }
+        for g in 0..self.groups.len() {
+            let group = &self.groups[g];
+            if group.phase != GroupPhase::Running || group.deadline.is_none_or(|d| d > now) {
+                continue;
+            }
+            // Take in whatever finished meanwhile: it counts as completed.
+            while let Some(joined) = self.running.try_join_next_with_id() {
+                self.joined(joined);
+            }
+            self.settle();
+            if self.groups[g].phase != GroupPhase::Running {
+                continue;
+            }
+            let running = self.unfinished_members(g);
+            self.events.send(EventKind::GroupTimedOut {
+                group: self.workflow.groups[g].name.clone(),
+                running: running.clone(),
+            });
+            self.decide(g, true);
         }
     }
 
-    fn complete(&mut self, id: &str, started: Instant, result: Result<AgentOutput, AgentError>) {
+    // ---- finished tasks ----
+
+    fn joined(&mut self, joined: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) {
+        let (task_id, outcome) = match joined {
+            Ok((id, outcome)) => (id, outcome),
+            Err(e) => {
+                let id = e.id();
+                let agent = self.tasks.get(&id).map(|t| t.job.agent().to_owned()).unwrap_or_default();
+                let message = format!("agent task failed: {e}");
+                (id, Err(AgentError::Host { agent, message }))
+            }
+        };
+        let Some(task) = self.tasks.remove(&task_id) else { return };
+        let wf = self.workflow;
+        if task.exclusive {
+            self.pool.release_all();
+        } else if let Some(agent) = wf.agent(task.job.agent()) {
+            self.pool.release(agent);
+        }
+        self.events.send(EventKind::Released { agent: task.job.agent().to_owned(), pool: self.pool.usage() });
+        if let Job::Run(id) = &task.job
+            && self.run_task.get(id) == Some(&task_id)
+        {
+            self.run_task.remove(id);
+        }
+        if task.discard {
+            return;
+        }
+        match task.job {
+            Job::Run(id) => self.completed(&id, task.started, outcome.map(|(_, output)| output)),
+            Job::Validate { validator, subject, group } => {
+                self.validated(validator, subject, group, Some(task.started), outcome)
+            }
+        }
+    }
+
+    fn completed(&mut self, id: &str, started: Instant, result: Result<AgentOutput, AgentError>) {
         let Some(agent) = self.workflow.agent(id) else { return };
         match result {
             Ok(output) => {
-                let fuel_used = output.fuel_used;
-                let peak_memory = output.peak_memory;
-                let commit = self.store.commit(id, output.writes);
-                self.events.send(Event::Committed {
-                    agent: id.to_owned(),
-                    version: commit.version,
-                    keys: commit.keys.clone(),
-                });
-                self.events.send(Event::AgentSucceeded { agent: id.to_owned(), elapsed: started.elapsed() });
-                let status = AgentStatus::Succeeded { version: commit.version, keys: commit.keys };
-                self.finish(agent, status, Some((started, fuel_used, peak_memory)));
+                let (version, keys) = self.commit(id, output.writes);
+                self.events
+                    .send(EventKind::AgentSucceeded { agent: id.to_owned(), elapsed: started.elapsed() });
+                let status = AgentStatus::Succeeded { version, keys };
+                self.finish(agent, status, Some((started, output.fuel_used, output.peak_memory)));
             }
             Err(error) => {
                 let attempt = self.attempts.get(id).copied().unwrap_or(1);
-                if error.is_retryable() && attempt < agent.retry.attempts {
-                    let after = backoff(&agent.retry, &self.run_id, id, attempt);
-                    self.events.send(Event::AgentRetrying {
+                if let AgentError::Timeout { after, .. } = &error {
+                    self.events.send(EventKind::TimedOut { agent: id.to_owned(), attempt, after: *after });
+                }
+                let counted = attempt - self.retry_base.get(id).copied().unwrap_or(0);
+                if error.is_retryable() && counted < agent.retry.attempts {
+                    let after = backoff(&agent.retry, &self.run_id, id, counted);
+                    self.events.send(EventKind::AgentRetrying {
                         agent: id.to_owned(),
                         attempt: attempt + 1,
                         after,
                         error: error.to_string(),
                     });
-                    self.backing_off.push((id.to_owned(), Instant::now() + after));
+                    self.phases.insert(id.to_owned(), Phase::BackingOff(Instant::now() + after));
                 } else {
                     self.finish(agent, AgentStatus::Failed(error), Some((started, None, 0)));
                 }
@@ -356,43 +720,529 @@ impl<'w> Execution<'w> {
         }
     }
 
+    fn commit(&mut self, agent: &str, writes: StagedWrites) -> (u64, Vec<String>) {
+        let commit = self.store.commit(agent, writes);
+        self.events.send(EventKind::Committed {
+            agent: agent.to_owned(),
+            version: commit.version,
+            keys: commit.keys.clone(),
+        });
+        (commit.version, commit.keys)
+    }
+
     fn finish(&mut self, agent: &AgentSpec, status: AgentStatus, ran: Option<(Instant, Option<u64>, u64)>) {
+        self.phases.remove(&agent.id);
+        let id = agent.id.clone();
         match &status {
             AgentStatus::Failed(error) => {
-                self.events.send(Event::AgentFailed { agent: agent.id.clone(), error: error.to_string() });
+                self.events.send(EventKind::AgentFailed { agent: id.clone(), error: error.to_string() });
             }
             AgentStatus::Skipped { because } => {
-                self.events.send(Event::AgentSkipped { agent: agent.id.clone(), because: because.clone() });
+                self.events.send(EventKind::AgentSkipped { agent: id.clone(), because: because.clone() });
             }
+            AgentStatus::Partial { defaults, because, .. } => self.events.send(EventKind::AgentPartial {
+                agent: id.clone(),
+                defaults: defaults.clone(),
+                because: because.clone(),
+            }),
+            AgentStatus::Cancelled => self.events.send(EventKind::AgentCancelled { agent: id.clone() }),
             AgentStatus::Succeeded { .. } => {}
         }
         let (elapsed, fuel_used, peak_memory) = match ran {
             Some((started, fuel, memory)) => (Some(started.elapsed()), fuel, memory),
             None => (None, None, 0),
         };
-        self.reports.insert(
-            agent.id.clone(),
-            AgentReport {
-                agent: agent.id.clone(),
-                status,
-                elapsed,
-                fuel_used,
-                peak_memory,
-                attempts: self.attempts.get(&agent.id).copied().unwrap_or(0),
-            },
-        );
+        let attempts = self.attempts.get(&id).copied().unwrap_or(0);
+        self.reports
+            .insert(id.clone(), AgentReport { agent: id, status, elapsed, fuel_used, peak_memory, attempts });
     }
 
     fn succeeded(&self, id: &str) -> bool {
         self.reports.get(id).is_some_and(|r| matches!(r.status, AgentStatus::Succeeded { .. }))
     }
 
-    /// The reason `agent` can never start, if one of its needs did not succeed.
-    fn blocked_by_failure(&self, agent: &AgentSpec) -> Option<String> {
-        agent.blocking_needs().find_map(|need| match self.reports.get(need).map(|r| &r.status) {
-            Some(AgentStatus::Failed(_)) => Some(format!("it needs `{need}`, which failed")),
-            Some(AgentStatus::Skipped { .. }) => Some(format!("it needs `{need}`, which was skipped")),
-            _ => None,
-        })
+    // ---- groups and their barriers ----
+
+    fn members(&self, g: usize) -> &'w [String] {
+        let wf: &'w Workflow = self.workflow;
+        &wf.groups[g].agents
     }
+
+    /// Members queued, running or waiting out a backoff.
+    fn unfinished_members(&self, g: usize) -> Vec<String> {
+        self.members(g)
+            .iter()
+            .filter(|m| {
+                matches!(self.phases.get(*m), Some(Phase::Queued | Phase::Running | Phase::BackingOff(_)))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Advance group `g` if it can; true if anything changed.
+    fn step_group(&mut self, g: usize) -> bool {
+        let wf = self.workflow;
+        let spec = &wf.groups[g];
+        match self.groups[g].phase {
+            GroupPhase::Pending => {
+                let all_ready = spec.agents.iter().all(|m| match self.phases.get(m) {
+                    None => true,
+                    Some(Phase::Waiting) => {
+                        wf.agent(m).is_some_and(|a| matches!(self.readiness(a), Readiness::Ready))
+                    }
+                    Some(_) => false,
+                });
+                if !all_ready {
+                    return false;
+                }
+                let now = Instant::now();
+                let group = &mut self.groups[g];
+                group.phase = GroupPhase::Running;
+                group.started = Some(now);
+                group.deadline = spec.barrier.timeout.map(|t| now + t);
+                self.events
+                    .send(EventKind::GroupStarted { group: spec.name.clone(), agents: spec.agents.clone() });
+                for member in &spec.agents {
+                    if self.phases.get(member) == Some(&Phase::Waiting) {
+                        self.enqueue(Job::Run(member.clone()), false);
+                    }
+                }
+                true
+            }
+            GroupPhase::Running => {
+                if spec.agents.iter().any(|m| self.phases.contains_key(m)) {
+                    return false;
+                }
+                self.decide(g, false);
+                true
+            }
+            GroupPhase::Sequential => {
+                if !self.unfinished_members(g).is_empty() {
+                    return false;
+                }
+                if let Some(next) = self.groups[g].fallback.pop_front() {
+                    let before = self.attempts.get(&next).copied().unwrap_or(0);
+                    self.retry_base.insert(next.clone(), before);
+                    self.exclusive.insert(next.clone());
+                    self.enqueue(Job::Run(next), true);
+                } else {
+                    let succeeded = spec.agents.iter().filter(|m| self.succeeded(m)).count();
+                    let ok = criterion_holds(spec.barrier.success, succeeded, spec.agents.len());
+                    let reason = format!(
+                        "after the sequential fallback {succeeded} of {} members succeeded",
+                        spec.agents.len()
+                    );
+                    self.finish_group(g, ok, reason);
+                }
+                true
+            }
+            GroupPhase::Validating => {
+                if self.groups[g].validations_pending > 0 {
+                    return false;
+                }
+                self.group_done(g);
+                true
+            }
+            GroupPhase::Done => false,
+        }
+    }
+
+    /// Apply group `g`'s barrier: every member finished, or (`timed_out`)
+    /// its deadline passed.
+    fn decide(&mut self, g: usize, timed_out: bool) {
+        let wf = self.workflow;
+        let spec = &wf.groups[g];
+        let now = Instant::now();
+        let unfinished = self.unfinished_members(g);
+        let window = spec.barrier.progress_window;
+        let progressed = unfinished.iter().all(|m| {
+            self.run_task
+                .get(m)
+                .and_then(|t| self.tasks.get(t))
+                .and_then(|t| t.pulse.read().last_report)
+                .is_some_and(|at| now.duration_since(at) <= window)
+        });
+        let succeeded = spec.agents.iter().filter(|m| self.succeeded(m)).count();
+        let failed = spec
+            .agents
+            .iter()
+            .filter(|m| matches!(self.reports.get(*m).map(|r| &r.status), Some(AgentStatus::Failed(_))))
+            .count();
+        let facts = Facts {
+            members: spec.agents.len(),
+            succeeded,
+            failed,
+            running: unfinished.len(),
+            running_progressed: progressed,
+            rerunnable: failed + unfinished.len(),
+            timed_out,
+            extensions: self.groups[g].extensions,
+        };
+        let listed = |names: &[String]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        match barrier::decide(&spec.barrier, facts) {
+            Verdict::AllCompleted => {
+                self.record(g, Decision::AllCompleted, "every member succeeded".into());
+                self.finish_group(g, true, String::new());
+            }
+            Verdict::Extend(by) => {
+                let group = &mut self.groups[g];
+                group.extensions += 1;
+                group.deadline = group.deadline.map(|d| d + by);
+                let extension = group.extensions;
+                let reason = format!(
+                    "{} reported progress within the last {}",
+                    listed(&unfinished),
+                    humantime::format_duration(window)
+                );
+                self.record(g, Decision::ExtendTimeout { by, extension }, reason);
+            }
+            Verdict::ContinueWithPartial => {
+                let reason = format!(
+                    "{succeeded} of {} members succeeded; going on without {}",
+                    spec.agents.len(),
+                    listed(&self.not_succeeded(g))
+                );
+                self.record(g, Decision::ContinueWithPartial, reason);
+                self.finish_group(g, true, String::new());
+            }
+            Verdict::CriterionMet => {
+                let reason = format!("{succeeded} of {} members succeeded", spec.agents.len());
+                self.record(g, Decision::CriterionMet, reason);
+                self.finish_group(g, true, String::new());
+            }
+            Verdict::FallbackSequential => {
+                let rerun: Vec<String> = {
+                    let mut rerun: Vec<String> = spec
+                        .agents
+                        .iter()
+                        .filter(|m| {
+                            unfinished.contains(m)
+                                || matches!(
+                                    self.reports.get(*m).map(|r| &r.status),
+                                    Some(AgentStatus::Failed(_))
+                                )
+                        })
+                        .cloned()
+                        .collect();
+                    rerun.sort_by_key(|m| self.order.get(m).copied());
+                    rerun
+                };
+                let reason = if succeeded == 0 {
+                    format!("no member completed; re-running {} one at a time", listed(&rerun))
+                } else {
+                    format!("a member failed; re-running {} one at a time", listed(&rerun))
+                };
+                tracing::warn!(group = %spec.name, "barrier falls back to sequential execution: {reason}");
+                self.record(g, Decision::FallbackSequential, reason);
+                for member in &rerun {
+                    self.stop(member);
+                    self.reports.remove(member);
+                    self.phases.insert(member.clone(), Phase::Deferred);
+                }
+                let group = &mut self.groups[g];
+                group.fallback = rerun.into();
+                group.phase = GroupPhase::Sequential;
+            }
+            Verdict::Failed => {
+                let reason = if timed_out {
+                    format!(
+                        "timed out with {} unfinished and {succeeded} of {} members succeeded",
+                        listed(&unfinished),
+                        spec.agents.len()
+                    )
+                } else {
+                    format!("only {succeeded} of {} members succeeded", spec.agents.len())
+                };
+                self.record(g, Decision::GroupFailed, reason.clone());
+                for member in &unfinished {
+                    let pulse = self.stop(member);
+                    if let Some(agent) = wf.agent(member) {
+                        let error = AgentError::Stopped {
+                            agent: member.clone(),
+                            reason: format!("group `{}` gave up on it at its barrier", spec.name),
+                        };
+                        self.finish(agent, AgentStatus::Failed(error), pulse);
+                    }
+                }
+                self.finish_group(g, false, reason);
+            }
+        }
+    }
+
+    fn not_succeeded(&self, g: usize) -> Vec<String> {
+        self.members(g).iter().filter(|m| !self.succeeded(m)).cloned().collect()
+    }
+
+    fn record(&mut self, g: usize, decision: Decision, reason: String) {
+        let group = self.workflow.groups[g].name.clone();
+        self.events.send(EventKind::BarrierDecision {
+            group,
+            decision: decision.clone(),
+            reason: reason.clone(),
+        });
+        self.groups[g].report.decisions.push(DecisionRecord { at: self.started.elapsed(), decision, reason });
+    }
+
+    /// Stop agent `id` wherever it is; its pulse and start time if it was running.
+    fn stop(&mut self, id: &str) -> Option<(Instant, Option<u64>, u64)> {
+        let phase = self.phases.remove(id);
+        self.queue.retain(|q| q.job != Job::Run(id.to_owned()));
+        if phase != Some(Phase::Running) {
+            return None;
+        }
+        let task_id = self.run_task.remove(id)?;
+        let task = self.tasks.get_mut(&task_id)?;
+        task.abort.abort();
+        task.discard = true;
+        Some((task.started, task.pulse.read().fuel_used, 0))
+    }
+
+    /// The barrier of group `g` is through. If `ok`, members that did not
+    /// succeed are stopped and stand in with their defaults, and the
+    /// cross-validation starts; otherwise the group failed.
+    fn finish_group(&mut self, g: usize, ok: bool, because: String) {
+        let wf = self.workflow;
+        let spec = &wf.groups[g];
+        if !ok {
+            self.groups[g].report.status = GroupStatus::Failed { because };
+            self.group_done(g);
+            return;
+        }
+        for member in self.not_succeeded(g) {
+            let ran = self.stop(&member);
+            let Some(agent) = wf.agent(&member) else { continue };
+            let (because, error) = match self.reports.remove(&member).map(|r| r.status) {
+                Some(AgentStatus::Failed(e)) => {
+                    (format!("group `{}` went on without it after it failed", spec.name), Some(e))
+                }
+                Some(AgentStatus::Skipped { because }) => {
+                    (format!("group `{}` went on without it ({because})", spec.name), None)
+                }
+                _ => (format!("group `{}` went on without it: it had not finished", spec.name), None),
+            };
+            let defaults: StagedWrites = agent.defaults.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let defaults = if defaults.is_empty() { Vec::new() } else { self.commit(&member, defaults).1 };
+            self.finish(agent, AgentStatus::Partial { defaults, because, error }, ran);
+        }
+        self.groups[g].report.status = GroupStatus::Succeeded;
+        if let Some(cv) = &spec.cross_validation {
+            for validator in &cv.validators {
+                for subject in spec.agents.iter().filter(|s| *s != validator) {
+                    if self.succeeded(validator) && self.succeeded(subject) {
+                        self.groups[g].validations_pending += 1;
+                        let job = Job::Validate {
+                            validator: validator.clone(),
+                            subject: subject.clone(),
+                            group: Some(g),
+                        };
+                        self.enqueue(job, false);
+                    } else {
+                        let because = if self.succeeded(validator) {
+                            format!("`{subject}` did not succeed")
+                        } else {
+                            format!("`{validator}` did not succeed")
+                        };
+                        self.validations.push(ValidationReport {
+                            validator: validator.clone(),
+                            subject: subject.clone(),
+                            group: Some(spec.name.clone()),
+                            on_failure: cv.on_failure,
+                            outcome: ValidationOutcome::Skipped { because },
+                            elapsed: None,
+                        });
+                    }
+                }
+            }
+        }
+        self.groups[g].phase = GroupPhase::Validating;
+    }
+
+    fn group_done(&mut self, g: usize) {
+        let group = &mut self.groups[g];
+        if let Some(because) = group.validation_failed.take() {
+            group.report.status = GroupStatus::Failed { because };
+        }
+        group.phase = GroupPhase::Done;
+        group.report.elapsed = group.started.map(|s| s.elapsed());
+        self.events.send(EventKind::GroupDone {
+            group: group.report.group.clone(),
+            succeeded: group.report.status == GroupStatus::Succeeded,
+        });
+    }
+
+    // ---- validation ----
+
+    /// Schedule `validation` needs whose validator and subject have both
+    /// finished (groups included); true if any was scheduled or skipped.
+    fn schedule_validation_needs(&mut self) -> bool {
+        let wf = self.workflow;
+        let mut changed = false;
+        for validator in &wf.agents {
+            for need in validator.needs.iter().filter(|n| n.kind == DependencyKind::Validation) {
+                let pair = (validator.id.clone(), need.agent.clone());
+                if self.validation_needs_seen.contains(&pair)
+                    || !self.settled(&pair.0)
+                    || !self.settled(&pair.1)
+                {
+                    continue;
+                }
+                self.validation_needs_seen.insert(pair.clone());
+                changed = true;
+                let (validator, subject) = pair;
+                if self.succeeded(&validator) && self.succeeded(&subject) {
+                    self.enqueue(Job::Validate { validator, subject, group: None }, false);
+                } else {
+                    let because = if self.succeeded(&validator) {
+                        format!("`{subject}` did not succeed")
+                    } else {
+                        format!("`{validator}` did not succeed")
+                    };
+                    self.validations.push(ValidationReport {
+                        validator,
+                        subject,
+                        group: None,
+                        on_failure: OnFailure::Warn,
+                        outcome: ValidationOutcome::Skipped { because },
+                        elapsed: None,
+                    });
+                }
+            }
+        }
+        changed
+    }
+
+    /// Whether agent `id` has finished for good (its group's barrier included).
+    fn settled(&self, id: &str) -> bool {
+        self.reports.contains_key(id)
+            && self
+                .group_of
+                .get(id)
+                .is_none_or(|g| matches!(self.groups[*g].phase, GroupPhase::Validating | GroupPhase::Done))
+    }
+
+    fn validated(
+        &mut self,
+        validator: String,
+        subject: String,
+        group: Option<usize>,
+        started: Option<Instant>,
+        outcome: Outcome,
+    ) {
+        let wf = self.workflow;
+        let cross_validation = group.and_then(|g| wf.groups[g].cross_validation.as_ref());
+        let on_failure = cross_validation.map_or(OnFailure::Warn, |cv| cv.on_failure);
+        let outcome = match outcome {
+            Ok((validation, _)) => {
+                let validation = validation.unwrap_or(Validation { passed: true, findings: Vec::new() });
+                if validation.passed {
+                    ValidationOutcome::Passed { findings: validation.findings }
+                } else {
+                    ValidationOutcome::Rejected { findings: validation.findings }
+                }
+            }
+            Err(error) => ValidationOutcome::Error(error),
+        };
+        let (passed, findings, error) = match &outcome {
+            ValidationOutcome::Passed { findings } => (true, findings.len(), None),
+            ValidationOutcome::Rejected { findings } => (false, findings.len(), None),
+            ValidationOutcome::Error(e) => (false, 0, Some(e.to_string())),
+            ValidationOutcome::Skipped { .. } => (true, 0, None),
+        };
+        let group_name = group.map(|g| wf.groups[g].name.clone());
+        self.events.send(EventKind::Validated {
+            validator: validator.clone(),
+            subject: subject.clone(),
+            group: group_name.clone(),
+            passed,
+            findings,
+            error,
+        });
+        if let Some(g) = group {
+            let run = &mut self.groups[g];
+            run.validations_pending = run.validations_pending.saturating_sub(1);
+            if !passed && on_failure == OnFailure::Fail && run.validation_failed.is_none() {
+                run.validation_failed =
+                    Some(format!("`{validator}` did not accept the outputs of `{subject}`"));
+            }
+        }
+        self.validations.push(ValidationReport {
+            validator,
+            subject,
+            group: group_name,
+            on_failure,
+            outcome,
+            elapsed: started.map(|s| s.elapsed()),
+        });
+    }
+
+    // ---- the end ----
+
+    /// Stop everything: running agents are interrupted (their writes are
+    /// dropped), nothing new starts, committed results stay.
+    async fn cancel_all(&mut self) {
+        self.cancelled = true;
+        for task in self.tasks.values_mut() {
+            task.abort.abort();
+            task.discard = true;
+        }
+        self.queue.clear();
+        let wf = self.workflow;
+        let unfinished: Vec<&AgentSpec> =
+            wf.agents.iter().filter(|a| self.phases.contains_key(&a.id)).collect();
+        for agent in unfinished {
+            self.finish(agent, AgentStatus::Cancelled, None);
+        }
+        // Wait for the aborted tasks, so their stores are gone when the run returns.
+        while let Some(joined) = self.running.join_next_with_id().await {
+            self.joined(joined);
+        }
+    }
+
+    fn wrap_up(mut self) -> RunReport {
+        let wf = self.workflow;
+        // Validation rules out cycles, so nothing is left unless cancelled; be safe anyway.
+        let left: Vec<&AgentSpec> = wf.agents.iter().filter(|a| self.phases.contains_key(&a.id)).collect();
+        for agent in left {
+            let status = if self.cancelled {
+                AgentStatus::Cancelled
+            } else {
+                AgentStatus::Skipped { because: "its needs never completed".into() }
+            };
+            self.finish(agent, status, None);
+        }
+        for g in 0..self.groups.len() {
+            if self.groups[g].phase != GroupPhase::Done {
+                self.groups[g].report.status = if self.cancelled {
+                    GroupStatus::Cancelled
+                } else {
+                    GroupStatus::Failed { because: "it never finished".into() }
+                };
+                self.groups[g].report.elapsed = self.groups[g].started.map(|s| s.elapsed());
+            }
+        }
+        let agents: Vec<AgentReport> = wf.agents.iter().filter_map(|a| self.reports.remove(&a.id)).collect();
+        let groups: Vec<GroupReport> = self.groups.into_iter().map(|g| g.report).collect();
+        let report = RunReport {
+            run_id: self.run_id,
+            workflow: wf.name.clone(),
+            elapsed: self.started.elapsed(),
+            agents,
+            groups,
+            validations: self.validations,
+            cancelled: self.cancelled,
+            context: self.store.snapshot(),
+        };
+        self.events.send(EventKind::RunDone {
+            succeeded: report.succeeded(),
+            cancelled: report.cancelled,
+            elapsed: report.elapsed,
+        });
+        report
+    }
+}
+
+enum Readiness {
+    Ready,
+    Pending,
+    Blocked(String),
 }

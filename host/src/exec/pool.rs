@@ -6,6 +6,7 @@
 //! so their sum bounds what the agents can take), and a free slot under the
 //! concurrent-agent limit.
 
+use crate::observe::PoolUsage;
 use crate::workflow::{AgentSpec, Resources};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,31 @@ impl ResourcePool {
         self.cpu_used = self.cpu_used.saturating_sub(agent.cpu);
         self.memory_used = self.memory_used.saturating_sub(agent.memory);
     }
+
+    /// Take the whole pool for one agent (a sequential fallback). Call only
+    /// when [`ResourcePool::is_idle`].
+    pub fn acquire_all(&mut self) {
+        self.running = 1;
+        self.cpu_used = self.cpu_capacity;
+        self.memory_used = self.memory_capacity;
+    }
+
+    /// Give the whole pool back.
+    pub fn release_all(&mut self) {
+        self.running = 0;
+        self.cpu_used = 0;
+        self.memory_used = 0;
+    }
+
+    /// The memory units of the whole pool.
+    pub fn memory_capacity(&self) -> u32 {
+        self.memory_capacity
+    }
+
+    /// What is handed out now.
+    pub fn usage(&self) -> PoolUsage {
+        PoolUsage { cpu: self.cpu_used, memory: self.memory_used, running: self.running }
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +123,10 @@ mod tests {
         pool.release(&memory_heavy);
         pool.release(&cpu_heavy);
         assert!(pool.is_idle());
+        pool.acquire_all();
+        assert!(!pool.fits(&agent(1, 1)), "the whole pool is taken");
+        pool.release_all();
+        assert_eq!(pool.usage(), PoolUsage::default());
     }
 
     #[test]

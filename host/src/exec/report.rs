@@ -1,32 +1,116 @@
-//! What a run did, agent by agent.
+//! What a run did: agent by agent, group by group, validation by validation.
 
 use std::time::Duration;
 
 use crate::context::Snapshot;
-use crate::runtime::AgentError;
+use crate::observe::Decision;
+use crate::runtime::{AgentError, Finding};
+use crate::workflow::OnFailure;
 
 /// How one agent ended.
 #[derive(Debug, Clone)]
 pub enum AgentStatus {
     /// Ran and committed `keys` as context `version`.
     Succeeded { version: u64, keys: Vec<String> },
+    /// Its group's barrier went on without it: its declared `defaults` were
+    /// committed in its place (none if it declares none). Its dependents run.
+    Partial {
+        /// The keys filled from its defaults.
+        defaults: Vec<String>,
+        because: String,
+        /// Its last error, if it failed rather than being cut short.
+        error: Option<AgentError>,
+    },
     /// Did not succeed; nothing of it was committed.
     Failed(AgentError),
     /// Never started, because an agent it needs did not succeed.
     Skipped { because: String },
+    /// The run was cancelled before it finished; nothing of it was committed.
+    Cancelled,
+}
+
+impl AgentStatus {
+    /// Whether the agent's dependents may use what it left: its own outputs
+    /// or, for a partial agent, its defaults.
+    pub fn is_usable(&self) -> bool {
+        matches!(self, Self::Succeeded { .. } | Self::Partial { .. })
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct AgentReport {
     pub agent: String,
     pub status: AgentStatus,
-    /// Time from start to end, if it started.
+    /// Time from start to end of its last attempt, if it started.
     pub elapsed: Option<Duration>,
     pub fuel_used: Option<u64>,
     /// Peak linear memory in bytes.
     pub peak_memory: u64,
-    /// Attempts started (0 if it never started).
+    /// Attempts started (0 if it never started), sequential re-runs included.
     pub attempts: u32,
+}
+
+/// How a group ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupStatus {
+    Succeeded,
+    /// Its dependents were skipped.
+    Failed {
+        because: String,
+    },
+    /// The run was cancelled first.
+    Cancelled,
+}
+
+/// One decision of a group's barrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRecord {
+    /// Time since the run started.
+    pub at: Duration,
+    pub decision: Decision,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupReport {
+    pub group: String,
+    pub status: GroupStatus,
+    /// Decisions in the order they were taken.
+    pub decisions: Vec<DecisionRecord>,
+    /// From the members' start to the end of cross-validation.
+    pub elapsed: Option<Duration>,
+}
+
+/// How one `validate` call ended.
+#[derive(Debug, Clone)]
+pub enum ValidationOutcome {
+    /// The validator accepted the subject's outputs.
+    Passed { findings: Vec<Finding> },
+    /// The validator rejected them.
+    Rejected { findings: Vec<Finding> },
+    /// `validate` itself failed (trap, timeout, error result).
+    Error(AgentError),
+    /// It did not run: the validator or the subject did not succeed.
+    Skipped { because: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidationReport {
+    pub validator: String,
+    pub subject: String,
+    /// The group whose cross-validation this was; `None` for a `validation` need.
+    pub group: Option<String>,
+    /// What a failure does: `warn` only reports it, `fail` fails the group.
+    pub on_failure: OnFailure,
+    pub outcome: ValidationOutcome,
+    pub elapsed: Option<Duration>,
+}
+
+impl ValidationReport {
+    /// Whether the validation ran and did not pass.
+    pub fn failed(&self) -> bool {
+        matches!(self.outcome, ValidationOutcome::Rejected { .. } | ValidationOutcome::Error(_))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -36,18 +120,34 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// One report per agent, in the workflow's order.
     pub agents: Vec<AgentReport>,
+    /// One report per declared group, in the workflow's order.
+    pub groups: Vec<GroupReport>,
+    /// Every `validate` call, in the order they ended (skipped ones included).
+    pub validations: Vec<ValidationReport>,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
     /// The context as the run left it.
     pub context: Snapshot,
 }
 
 impl RunReport {
-    /// Whether every agent succeeded.
+    /// Whether the run did what the workflow asks: not cancelled, every
+    /// agent succeeded or was let off by its group's barrier, and every group
+    /// succeeded (a group fails when its criterion does not hold, or when a
+    /// validation with `on_failure: fail` does not pass). Validations with
+    /// `on_failure: warn` are reported, never fatal.
     pub fn succeeded(&self) -> bool {
-        self.agents.iter().all(|a| matches!(a.status, AgentStatus::Succeeded { .. }))
+        !self.cancelled
+            && self.agents.iter().all(|a| a.status.is_usable())
+            && self.groups.iter().all(|g| g.status == GroupStatus::Succeeded)
     }
 
     pub fn agent(&self, id: &str) -> Option<&AgentReport> {
         self.agents.iter().find(|a| a.agent == id)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&GroupReport> {
+        self.groups.iter().find(|g| g.group == name)
     }
 
     /// The error of agent `id`, if it failed.
@@ -56,5 +156,10 @@ impl RunReport {
             AgentStatus::Failed(e) => Some(e),
             _ => None,
         }
+    }
+
+    /// Validations that ran and did not pass.
+    pub fn failed_validations(&self) -> impl Iterator<Item = &ValidationReport> {
+        self.validations.iter().filter(|v| v.failed())
     }
 }

@@ -6,12 +6,14 @@
 //! `run` returns `ok`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use super::Pulse;
 use super::bindings::ContextError;
 use super::bindings::ensemble::agent::{context, log, progress, templates, types};
 use super::limits::Limiter;
 use crate::context::{Ownership, OwnershipError, Snapshot, StagedWrites, validate_key};
-use crate::observe::{Event, EventSink, Level};
+use crate::observe::{EventKind, EventSink, Level};
 
 /// The largest value an agent may `put`.
 pub const MAX_VALUE_BYTES: usize = 16 << 20;
@@ -36,6 +38,9 @@ pub(crate) struct AgentState {
     pub(crate) last_error: Option<String>,
     pub(crate) limiter: Limiter,
     events: EventSink,
+    pulse: Arc<Pulse>,
+    /// Set for `validate`, which may read but not write.
+    pub(crate) read_only: bool,
 }
 
 impl AgentState {
@@ -45,6 +50,7 @@ impl AgentState {
         ownership: Ownership,
         limiter: Limiter,
         events: EventSink,
+        pulse: Arc<Pulse>,
     ) -> Self {
         Self {
             agent,
@@ -56,6 +62,8 @@ impl AgentState {
             last_error: None,
             limiter,
             events,
+            pulse,
+            read_only: false,
         }
     }
 }
@@ -106,6 +114,11 @@ impl context::Host for AgentState {
         if let Some(e) = key_error(&key) {
             return Ok(Err(e));
         }
+        if self.read_only {
+            return Ok(Err(ContextError::NotOwned(format!(
+                "`validate` may not write the context (`{key}`)"
+            ))));
+        }
         if let Err(violation) = self.ownership.check(&self.agent, &key) {
             let message = violation.to_string();
             self.violation.get_or_insert(violation);
@@ -138,7 +151,11 @@ impl context::Host for AgentState {
 impl progress::Host for AgentState {
     fn report(&mut self, done: f32, message: String) -> wasmtime::Result<()> {
         let done = if done.is_nan() { 0.0 } else { done.clamp(0.0, 1.0) };
-        self.events.send(Event::Progress { agent: self.agent.to_string(), done, message: cut(message) });
+        self.pulse.update(|p| {
+            p.last_report = Some(Instant::now());
+            p.done = done;
+        });
+        self.events.send(EventKind::Progress { agent: self.agent.to_string(), done, message: cut(message) });
         Ok(())
     }
 }
@@ -157,7 +174,7 @@ impl log::Host for AgentState {
             self.last_error = Some(message.clone());
         }
         tracing::debug!(agent = %self.agent, ?level, "{message}");
-        self.events.send(Event::Log { agent: self.agent.to_string(), level, message });
+        self.events.send(EventKind::Log { agent: self.agent.to_string(), level, message });
         Ok(())
     }
 }

@@ -120,6 +120,45 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// Wall-clock limit; `None` for none.
     pub timeout: Option<Duration>,
+    /// Epoch ticks the agent runs before it yields to other tasks (at least
+    /// 1). When agents share cores, their shares of cpu time are proportional
+    /// to their slices.
+    pub slice: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { memory_bytes: 64 << 20, fuel: None, timeout: None, slice: 1 }
+    }
+}
+
+/// Signs of life of a running invocation, shared with whoever watches it
+/// (the executor's barriers): its last `progress.report` and the fuel it has
+/// used so far (updated at every epoch tick when fuel is metered).
+#[derive(Debug, Default)]
+pub struct Pulse {
+    state: Mutex<PulseState>,
+}
+
+/// A reading of a [`Pulse`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PulseState {
+    /// When the agent last called `progress.report`.
+    pub last_report: Option<Instant>,
+    /// What it reported then, in [0, 1].
+    pub done: f32,
+    /// Fuel consumed so far, when metered.
+    pub fuel_used: Option<u64>,
+}
+
+impl Pulse {
+    pub fn read(&self) -> PulseState {
+        *self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut PulseState)) {
+        f(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
 }
 
 /// Everything one call of an agent's `run` needs.
@@ -135,6 +174,8 @@ pub struct AgentCall {
     pub ownership: Ownership,
     pub limits: Limits,
     pub events: EventSink,
+    /// Updated while the agent runs.
+    pub pulse: Arc<Pulse>,
 }
 
 /// What a successful `run` produced.
@@ -184,6 +225,9 @@ pub enum AgentError {
     Returned { agent: String, kind: ReturnedKind, message: String },
     #[error("agent `{agent}`: host error: {message}")]
     Host { agent: String, message: String },
+    /// The executor stopped the agent (a group's barrier gave up on it).
+    #[error("agent `{agent}` was stopped: {reason}")]
+    Stopped { agent: String, reason: String },
 }
 
 impl AgentError {
@@ -197,7 +241,8 @@ impl AgentError {
             | Self::Timeout { agent, .. }
             | Self::Trap { agent, .. }
             | Self::Returned { agent, .. }
-            | Self::Host { agent, .. } => agent,
+            | Self::Host { agent, .. }
+            | Self::Stopped { agent, .. } => agent,
             Self::Ownership(e) => &e.agent,
         }
     }
@@ -210,6 +255,7 @@ impl AgentError {
             Self::Load { .. }
                 | Self::Link { .. }
                 | Self::Ownership(_)
+                | Self::Stopped { .. }
                 | Self::Returned { kind: ReturnedKind::InvalidInput | ReturnedKind::Context, .. }
         )
     }
@@ -431,18 +477,43 @@ impl Runtime {
         component: &AgentComponent,
         call: AgentCall,
     ) -> Result<AgentOutput, AgentError> {
+        self.invoke(component, call, Entry::Run).await.map(|(_, output)| output)
+    }
+
+    /// Instantiate `component` in a fresh store and call its `validate` over
+    /// the committed outputs of agent `subject` (visible in `call.snapshot`).
+    /// `validate` is read-only: its `put` calls are refused.
+    pub async fn validate_agent(
+        &self,
+        component: &AgentComponent,
+        call: AgentCall,
+        subject: &str,
+    ) -> Result<(Validation, AgentOutput), AgentError> {
+        let (validation, output) = self.invoke(component, call, Entry::Validate(subject)).await?;
+        let validation = validation.unwrap_or(Validation { passed: true, findings: Vec::new() });
+        Ok((validation, output))
+    }
+
+    async fn invoke(
+        &self,
+        component: &AgentComponent,
+        call: AgentCall,
+        entry: Entry<'_>,
+    ) -> Result<(Option<Validation>, AgentOutput), AgentError> {
         let inner = &self.inner;
         let host_error = |message: String| AgentError::Host { agent: call.agent.clone(), message };
         let _slot = inner.slots.acquire().await.map_err(|e| host_error(e.to_string()))?;
 
         let agent: Arc<str> = Arc::from(call.agent.as_str());
-        let state = AgentState::new(
+        let mut state = AgentState::new(
             agent,
             call.snapshot,
             call.ownership,
             Limiter::new(call.limits.memory_bytes),
             call.events,
+            call.pulse.clone(),
         );
+        state.read_only = matches!(entry, Entry::Validate(_));
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         let fuel_budget = match (inner.fuel, call.limits.fuel) {
@@ -459,10 +530,19 @@ impl Runtime {
         }
         let started = Instant::now();
         let deadline = call.limits.timeout.map(|t| started + t);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| match deadline {
-            Some(d) if Instant::now() >= d => Err(DeadlineExceeded.into()),
-            _ => Ok(UpdateDeadline::Yield(1)),
+        let slice = u64::from(call.limits.slice.max(1));
+        let pulse = call.pulse;
+        store.set_epoch_deadline(slice);
+        store.epoch_deadline_callback(move |store| {
+            if let Some(budget) = fuel_budget
+                && let Ok(left) = store.get_fuel()
+            {
+                pulse.update(|p| p.fuel_used = Some(budget - left));
+            }
+            match deadline {
+                Some(d) if Instant::now() >= d => Err(DeadlineExceeded.into()),
+                _ => Ok(UpdateDeadline::Yield(slice)),
+            }
         });
 
         let invocation = Invocation {
@@ -473,7 +553,12 @@ impl Runtime {
         };
         let run = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, &invocation).await
+            match entry {
+                Entry::Run => instance.call_run(&mut store, &invocation).await.map(|r| r.map(|()| None)),
+                Entry::Validate(subject) => {
+                    instance.call_validate(&mut store, &invocation, subject).await.map(|r| r.map(Some))
+                }
+            }
         };
         let result = match call.limits.timeout {
             // The epoch check stops a running agent; this also stops one that
@@ -496,9 +581,10 @@ impl Runtime {
             requested: requested as u64,
         };
         match result {
-            Ok(Ok(())) => {
-                Ok(AgentOutput { writes: state.staged, fuel_used, peak_memory: state.limiter.peak() })
-            }
+            Ok(Ok(validation)) => Ok((
+                validation,
+                AgentOutput { writes: state.staged, fuel_used, peak_memory: state.limiter.peak() },
+            )),
             Ok(Err(error)) => {
                 if let Some(requested) = state.limiter.refused {
                     return Err(memory_limit(requested));
@@ -534,6 +620,13 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Which export an invocation calls.
+#[derive(Debug, Clone, Copy)]
+enum Entry<'a> {
+    Run,
+    Validate(&'a str),
 }
 
 fn context_error_message(e: &bindings::ContextError) -> String {

@@ -141,7 +141,8 @@ pub struct Barrier {
     /// How long to wait for all members; `None` waits for ever.
     pub timeout: Option<Duration>,
     pub success: Success,
-    /// Applied in order when the timeout passes.
+    /// Tried in order when the timeout passes, or when every member has
+    /// finished and some did not succeed; the first that applies decides.
     pub on_timeout: Vec<TimeoutStrategy>,
     /// A member counts as making progress if it reported within this window.
     pub progress_window: Duration,

@@ -547,9 +547,17 @@ fn barrier(name: &str, g: &GroupFile, problems: &mut Problems) -> Barrier {
                 }
             })
             .collect();
+        // The other strategies also decide when members fail; extending a
+        // timeout that does not exist cannot.
         if barrier.timeout.is_none() && b.timeout.is_none() {
-            let first = &b.on_timeout[0];
-            problems.at(at(first), format!("group `{name}`: on_timeout needs a barrier.timeout to act on"));
+            for s in &b.on_timeout {
+                if matches!(s.value, StrategyFile::ExtendTimeout(_)) {
+                    problems.at(
+                        at(s),
+                        format!("group `{name}`: extend_timeout needs a barrier.timeout to extend"),
+                    );
+                }
+            }
         }
     }
     barrier

@@ -47,6 +47,17 @@ pub fn component_wat(wat: &str) -> Vec<u8> {
 /// a pointer to the result: [`OK`] (zeroed memory: `ok`) or [`FAILED`].
 /// Extra module fields (imports come first, data segments) go in `fields`.
 pub fn agent_module(imports: &str, fields: &str, run_body: &str) -> String {
+    agent_module_with_validate(imports, fields, run_body, &format!("(i32.const {PASSED})"))
+}
+
+/// Like [`agent_module`], with the body of `validate` too (it returns a
+/// pointer to the result: [`PASSED`], [`REJECTED`] or [`FAILED`]).
+pub fn agent_module_with_validate(
+    imports: &str,
+    fields: &str,
+    run_body: &str,
+    validate_body: &str,
+) -> String {
     format!(
         r#"(module
   {imports}
@@ -63,7 +74,15 @@ pub fn agent_module(imports: &str, fields: &str, run_body: &str) -> String {
                 (i32.const -1))
               (then unreachable))))
     (local.get $p))
-  (func (export "validate") (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32) (i32.const {OK}))
+  (func (export "validate") (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+    {validate_body})
+  ;; result area for `ok(validation {{ passed: true, findings: [] }})`
+  (data (i32.const {PASSED}) "\00\00\00\00\01")
+  ;; result area for `ok(validation {{ passed: false, findings: [finding at 1300] }})`
+  (data (i32.const {REJECTED}) "\00\00\00\00\00\00\00\00\14\05\00\00\01\00\00\00")
+  ;; the finding: severity error, no key, message at 1400 (18 bytes)
+  (data (i32.const 1300) "\02\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\78\05\00\00\12\00\00\00")
+  (data (i32.const 1400) "fixture disagrees!")
   ;; result area for `failed("fixture failed")`: tag 1, agent-error case 2, string at 1600
   (data (i32.const {FAILED}) "\01\00\00\00\02\00\00\00\40\06\00\00\0e\00\00\00")
   (data (i32.const 1600) "fixture failed")
@@ -73,6 +92,12 @@ pub fn agent_module(imports: &str, fields: &str, run_body: &str) -> String {
 )"#
     )
 }
+
+/// Address of a result area holding a passing validation without findings.
+pub const PASSED: u32 = 1100;
+/// Address of a result area holding a rejecting validation with one error
+/// finding, "fixture disagrees!".
+pub const REJECTED: u32 = 1200;
 
 /// Address of a zeroed result area: `ok`.
 pub const OK: u32 = 1024;
@@ -120,6 +145,99 @@ pub fn copier(from: &str, to: &str) -> Vec<u8> {
             ret12 = RET + 12,
             ret16 = RET + 16,
         ),
+    ))
+}
+
+pub const IMPORT_PROGRESS: &str =
+    r#"(import "ensemble:agent/progress@0.1.0" "report" (func $report (param f32 i32 i32)))"#;
+
+/// WAT that writes MessagePack `"ok"` to `key` (declared by [`key_data`]).
+fn put_ok(key: &str) -> String {
+    format!(
+        "(call $put (i32.const 3000) (i32.const {}) (i32.const 3500) (i32.const 3) (i32.const {RET}))",
+        key.len()
+    )
+}
+
+fn key_data(key: &str) -> String {
+    format!(r#"(data (i32.const 3000) "{key}") (data (i32.const 3500) "\a2ok")"#)
+}
+
+/// An agent that spins `iterations` times (a CPU-bound busy loop: size it
+/// with fuel or time), then writes `"ok"` to `key`.
+pub fn busy(key: &str, iterations: u32) -> Vec<u8> {
+    core_agent(&agent_module(
+        IMPORT_PUT,
+        &key_data(key),
+        &format!(
+            "(local $i i32)
+             (loop $spin (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                         (br_if $spin (i32.lt_u (local.get $i) (i32.const {iterations}))))
+             {put} (i32.const {OK})",
+            put = put_ok(key)
+        ),
+    ))
+}
+
+/// An agent that reports progress once, then spins for ever without reporting again.
+pub fn stalls_after_progress() -> Vec<u8> {
+    core_agent(&agent_module(
+        IMPORT_PROGRESS,
+        r#"(data (i32.const 3000) "started")"#,
+        "(call $report (f32.const 0.1) (i32.const 3000) (i32.const 7))
+         (loop $spin (br $spin))
+         unreachable",
+    ))
+}
+
+/// An agent that reports progress every `every` iterations: for ever when
+/// `total` is `None`, else until `total` iterations, then writes `"ok"` to `key`.
+pub fn progressing(key: &str, every: u32, total: Option<u32>) -> Vec<u8> {
+    let stop = match total {
+        Some(total) => format!("(br_if $done (i32.ge_u (local.get $i) (i32.const {total})))"),
+        None => String::new(),
+    };
+    core_agent(&agent_module(
+        &format!("{IMPORT_PUT}\n  {IMPORT_PROGRESS}"),
+        &format!(r#"{} (data (i32.const 3100) "working")"#, key_data(key)),
+        &format!(
+            "(local $i i32)
+             (block $done
+               (loop $spin
+                 (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                 (if (i32.eqz (i32.rem_u (local.get $i) (i32.const {every})))
+                   (then (call $report (f32.const 0.5) (i32.const 3100) (i32.const 7))))
+                 {stop}
+                 (br $spin)))
+             {put} (i32.const {OK})",
+            put = put_ok(key)
+        ),
+    ))
+}
+
+/// An agent that fails its first `n` attempts, then writes `"ok"` to `key`
+/// (param 4 of `run` is the attempt number).
+pub fn fails_first(n: u32, key: &str) -> Vec<u8> {
+    core_agent(&agent_module(
+        IMPORT_PUT,
+        &key_data(key),
+        &format!(
+            "(if (result i32) (i32.le_u (local.get 4) (i32.const {n}))
+               (then (i32.const {FAILED}))
+               (else {put} (i32.const {OK})))",
+            put = put_ok(key)
+        ),
+    ))
+}
+
+/// An agent that writes `"ok"` to `key` and whose `validate` rejects every
+/// subject with one error finding, "fixture disagrees!".
+pub fn rejecting_validator(key: &str) -> Vec<u8> {
+    core_agent(&agent_module_with_validate(
+        IMPORT_PUT,
+        &key_data(key),
+        &format!("{} (i32.const {OK})", put_ok(key)),
+        &format!("(i32.const {REJECTED})"),
     ))
 }
 

@@ -1,0 +1,97 @@
+//! Cancellation: running agents stop promptly, nothing of them is
+//! committed, everything already committed stays.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ensemble::{AgentStatus, EventKind, RunOptions};
+use ensemble_tests::{Project, plain, writer};
+
+/// `quick` commits at once; `spinner` loops for ever.
+fn project() -> (Project, std::path::PathBuf) {
+    let project = Project::new();
+    project.component("quick", &writer("quick.value"));
+    project.component("spinner", &plain("(loop $spin (br $spin)) unreachable"));
+    let path = project
+        .workflow_file("agents:\n  quick: {component: quick.wasm}\n  spinner: {component: spinner.wasm}\n");
+    (project, path)
+}
+
+#[tokio::test]
+async fn cancelling_stops_running_agents_and_keeps_what_was_committed() {
+    let (_project, path) = project();
+    let workflow = ensemble::Workflow::load(&path).expect("valid");
+    let options = RunOptions::default();
+    let (cancel, mut events) = (options.cancel.clone(), options.events.subscribe());
+    let engine = ensemble_tests::engine();
+    let watcher = tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            if matches!(&event.kind, EventKind::Committed { agent, .. } if agent == "quick") {
+                cancel.cancel();
+            }
+        }
+    });
+    let report = tokio::time::timeout(Duration::from_secs(30), engine.run(&workflow, options))
+        .await
+        .expect("a cancelled run returns promptly");
+    watcher.abort();
+    assert!(report.cancelled && !report.succeeded());
+    assert!(matches!(report.agent("quick").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })));
+    assert!(matches!(report.agent("spinner").map(|a| &a.status), Some(AgentStatus::Cancelled)));
+    assert!(report.context.get("quick.value").is_some());
+    assert_eq!(report.context.len(), 1, "nothing of the spinner");
+}
+
+#[tokio::test]
+async fn dropping_the_run_future_stops_its_agents() {
+    let (_project, path) = project();
+    let workflow = ensemble::Workflow::load(&path).expect("valid");
+    // One instance slot: if a dropped run's spinner kept running, it would
+    // hold the slot and the last run could never start.
+    let engine = ensemble::Engine::new(ensemble::RuntimeConfig { max_instances: 1, ..Default::default() })
+        .expect("engine");
+    for _ in 0..3 {
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(100), engine.run(&workflow, RunOptions::default()));
+        assert!(dropped.await.is_err(), "the spinner never ends by itself");
+    }
+    let quick_only = ensemble::Workflow::parse(
+        "agents:\n  quick: {component: quick.wasm}\n",
+        path.parent().expect("dir").join("quick.yaml"),
+    )
+    .expect("valid");
+    let report =
+        tokio::time::timeout(Duration::from_secs(30), engine.run(&quick_only, RunOptions::default()))
+            .await
+            .expect("the slot was given back");
+    assert!(report.succeeded(), "{report:#?}");
+}
+
+#[test]
+fn ctrl_c_exits_130_and_reports_what_was_committed() {
+    let (_project, path) = project();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ensemble-cli"))
+        .args(["run", "--no-fuel"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the CLI starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut live = BufReader::new(stderr).lines();
+    for line in live.by_ref() {
+        let line = line.expect("stderr is text");
+        if line.contains("done     quick") {
+            break;
+        }
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("the CLI ends");
+    assert_eq!(output.status.code(), Some(130));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("CANCELLED"), "{stdout}");
+    assert!(stdout.contains("quick.value"), "committed values are reported: {stdout}");
+    assert!(stdout.contains("spinner") && stdout.contains("cancel"), "{stdout}");
+}

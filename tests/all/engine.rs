@@ -146,3 +146,105 @@ async fn an_agent_larger_than_the_pool_fails_instead_of_waiting_for_ever() {
     assert!(error.contains("more than the whole pool has"), "{error}");
     assert!(report.context.get("b.value").is_some() && report.context.get("c.value").is_some());
 }
+
+#[tokio::test]
+async fn admission_never_exceeds_the_units_or_the_limit() {
+    // (cpu, memory) units of eight agents, against 100 × 1.2 cpu, 100 memory, 3 slots.
+    let units = [(50, 30), (40, 40), (30, 20), (60, 35), (20, 50), (70, 10), (10, 25), (45, 30)];
+    let project = Project::new();
+    let mut yaml = String::from("resources: {cpu: 100, memory: 100, max_concurrent: 3}\nagents:\n");
+    for (i, (cpu, memory)) in units.iter().enumerate() {
+        project.component(&format!("a{i}"), &ensemble_tests::busy(&format!("a{i}.value"), 2_000_000));
+        yaml.push_str(&format!(
+            "  a{i}: {{component: a{i}.wasm, resources: {{cpu: {cpu}, memory: {memory}}}}}\n"
+        ));
+    }
+    let workflow = project.workflow(&yaml);
+    let options = RunOptions::default();
+    let mut events = options.events.subscribe();
+    let report = ensemble_tests::engine().run(&workflow, options).await;
+    assert!(report.succeeded(), "{report:#?}");
+
+    let unit = |agent: &str| units[agent[1..].parse::<usize>().expect("a<i>")];
+    let (mut cpu, mut memory, mut running, mut most_at_once) = (0, 0, 0, 0);
+    for event in crate::drain(&mut events) {
+        match event.kind {
+            EventKind::Admitted { agent, pool, .. } => {
+                let (c, m) = unit(&agent);
+                (cpu, memory, running) = (cpu + c, memory + m, running + 1);
+                assert!(
+                    cpu <= 120 && memory <= 100 && running <= 3,
+                    "{agent} over the pool: {cpu} {memory} {running}"
+                );
+                assert_eq!(
+                    (pool.cpu, pool.memory, pool.running),
+                    (cpu, memory, running),
+                    "the event's own account"
+                );
+                most_at_once = most_at_once.max(running);
+            }
+            EventKind::Released { agent, .. } => {
+                let (c, m) = unit(&agent);
+                (cpu, memory, running) = (cpu - c, memory - m, running - 1);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((cpu, memory, running), (0, 0, 0), "everything was given back");
+    assert!(most_at_once >= 2, "agents did run side by side");
+}
+
+/// With one worker thread, an agent spinning for ever still yields at
+/// every epoch tick, so the other agents run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_runaway_agent_does_not_starve_the_others() {
+    let project = Project::new();
+    project.component("spinner", &ensemble_tests::plain("(loop $spin (br $spin)) unreachable"));
+    project.component("quick", &writer("quick.value"));
+    let workflow =
+        project.workflow("agents:\n  spinner: {component: spinner.wasm}\n  quick: {component: quick.wasm}\n");
+    let options = RunOptions::default();
+    let (cancel, mut events) = (options.cancel.clone(), options.events.subscribe());
+    let engine = ensemble_tests::engine();
+    let run = engine.run(&workflow, options);
+    tokio::pin!(run);
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report,
+            Ok(event) = events.recv() => {
+                if matches!(&event.kind, EventKind::AgentSucceeded { agent, .. } if agent == "quick") {
+                    cancel.cancel();
+                }
+            }
+        }
+    };
+    assert!(report.context.get("quick.value").is_some(), "{report:#?}");
+    assert!(matches!(report.agent("spinner").map(|a| &a.status), Some(ensemble::AgentStatus::Cancelled)));
+}
+
+/// Agents sharing one worker thread get time in proportion to their cpu
+/// units: of two equal busy loops, the one with 8× the units finishes in
+/// well under the other's time. (The runtime looks at newly spawned tasks at
+/// every tick, so both agents start slicing at once.)
+#[test]
+fn cpu_units_weight_the_time_slices() {
+    let project = Project::new();
+    project.component("light", &ensemble_tests::busy("light.value", 300_000_000));
+    project.component("heavy", &ensemble_tests::busy("heavy.value", 300_000_000));
+    let workflow = project.workflow(
+        "agents:\n  light: {component: light.wasm, resources: {cpu: 10}}\n  heavy: {component: heavy.wasm, resources: {cpu: 80}}\n",
+    );
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .global_queue_interval(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = tokio.block_on(ensemble_tests::engine().run(&workflow, RunOptions::default()));
+    assert!(report.succeeded(), "{report:#?}");
+    let light = report.agent("light").and_then(|a| a.elapsed).expect("ran");
+    let heavy = report.agent("heavy").and_then(|a| a.elapsed).expect("ran");
+    // Equal slices would end both together; 8:1 slices end heavy at about
+    // 9/16 of light's time.
+    assert!(heavy < light.mul_f64(0.8), "heavy {heavy:?} vs light {light:?}");
+}

@@ -76,3 +76,22 @@ async fn ownership_violations_are_never_retried() {
     assert!(matches!(report.error("bad"), Some(AgentError::Ownership(_))));
     assert_eq!(report.agent("bad").map(|a| a.attempts), Some(1));
 }
+
+#[tokio::test]
+async fn an_agent_that_fails_twice_succeeds_on_its_third_attempt() {
+    let project = Project::new();
+    project.component("flaky", &ensemble_tests::fails_first(2, "flaky.value"));
+    let workflow = project.workflow(
+        "agents:\n  flaky:\n    component: flaky.wasm\n    retry: {attempts: 3, backoff: 5ms, max_backoff: 10ms}\n",
+    );
+    let report = engine().run(&workflow, RunOptions::default()).await;
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.agent("flaky").map(|a| a.attempts), Some(3));
+
+    let workflow = project.workflow(
+        "agents:\n  flaky:\n    component: flaky.wasm\n    retry: {attempts: 2, backoff: 5ms, max_backoff: 10ms}\n",
+    );
+    let report = engine().run(&workflow, RunOptions::default()).await;
+    assert_eq!(report.agent("flaky").map(|a| a.attempts), Some(2));
+    assert!(report.error("flaky").is_some(), "two attempts are not enough");
+}

@@ -132,13 +132,17 @@ fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Res
         }
         return Ok(EXIT_INVALID);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            writeln!(err, "error: cannot start the async runtime: {e}")?;
-            return Ok(EXIT_FAILED);
-        }
-    };
+    // Agents are tasks that poll for whole time slices (10 ms and up), so
+    // look at newly admitted ones at every tick: otherwise a new agent can
+    // wait dozens of slices behind running ones before its first.
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().global_queue_interval(1).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                writeln!(err, "error: cannot start the async runtime: {e}")?;
+                return Ok(EXIT_FAILED);
+            }
+        };
     let options = RunOptions::default();
     let cancel = options.cancel.clone();
     let mut events = options.events.subscribe();

@@ -78,17 +78,34 @@ fn ctrl_c_exits_130_and_reports_what_was_committed() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the CLI starts");
+    let pid = child.id().to_string();
+    // Whatever happens, the spinner must not keep this test waiting for ever.
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::spawn({
+        let (pid, finished) = (pid.clone(), finished.clone());
+        move || {
+            std::thread::sleep(Duration::from_secs(120));
+            if !finished.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        }
+    });
     let stderr = child.stderr.take().expect("stderr");
     let mut live = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
     for line in live.by_ref() {
         let line = line.expect("stderr is text");
-        if line.contains("done     quick") {
+        let done = line.contains("done     quick");
+        seen.push(line);
+        if done {
             break;
         }
     }
-    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(seen.last().is_some_and(|l| l.contains("done     quick")), "live view: {seen:?}");
+    let killed = Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
     assert!(killed.success());
     let output = child.wait_with_output().expect("the CLI ends");
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(output.status.code(), Some(130));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("CANCELLED"), "{stdout}");

@@ -7,9 +7,9 @@
 //!
 //! For each, with fuel metering on and off, the ratio makespan / lower bound,
 //! where the lower bound is max(critical path, total work / cores) computed
-//! from each agent's own time running alone (median of 3; identical loops in
-//! different components can differ by up to 2× through code placement, so
-//! one calibration does not fit all). 1.00 is perfect; a little under 1 is
+//! from each agent's own time running alone, measured right before each
+//! repetition (these shared machines drift too much for one calibration to
+//! hold through a whole benchmark). 1.00 is perfect; a little under 1 is
 //! possible because an agent's time alone includes one run's overhead.
 //!
 //! `cargo bench -p ensemble-tests --bench makespan` (`RUNS=n` repetitions, default 7).
@@ -110,7 +110,7 @@ fn lower_bound(
         let path = project.path().join(format!("alone-{id}.yaml"));
         std::fs::write(&path, format!("agents:\n  {id}: {{component: {id}.wasm}}\n")).expect("write");
         let alone = Workflow::load(&path).expect("valid");
-        let w = median((0..3).map(|_| run(tokio, engine, &alone).as_secs_f64()).collect()).1;
+        let w = run(tokio, engine, &alone).as_secs_f64();
         total += w;
         // Agents are listed after their needs.
         let start = needs.iter().map(|n| finish[n.as_str()]).fold(0.0, f64::max);
@@ -143,9 +143,15 @@ fn main() {
             let project = Project::new();
             let workflow = &workflow(&project, "w", &agents, iterations, slots);
             run(&tokio, &engine, workflow); // warm-up: compiles the components
-            let bound = lower_bound(&tokio, &engine, &project, &agents, cores);
-            let ratios: Vec<f64> =
-                (0..runs).map(|_| run(&tokio, &engine, workflow).as_secs_f64() / bound).collect();
+            let mut bounds = Vec::new();
+            let ratios: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let bound = lower_bound(&tokio, &engine, &project, &agents, cores);
+                    bounds.push(bound);
+                    run(&tokio, &engine, workflow).as_secs_f64() / bound
+                })
+                .collect();
+            let bound = median(bounds).1;
             let (min, med, max) = median(ratios);
             println!("  {name:<22} bound {:>6.1} ms   ratio {min:.3} / {med:.3} / {max:.3}", bound * 1e3);
         }

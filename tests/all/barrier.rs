@@ -168,3 +168,45 @@ async fn a_trapping_member_is_partial_when_one_success_is_enough() {
     };
     assert_eq!(string(&report, "after.value"), "default");
 }
+
+/// A member whose component cannot load is not re-run by a fallback (it would
+/// fail the same way); the group goes by its criterion and the run goes on.
+#[tokio::test]
+async fn a_member_that_cannot_load_is_partial_and_not_rerun() {
+    let project = Project::new();
+    project.component("broken", b"not a component");
+    project.component("fine", &writer("fine.value"));
+    project.component("after", &copier("fine.value", "after.value"));
+    let workflow = project.workflow(
+        "agents:
+  broken: {component: broken.wasm}
+  fine: {component: fine.wasm}
+  after: {component: after.wasm, needs: [fine]}
+groups:
+  g:
+    agents: [broken, fine]
+    barrier: {success: at_least_one, on_timeout: [fallback_sequential]}
+",
+    );
+    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    assert_eq!(decisions(&report, "g"), ["criterion_met"], "{report:#?}");
+    let Some(AgentStatus::Partial { error: Some(AgentError::Load { .. }), .. }) =
+        report.agent("broken").map(|a| &a.status)
+    else {
+        panic!("broken is partial with its load error: {report:#?}")
+    };
+    assert_eq!(report.agent("broken").map(|a| a.attempts), Some(0));
+    assert_eq!(string(&report, "after.value"), "ok");
+    assert!(report.succeeded());
+}
+
+#[tokio::test]
+async fn absurd_durations_do_not_panic() {
+    let (_project, workflow) = project_with(
+        &writer("slow.value"),
+        "{timeout: 300000000000y, on_timeout: [{extend_timeout: {by: 300000000000y}}, continue_with_partial]}",
+    );
+    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    assert!(report.succeeded(), "{report:#?}");
+    assert_eq!(decisions(&report, "g"), ["all_completed"]);
+}

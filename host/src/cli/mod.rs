@@ -150,12 +150,21 @@ fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Res
     let report = runtime.block_on(async {
         let run = engine.run(&workflow, options);
         tokio::pin!(run);
-        let mut interrupts = 0;
+        // One listener for the whole run, re-armed after each Ctrl-C, so no
+        // interrupt falls between two loop turns.
+        let mut interrupt = Box::pin(tokio::signal::ctrl_c());
+        let (mut listening, mut interrupts) = (true, 0);
         loop {
             tokio::select! {
                 report = &mut run => break report,
                 Ok(event) = events.recv() => live.show(err, &event),
-                Ok(()) = tokio::signal::ctrl_c() => {
+                signal = &mut interrupt, if listening => {
+                    if signal.is_err() {
+                        // No signal handling here: run to the end.
+                        listening = false;
+                        continue;
+                    }
+                    interrupt = Box::pin(tokio::signal::ctrl_c());
                     interrupts += 1;
                     if interrupts > 1 {
                         let _ = writeln!(err, "interrupted again: exiting without waiting");

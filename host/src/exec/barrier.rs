@@ -13,7 +13,7 @@
 //!   members that succeeded (`all` cannot hold while one did not);
 //! - `fallback_sequential` applies when no member succeeded, or when a member
 //!   failed (a critical error, as opposed to being slow), and a member can be
-//!   run again.
+//!   run again (a member whose component cannot load cannot).
 //!
 //! If none applies, a group whose members all finished succeeds by its
 //! criterion alone, and a group that timed out fails.
@@ -33,7 +33,8 @@ pub struct Facts {
     pub running: usize,
     /// Whether every running member reported progress within the window.
     pub running_progressed: bool,
-    /// Members a sequential fallback could run again (failed or running).
+    /// Members a sequential fallback could run again: running, or failed
+    /// with an error another attempt could cure (not an unusable component).
     pub rerunnable: usize,
     pub timed_out: bool,
     pub extensions: u32,

@@ -15,7 +15,7 @@
 //! - Failed attempts are retried with jittered exponential backoff unless
 //!   the error says another attempt cannot help.
 //! - Cancelling ([`RunOptions::cancel`], or dropping the run's future) stops
-//!   running agents at their next epoch tick; nothing of them is committed.
+//!   running agents when their time slice ends; nothing of them is committed.
 //! - Agents share cores in time slices proportional to their cpu units:
 //!   an agent yields to the others every `cpu / 10` epoch ticks (at least 1).
 //!
@@ -244,6 +244,8 @@ struct Execution<'w> {
     retry_base: HashMap<String, u32>,
     /// Agents re-running in a sequential fallback.
     exclusive: HashSet<String>,
+    /// The error of each agent's last failed attempt (for barrier reports).
+    last_error: HashMap<String, AgentError>,
     queue: Vec<Queued>,
     queued_seq: u64,
     pool: ResourcePool,
@@ -310,6 +312,7 @@ impl<'w> Execution<'w> {
             attempts: HashMap::new(),
             retry_base: HashMap::new(),
             exclusive: HashSet::new(),
+            last_error: HashMap::new(),
             queue: Vec::new(),
             queued_seq: 0,
             pool: ResourcePool::new(&workflow.resources),
@@ -339,8 +342,14 @@ impl<'w> Execution<'w> {
             Timer,
         }
         while !self.cancelled {
-            self.settle();
-            self.admit();
+            // Admitting can finish jobs (a component that cannot load, an
+            // agent larger than the pool), which can settle more.
+            loop {
+                self.settle();
+                if !self.admit() {
+                    break;
+                }
+            }
             let backing_off = self.phases.values().any(|p| matches!(p, Phase::BackingOff(_)));
             if self.running.is_empty() && self.queue.is_empty() && !backing_off {
                 break;
@@ -459,7 +468,9 @@ impl<'w> Execution<'w> {
 
     /// Admit queued jobs in order while they fit. An exclusive job (a
     /// sequential fallback) goes first and waits for the pool to empty.
-    fn admit(&mut self) {
+    /// True if a job could not start and was finished as failed.
+    fn admit(&mut self) -> bool {
+        let mut failed = false;
         let wf = self.workflow;
         self.queue.sort_by_key(|q| (!q.exclusive, q.rank, q.seq));
         // Always look at the head: each pass admits it, fails it, or stops.
@@ -472,6 +483,7 @@ impl<'w> Execution<'w> {
             if let Some(error) = self.unusable_component(agent) {
                 let queued = self.queue.remove(i);
                 self.job_failed_to_start(queued.job, error);
+                failed = true;
                 continue;
             }
             if self.queue[i].exclusive {
@@ -481,7 +493,7 @@ impl<'w> Execution<'w> {
                     self.spawn(queued);
                 }
                 // Nothing overtakes a sequential fallback.
-                return;
+                return failed;
             }
             if !self.pool.fits(agent) {
                 if self.pool.is_idle() {
@@ -496,16 +508,18 @@ impl<'w> Execution<'w> {
                         ),
                     };
                     self.job_failed_to_start(queued.job, error);
+                    failed = true;
                     continue;
                 }
                 // The head waits until it fits; later jobs do not overtake it
                 // (as the planner's makespan model assumes).
-                return;
+                return failed;
             }
             let queued = self.queue.remove(i);
             self.pool.acquire(agent);
             self.spawn(queued);
         }
+        failed
     }
 
     fn unusable_component(&self, agent: &AgentSpec) -> Option<AgentError> {
@@ -703,7 +717,8 @@ impl<'w> Execution<'w> {
                 if let AgentError::Timeout { after, .. } = &error {
                     self.events.send(EventKind::TimedOut { agent: id.to_owned(), attempt, after: *after });
                 }
-                let counted = attempt - self.retry_base.get(id).copied().unwrap_or(0);
+                self.last_error.insert(id.to_owned(), error.clone());
+                let counted = attempt.saturating_sub(self.retry_base.get(id).copied().unwrap_or(0));
                 if error.is_retryable() && counted < agent.retry.attempts {
                     let after = backoff(&agent.retry, &self.run_id, id, counted);
                     self.events.send(EventKind::AgentRetrying {
@@ -712,7 +727,10 @@ impl<'w> Execution<'w> {
                         after,
                         error: error.to_string(),
                     });
-                    self.phases.insert(id.to_owned(), Phase::BackingOff(Instant::now() + after));
+                    let at = Instant::now()
+                        .checked_add(after)
+                        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+                    self.phases.insert(id.to_owned(), Phase::BackingOff(at));
                 } else {
                     self.finish(agent, AgentStatus::Failed(error), Some((started, None, 0)));
                 }
@@ -799,7 +817,7 @@ impl<'w> Execution<'w> {
                 let group = &mut self.groups[g];
                 group.phase = GroupPhase::Running;
                 group.started = Some(now);
-                group.deadline = spec.barrier.timeout.map(|t| now + t);
+                group.deadline = spec.barrier.timeout.and_then(|t| now.checked_add(t));
                 self.events
                     .send(EventKind::GroupStarted { group: spec.name.clone(), agents: spec.agents.clone() });
                 for member in &spec.agents {
@@ -874,7 +892,17 @@ impl<'w> Execution<'w> {
             failed,
             running: unfinished.len(),
             running_progressed: progressed,
-            rerunnable: failed + unfinished.len(),
+            rerunnable: unfinished.len()
+                + spec
+                    .agents
+                    .iter()
+                    .filter(|m| {
+                        matches!(
+                            self.reports.get(*m).map(|r| &r.status),
+                            Some(AgentStatus::Failed(e)) if !e.is_load_error()
+                        )
+                    })
+                    .count(),
             timed_out,
             extensions: self.groups[g].extensions,
         };
@@ -887,7 +915,7 @@ impl<'w> Execution<'w> {
             Verdict::Extend(by) => {
                 let group = &mut self.groups[g];
                 group.extensions += 1;
-                group.deadline = group.deadline.map(|d| d + by);
+                group.deadline = group.deadline.and_then(|d| d.checked_add(by));
                 let extension = group.extensions;
                 let reason = format!(
                     "{} reported progress within the last {}",
@@ -919,7 +947,7 @@ impl<'w> Execution<'w> {
                             unfinished.contains(m)
                                 || matches!(
                                     self.reports.get(*m).map(|r| &r.status),
-                                    Some(AgentStatus::Failed(_))
+                                    Some(AgentStatus::Failed(e)) if !e.is_load_error()
                                 )
                         })
                         .cloned()
@@ -955,11 +983,15 @@ impl<'w> Execution<'w> {
                 };
                 self.record(g, Decision::GroupFailed, reason.clone());
                 for member in &unfinished {
+                    let backing_off = matches!(self.phases.get(member), Some(Phase::BackingOff(_)));
                     let pulse = self.stop(member);
                     if let Some(agent) = wf.agent(member) {
-                        let error = AgentError::Stopped {
-                            agent: member.clone(),
-                            reason: format!("group `{}` gave up on it at its barrier", spec.name),
+                        let error = match self.last_error.get(member).filter(|_| backing_off) {
+                            Some(e) => e.clone(),
+                            None => AgentError::Stopped {
+                                agent: member.clone(),
+                                reason: format!("group `{}` gave up on it at its barrier", spec.name),
+                            },
                         };
                         self.finish(agent, AgentStatus::Failed(error), pulse);
                     }
@@ -1009,6 +1041,7 @@ impl<'w> Execution<'w> {
             return;
         }
         for member in self.not_succeeded(g) {
+            let backing_off = matches!(self.phases.get(&member), Some(Phase::BackingOff(_)));
             let ran = self.stop(&member);
             let Some(agent) = wf.agent(&member) else { continue };
             let (because, error) = match self.reports.remove(&member).map(|r| r.status) {
@@ -1018,7 +1051,13 @@ impl<'w> Execution<'w> {
                 Some(AgentStatus::Skipped { because }) => {
                     (format!("group `{}` went on without it ({because})", spec.name), None)
                 }
-                _ => (format!("group `{}` went on without it: it had not finished", spec.name), None),
+                _ => match self.last_error.get(&member).filter(|_| backing_off) {
+                    Some(e) => (
+                        format!("group `{}` went on without it while it waited to retry", spec.name),
+                        Some(e.clone()),
+                    ),
+                    None => (format!("group `{}` went on without it: it had not finished", spec.name), None),
+                },
             };
             let defaults: StagedWrites = agent.defaults.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             let defaults = if defaults.is_empty() { Vec::new() } else { self.commit(&member, defaults).1 };

@@ -122,7 +122,8 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Epoch ticks the agent runs before it yields to other tasks (at least
     /// 1). When agents share cores, their shares of cpu time are proportional
-    /// to their slices.
+    /// to their slices. (The deadline is checked at every tick regardless;
+    /// dropping the invocation's future stops it at its next yield.)
     pub slice: u32,
 }
 
@@ -529,20 +530,24 @@ impl Runtime {
             store.set_fuel(budget).map_err(|e| host_error(e.to_string()))?;
         }
         let started = Instant::now();
-        let deadline = call.limits.timeout.map(|t| started + t);
-        let slice = u64::from(call.limits.slice.max(1));
+        let deadline = call.limits.timeout.and_then(|t| started.checked_add(t));
+        // Every tick: check the deadline and take the pulse. Every `slice`
+        // ticks: yield, so other agents (and cancellation) get their turn.
+        let slice = call.limits.slice.max(1);
+        let mut ticks = 0u32;
         let pulse = call.pulse;
-        store.set_epoch_deadline(slice);
+        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |store| {
             if let Some(budget) = fuel_budget
                 && let Ok(left) = store.get_fuel()
             {
-                pulse.update(|p| p.fuel_used = Some(budget - left));
+                pulse.update(|p| p.fuel_used = Some(budget.saturating_sub(left)));
             }
-            match deadline {
-                Some(d) if Instant::now() >= d => Err(DeadlineExceeded.into()),
-                _ => Ok(UpdateDeadline::Yield(slice)),
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(DeadlineExceeded.into());
             }
+            ticks = ticks.wrapping_add(1);
+            Ok(if ticks % slice == 0 { UpdateDeadline::Yield(1) } else { UpdateDeadline::Continue(1) })
         });
 
         let invocation = Invocation {
@@ -563,7 +568,7 @@ impl Runtime {
         let result = match call.limits.timeout {
             // The epoch check stops a running agent; this also stops one that
             // is blocked in a host call.
-            Some(t) => tokio::time::timeout(t + Duration::from_millis(100), run)
+            Some(t) => tokio::time::timeout(t.saturating_add(Duration::from_millis(100)), run)
                 .await
                 .unwrap_or_else(|_| Err(DeadlineExceeded.into())),
             None => run.await,

@@ -547,7 +547,11 @@ impl Runtime {
                 return Err(DeadlineExceeded.into());
             }
             ticks = ticks.wrapping_add(1);
-            Ok(if ticks % slice == 0 { UpdateDeadline::Yield(1) } else { UpdateDeadline::Continue(1) })
+            Ok(if ticks.is_multiple_of(slice) {
+                UpdateDeadline::Yield(1)
+            } else {
+                UpdateDeadline::Continue(1)
+            })
         });
 
         let invocation = Invocation {

@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod context;
 pub mod exec;
+pub mod journal;
 pub mod observe;
 pub mod plan;
 pub mod runtime;

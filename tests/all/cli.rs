@@ -15,7 +15,7 @@ fn hello_example_runs() {
     let workflow = repo_root().join("examples/hello/workflow.yaml");
     let cache = tempfile::tempdir().expect("tempdir");
     let cache_arg = cache.path().to_string_lossy().into_owned();
-    let (code, out, err) = ensemble(&["run", &workflow.to_string_lossy(), "--cache-dir", &cache_arg]);
+    let (code, out, err) = ensemble(&["run", &workflow.to_string_lossy(), "--state-dir", &cache_arg]);
     assert_eq!(code, EXIT_OK, "stdout:\n{out}\nstderr:\n{err}");
     for expected in ["greeter", "shouter", "counter", "greeter.message", "shouter.message", "counter.stats"] {
         assert!(out.contains(expected), "{expected} missing from:\n{out}");

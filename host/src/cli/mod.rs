@@ -9,16 +9,17 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 mod live;
 mod plan;
+mod runs;
 mod summary;
 
+use crate::Workflow;
 use crate::context::Snapshot;
-use crate::{Engine, RunOptions, RuntimeConfig, Workflow};
 
 /// Run multi-agent workflows in parallel, every agent a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -31,7 +32,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a workflow and print each agent's outcome and the committed context.
-    Run(RunArgs),
+    Run(runs::RunArgs),
+    /// Finish a run that stopped (killed, cancelled, failed) from its journal.
+    Resume(runs::ResumeArgs),
+    /// List journaled runs with their status.
+    Runs(runs::RunsArgs),
+    /// Show a run's context from its journal: values (as JSON), writers, history.
+    Context(runs::ContextArgs),
     /// Check a workflow file and report every problem (exit 2 if any).
     Check(CheckArgs),
     /// Print the JSON Schema of workflow files (for editors and validators).
@@ -49,21 +56,6 @@ struct CheckArgs {
     /// Check the file only: component files need not exist yet.
     #[arg(long)]
     no_components: bool,
-}
-
-#[derive(Debug, clap::Args)]
-struct RunArgs {
-    /// The workflow file (YAML).
-    workflow: PathBuf,
-    /// Where compiled components are cached [default: .ensemble/compiled next to the workflow].
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Do not meter fuel (faster; fuel budgets in the workflow become errors).
-    #[arg(long)]
-    no_fuel: bool,
-    /// Do not print the live view of the run on stderr (the summary still goes to stdout).
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 /// Every agent succeeded.
@@ -92,7 +84,10 @@ where
         }
     };
     let result = match cli.command {
-        Command::Run(args) => run(&args, out, err),
+        Command::Run(args) => runs::run(&args, out, err),
+        Command::Resume(args) => runs::resume(&args, out, err),
+        Command::Runs(args) => runs::list(&args, out, err),
+        Command::Context(args) => runs::context(&args, out, err),
         Command::Check(args) => check(&args, out, err),
         Command::Schema => schema(out),
         Command::Plan(args) => plan::plan(&args, out, err),
@@ -100,94 +95,6 @@ where
     };
     // Output that cannot be written (a closed pipe) is not worth a panic.
     result.unwrap_or(EXIT_FAILED)
-}
-
-fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
-    let workflow = match Workflow::load(&args.workflow) {
-        Ok(w) => w,
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            return Ok(EXIT_INVALID);
-        }
-    };
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| default_cache_dir(&workflow.path));
-    let max_memory = workflow.agents.iter().map(|a| a.memory_bytes(&workflow.resources)).max().unwrap_or(0);
-    let config = RuntimeConfig {
-        max_instances: workflow.resources.max_concurrent,
-        max_memory_bytes: max_memory.max(1 << 20),
-        fuel: !args.no_fuel,
-        cache_dir: Some(cache_dir),
-        ..RuntimeConfig::default()
-    };
-    let engine = match Engine::new(config) {
-        Ok(e) => e,
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            return Ok(EXIT_FAILED);
-        }
-    };
-    if let Err(errors) = engine.load_components(&workflow) {
-        for e in errors {
-            writeln!(err, "error: {e}")?;
-        }
-        return Ok(EXIT_INVALID);
-    }
-    // Agents are tasks that poll for whole time slices (10 ms and up), so
-    // look at newly admitted ones at every tick: otherwise a new agent can
-    // wait dozens of slices behind running ones before its first.
-    let runtime =
-        match tokio::runtime::Builder::new_multi_thread().global_queue_interval(1).enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                writeln!(err, "error: cannot start the async runtime: {e}")?;
-                return Ok(EXIT_FAILED);
-            }
-        };
-    let options = RunOptions::default();
-    let cancel = options.cancel.clone();
-    let mut events = options.events.subscribe();
-    let mut live = live::LiveView::new(!args.quiet);
-    let report = runtime.block_on(async {
-        let run = engine.run(&workflow, options);
-        tokio::pin!(run);
-        // One listener for the whole run, re-armed after each Ctrl-C, so no
-        // interrupt falls between two loop turns.
-        let mut interrupt = Box::pin(tokio::signal::ctrl_c());
-        let (mut listening, mut interrupts) = (true, 0);
-        loop {
-            tokio::select! {
-                report = &mut run => break report,
-                Ok(event) = events.recv() => live.show(err, &event),
-                signal = &mut interrupt, if listening => {
-                    if signal.is_err() {
-                        // No signal handling here: run to the end.
-                        listening = false;
-                        continue;
-                    }
-                    interrupt = Box::pin(tokio::signal::ctrl_c());
-                    interrupts += 1;
-                    if interrupts > 1 {
-                        let _ = writeln!(err, "interrupted again: exiting without waiting");
-                        std::process::exit(i32::from(EXIT_CANCELLED));
-                    }
-                    let _ = writeln!(err, "interrupted: stopping running agents (Ctrl-C again to exit at once)");
-                    cancel.cancel();
-                }
-            }
-        }
-    });
-    while let Ok(event) = events.try_recv() {
-        live.show(err, &event);
-    }
-    summary::print(out, &report)?;
-    print_context(out, &report.context)?;
-    Ok(if report.cancelled {
-        EXIT_CANCELLED
-    } else if report.succeeded() {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
 }
 
 fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
@@ -222,14 +129,10 @@ fn schema(out: &mut dyn Write) -> std::io::Result<u8> {
     Ok(EXIT_OK)
 }
 
-fn default_cache_dir(workflow: &Path) -> PathBuf {
-    workflow.parent().unwrap_or(Path::new(".")).join(".ensemble").join("compiled")
-}
-
 /// Longest value shown per key; the rest is elided.
 const SHOWN_VALUE_CHARS: usize = 200;
 
-fn print_context(out: &mut dyn Write, context: &Snapshot) -> std::io::Result<()> {
+pub(super) fn print_context(out: &mut dyn Write, context: &Snapshot) -> std::io::Result<()> {
     writeln!(out, "context (version {}, {} keys):", context.version(), context.len())?;
     for (key, entry) in context.iter() {
         let shown = match rmp_serde::from_slice::<serde_json::Value>(&entry.value) {

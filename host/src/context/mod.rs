@@ -11,12 +11,15 @@
 //!
 //! Architecture invariant: this module knows nothing of wasmtime or tokio.
 
+pub mod merge;
 pub mod ownership;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use ownership::{Ownership, OwnershipError};
+
+use crate::workflow::{ConflictPolicy, SharedPrefix};
 
 /// The largest key, in bytes. Keys are names, not data.
 pub const MAX_KEY_LEN: usize = 256;
@@ -76,13 +79,70 @@ pub type StagedWrites = BTreeMap<String, Vec<u8>>;
 pub struct Commit {
     pub agent: String,
     pub version: u64,
+    /// The keys written, in order.
     pub keys: Vec<String>,
+    /// The values written (after conflict resolution), in the order of `keys`.
+    pub values: Vec<Arc<[u8]>>,
+    /// Conflicts met and resolved.
+    pub conflicts: Vec<Conflict>,
 }
 
-/// The versioned store. Callers serialise commits (it takes `&mut self`).
+/// How a write-write conflict was resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The two writes merged three-way; the merge was committed.
+    Merged,
+    /// They could not merge (they disagree at `path`); the first committed
+    /// value stays and the later write to this key is dropped.
+    KeptFirst { path: String },
+    /// The key's policy refused the later commit as a whole.
+    Failed { path: Option<String> },
+}
+
+impl std::fmt::Display for Resolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Merged => f.write_str("merged three-way"),
+            Self::KeptFirst { path } => {
+                write!(f, "kept the first writer's value (they disagree at `{path}`)")
+            }
+            Self::Failed { path: Some(path) } => write!(f, "commit refused (they disagree at `{path}`)"),
+            Self::Failed { path: None } => f.write_str("commit refused (the key's policy is `fail`)"),
+        }
+    }
+}
+
+/// Two agents wrote one key: `agent`'s snapshot (version `base_version`)
+/// predates `other`'s write. Detected by content hash: equal values are not
+/// a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub key: String,
+    pub agent: String,
+    pub other: String,
+    pub base_version: u64,
+    /// blake3 (hex) of `agent`'s value and of `other`'s.
+    pub ours_hash: String,
+    pub theirs_hash: String,
+    pub resolution: Resolution,
+}
+
+/// A commit the key's conflict policy refused; nothing of it was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("agent `{}` cannot commit `{}`: agent `{}` changed it since this agent's snapshot (version {}); {}", .0.agent, .0.key, .0.other, .0.base_version, .0.resolution)]
+pub struct CommitError(pub Box<Conflict>);
+
+/// The versioned context of one run: the current snapshot, every version of
+/// every key, and the conflict policies of shared prefixes.
+///
+/// Commits are serialised by `&mut self` and atomic: a commit applies all
+/// its writes as one new version, or (refused by a policy) none.
 #[derive(Debug, Default)]
 pub struct ContextStore {
     current: Snapshot,
+    history: BTreeMap<String, Vec<Entry>>,
+    /// (prefix, policy), longest prefix first.
+    policies: Vec<(String, ConflictPolicy)>,
 }
 
 impl ContextStore {
@@ -90,29 +150,118 @@ impl ContextStore {
         Self::default()
     }
 
-    /// The current version, cheap to clone and safe to read from any thread.
+    /// A store whose shared prefixes resolve conflicts by their policies
+    /// (everything else: first writer wins).
+    pub fn with_policies(shared: &[SharedPrefix]) -> Self {
+        let mut policies: Vec<(String, ConflictPolicy)> =
+            shared.iter().map(|s| (s.prefix.clone(), s.policy)).collect();
+        policies.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        Self { policies, ..Self::default() }
+    }
+
+    /// The current version, for an agent about to start. O(1): no copy.
     pub fn snapshot(&self) -> Snapshot {
         self.current.clone()
     }
 
-    /// Commit `writes` by `agent` atomically as one new version. An empty set
-    /// of writes still creates a version, so every successful agent has one.
-    pub fn commit(&mut self, agent: &str, writes: StagedWrites) -> Commit {
+    /// Every version of `key`, oldest first.
+    pub fn history(&self, key: &str) -> &[Entry] {
+        self.history.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    fn policy(&self, key: &str) -> ConflictPolicy {
+        self.policies
+            .iter()
+            .find(|(p, _)| ownership::covers(p, key))
+            .map(|(_, policy)| *policy)
+            .unwrap_or_default()
+    }
+
+    /// The entry of `key` as of `version`.
+    fn at(&self, key: &str, version: u64) -> Option<&Entry> {
+        self.history(key).iter().rev().find(|e| e.version <= version)
+    }
+
+    /// Commit `agent`'s `writes`, made against the snapshot of version
+    /// `base`, as one new version. A key changed since `base` by another
+    /// agent to a different value is a conflict, resolved by the key's
+    /// policy: maps merge three-way; what cannot merge keeps the first value
+    /// (`first_writer_wins`) or refuses the whole commit (`merge_or_fail`);
+    /// `fail` refuses any conflict.
+    pub fn commit(&mut self, agent: &str, base: u64, writes: StagedWrites) -> Result<Commit, CommitError> {
+        let mut applied: Vec<(String, Vec<u8>)> = Vec::with_capacity(writes.len());
+        let mut conflicts = Vec::new();
+        for (key, value) in writes {
+            let Some(current) = self.current.get(&key).filter(|c| c.version > base && *c.value != value[..])
+            else {
+                applied.push((key, value));
+                continue;
+            };
+            let policy = self.policy(&key);
+            let conflict = |resolution| Conflict {
+                key: key.clone(),
+                agent: agent.to_owned(),
+                other: current.writer.to_string(),
+                base_version: base,
+                ours_hash: blake3::hash(&value).to_hex().to_string(),
+                theirs_hash: blake3::hash(&current.value).to_hex().to_string(),
+                resolution,
+            };
+            if policy == ConflictPolicy::Fail {
+                return Err(CommitError(Box::new(conflict(Resolution::Failed { path: None }))));
+            }
+            let base_value = self.at(&key, base).map(|e| &e.value[..]);
+            match merge::three_way(base_value, &value, &current.value) {
+                merge::Merge::Merged(merged) => {
+                    conflicts.push(conflict(Resolution::Merged));
+                    applied.push((key, merged));
+                }
+                merge::Merge::Conflict { path } => {
+                    if policy == ConflictPolicy::MergeOrFail {
+                        return Err(CommitError(Box::new(conflict(Resolution::Failed { path: Some(path) }))));
+                    }
+                    conflicts.push(conflict(Resolution::KeptFirst { path }));
+                }
+            }
+        }
         let version = self.current.version + 1;
         let writer: Arc<str> = Arc::from(agent);
         let entries = Arc::make_mut(&mut self.current.entries);
-        let mut keys = Vec::with_capacity(writes.len());
-        for (key, value) in writes {
-            keys.push(key.clone());
+        let (mut keys, mut values) = (Vec::with_capacity(applied.len()), Vec::with_capacity(applied.len()));
+        for (key, value) in applied {
             let entry = Entry { value: value.into(), writer: writer.clone(), version };
+            self.history.entry(key.clone()).or_default().push(entry.clone());
+            values.push(entry.value.clone());
+            entries.insert(key.clone(), entry);
+            keys.push(key);
+        }
+        self.current.version = version;
+        Ok(Commit { agent: agent.to_owned(), version, keys, values, conflicts })
+    }
+
+    /// Apply a journaled commit as it was (a resumed run rebuilding its
+    /// context). `version` must be the next one.
+    pub fn replay(
+        &mut self,
+        agent: &str,
+        version: u64,
+        writes: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> bool {
+        if version != self.current.version + 1 {
+            return false;
+        }
+        let writer: Arc<str> = Arc::from(agent);
+        let entries = Arc::make_mut(&mut self.current.entries);
+        for (key, value) in writes {
+            let entry = Entry { value: value.into(), writer: writer.clone(), version };
+            self.history.entry(key.clone()).or_default().push(entry.clone());
             entries.insert(key, entry);
         }
         self.current.version = version;
-        Commit { agent: agent.to_owned(), version, keys }
+        true
     }
 }
 
-/// Why a key is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("context key is empty")]
@@ -147,7 +296,7 @@ mod tests {
     fn snapshots_do_not_see_later_commits() {
         let mut store = ContextStore::new();
         let before = store.snapshot();
-        let commit = store.commit("a", BTreeMap::from([("a.x".to_owned(), vec![1])]));
+        let commit = store.commit("a", 0, BTreeMap::from([("a.x".to_owned(), vec![1])])).unwrap();
         assert_eq!(commit.version, 1);
         assert!(before.get("a.x").is_none());
         let after = store.snapshot();
@@ -159,7 +308,7 @@ mod tests {
     fn range_lists_a_prefix_only() {
         let mut store = ContextStore::new();
         let writes = ["a.x", "a.y", "ab.z", "b.x"].map(|k| (k.to_owned(), vec![0])).into_iter().collect();
-        store.commit("a", writes);
+        store.commit("a", 0, writes).unwrap();
         let snap = store.snapshot();
         let keys: Vec<_> = snap.range("a.").map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a.x", "a.y"]);

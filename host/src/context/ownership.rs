@@ -1,8 +1,9 @@
 //! Who may write which keys.
 //!
 //! An agent owns key prefixes: owning `pm` means owning `pm` and every key
-//! under `pm.`. Prefixes never overlap between agents (the workflow check
-//! refuses that), so every key has at most one owner.
+//! under `pm.`. Prefixes overlap between agents only under a prefix the
+//! workflow declares `shared` (the workflow check refuses anything else);
+//! there several agents may write, and the context store resolves conflicts.
 
 use std::sync::Arc;
 
@@ -39,16 +40,16 @@ impl Ownership {
         self.prefixes.iter().find(|(prefix, _)| covers(prefix, key)).map(|(_, agent)| agent.as_str())
     }
 
-    /// Whether `agent` may write `key`.
+    /// Whether `agent` may write `key`: one of its prefixes covers it.
     pub fn check(&self, agent: &str, key: &str) -> Result<(), OwnershipError> {
-        match self.owner_of(key) {
-            Some(owner) if owner == agent => Ok(()),
-            owner => Err(OwnershipError {
-                agent: agent.to_owned(),
-                key: key.to_owned(),
-                owner: owner.map(str::to_owned),
-            }),
+        if self.prefixes.iter().any(|(prefix, owner)| owner == agent && covers(prefix, key)) {
+            return Ok(());
         }
+        Err(OwnershipError {
+            agent: agent.to_owned(),
+            key: key.to_owned(),
+            owner: self.owner_of(key).map(str::to_owned),
+        })
     }
 }
 

@@ -26,7 +26,8 @@ pub mod barrier;
 mod pool;
 mod report;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +40,10 @@ pub use report::{
     ValidationReport,
 };
 
-use crate::context::{ContextStore, Ownership, StagedWrites};
+use crate::context::{CommitError, Conflict, ContextStore, Ownership, StagedWrites};
+use crate::journal::{
+    AgentRecord, CommitRecord, ConflictRecord, Journal, JournalError, RunRecord, RunStatus,
+};
 use crate::observe::{Decision, EventKind, EventSink};
 use crate::runtime::{
     AgentCall, AgentComponent, AgentError, AgentOutput, Limits, Pulse, Runtime, RuntimeConfig, RuntimeError,
@@ -62,6 +66,22 @@ pub struct RunOptions {
     /// next epoch tick and nothing of them is committed; what was committed
     /// stays. Dropping the run's future has the same effect.
     pub cancel: CancellationToken,
+    /// Where the run is journaled (see [`Engine::create_journal`]); `None`
+    /// keeps it in memory only, and it cannot be resumed.
+    pub journal: Option<Arc<Journal>>,
+}
+
+/// Why a run cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("run `{run}` cannot be resumed: {}; resume with --force to run it anyway", changes.join("; "))]
+    Changed { run: String, changes: Vec<String> },
+    #[error(
+        "run `{run}`: the journal's commits are not consecutive (version {version} follows {after}); it cannot be replayed"
+    )]
+    Gap { run: String, version: u64, after: u64 },
 }
 
 /// The engine of a process: one wasmtime runtime, shared by every run.
@@ -96,8 +116,94 @@ impl Engine {
     /// agents that need a failed agent are skipped. The report says what
     /// happened to each agent, group and validation.
     pub async fn run(&self, workflow: &Workflow, options: RunOptions) -> RunReport {
-        let run_id = options.run_id.unwrap_or_else(|| new_run_id(workflow));
-        Execution::new(self.runtime.clone(), workflow, run_id, options.events, options.cancel).run().await
+        let run_id = options.run_id.clone().unwrap_or_else(|| new_run_id(workflow));
+        Execution::new(self.runtime.clone(), workflow, run_id, options).run().await
+    }
+
+    /// A new run id for `workflow`.
+    pub fn new_run_id(workflow: &Workflow) -> String {
+        new_run_id(workflow)
+    }
+
+    /// Create the journal of a new run of `workflow` (`<state_dir>/runs/<run_id>.redb`),
+    /// recording the workflow's and components' hashes so a resume can tell
+    /// whether they changed.
+    pub fn create_journal(
+        &self,
+        workflow: &Workflow,
+        state_dir: &Path,
+        run_id: &str,
+    ) -> Result<Journal, JournalError> {
+        let record = RunRecord {
+            run_id: run_id.to_owned(),
+            workflow: workflow.name.clone(),
+            workflow_path: workflow.path.clone(),
+            workflow_hash: file_hash(&workflow.path),
+            components: self.component_hashes(workflow),
+            started_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            status: RunStatus::Running,
+            resumed: 0,
+        };
+        Journal::create(&crate::journal::path_of(state_dir, run_id), &record)
+    }
+
+    fn component_hashes(&self, workflow: &Workflow) -> BTreeMap<String, String> {
+        workflow
+            .agents
+            .iter()
+            .map(|a| {
+                let hash = match self.runtime.load_file(&a.id, &a.component) {
+                    Ok(c) => c.content_hash,
+                    Err(_) => file_hash(&a.component),
+                };
+                (a.id.clone(), hash)
+            })
+            .collect()
+    }
+
+    /// Finish a run that stopped (killed, cancelled, failed): rebuild its
+    /// context from the journal, keep every agent that committed for good
+    /// (succeeded, or partial by its barrier), and run the rest. Refused if
+    /// the workflow file or a component changed since the run started,
+    /// unless `force`.
+    pub async fn resume(
+        &self,
+        workflow: &Workflow,
+        journal: Arc<Journal>,
+        mut options: RunOptions,
+        force: bool,
+    ) -> Result<RunReport, ResumeError> {
+        let mut record = journal.run()?;
+        let mut changes = Vec::new();
+        if record.workflow_hash != file_hash(&workflow.path) {
+            changes.push(format!("workflow file {} changed since the run started", workflow.path.display()));
+        }
+        let now = self.component_hashes(workflow);
+        for (agent, hash) in &now {
+            match record.components.get(agent) {
+                Some(then) if then == hash => {}
+                Some(_) => changes.push(format!("the component of agent `{agent}` changed")),
+                None => changes.push(format!("agent `{agent}` was not in the run")),
+            }
+        }
+        if !changes.is_empty() && !force {
+            return Err(ResumeError::Changed { run: record.run_id, changes });
+        }
+        let commits = journal.commits()?;
+        let agents = journal.agents()?;
+        record.status = RunStatus::Running;
+        record.resumed += 1;
+        record.components = now;
+        record.workflow_hash = file_hash(&workflow.path);
+        journal.set_run(&record)?;
+        options.journal = Some(journal);
+        let mut execution = Execution::new(self.runtime.clone(), workflow, record.run_id.clone(), options);
+        execution.restore(commits, agents).map_err(|(version, after)| ResumeError::Gap {
+            run: record.run_id.clone(),
+            version,
+            after,
+        })?;
+        Ok(execution.run().await)
     }
 }
 
@@ -141,6 +247,11 @@ fn backoff(policy: &crate::workflow::Retry, run_id: &str, agent: &str, retry: u3
 /// An agent's time slice in epoch ticks.
 fn slice(cpu: u32) -> u32 {
     cpu.div_ceil(CPU_UNITS_PER_TICK).max(1)
+}
+
+/// blake3 (hex) of a file's bytes; of nothing if it cannot be read.
+fn file_hash(path: &Path) -> String {
+    blake3::hash(&std::fs::read(path).unwrap_or_default()).to_hex().to_string()
 }
 
 fn new_run_id(workflow: &Workflow) -> String {
@@ -190,6 +301,8 @@ struct Queued {
 
 struct Task {
     job: Job,
+    /// The context version the job's snapshot was taken at.
+    base: u64,
     exclusive: bool,
     pulse: Arc<Pulse>,
     started: Instant,
@@ -199,6 +312,8 @@ struct Task {
 }
 
 type Outcome = Result<(Option<Validation>, AgentOutput), AgentError>;
+/// A task's outcome and when it ended (the commit wait starts there).
+type Ended = (Outcome, Instant);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum GroupPhase {
@@ -249,7 +364,7 @@ struct Execution<'w> {
     queue: Vec<Queued>,
     queued_seq: u64,
     pool: ResourcePool,
-    running: JoinSet<Outcome>,
+    running: JoinSet<Ended>,
     tasks: HashMap<tokio::task::Id, Task>,
     run_task: HashMap<String, tokio::task::Id>,
     groups: Vec<GroupRun>,
@@ -258,17 +373,18 @@ struct Execution<'w> {
     /// (validator, subject) pairs of `validation` needs already scheduled or skipped.
     validation_needs_seen: HashSet<(String, String)>,
     cancelled: bool,
+    /// A run-level failure (the journal could not be written): the run stops.
+    error: Option<String>,
+    journal: Option<Arc<Journal>>,
+    conflicts: Vec<Conflict>,
+    /// Per agent, the time its last successful result waited to be committed.
+    commit_wait: HashMap<String, Duration>,
     started: Instant,
 }
 
 impl<'w> Execution<'w> {
-    fn new(
-        runtime: Runtime,
-        workflow: &'w Workflow,
-        run_id: String,
-        events: EventSink,
-        cancel: CancellationToken,
-    ) -> Self {
+    fn new(runtime: Runtime, workflow: &'w Workflow, run_id: String, options: RunOptions) -> Self {
+        let RunOptions { events, cancel, journal, .. } = options;
         let ownership = Ownership::new(
             workflow.agents.iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))),
         );
@@ -304,7 +420,7 @@ impl<'w> Execution<'w> {
             events,
             cancel,
             ownership,
-            store: ContextStore::new(),
+            store: ContextStore::with_policies(&workflow.shared),
             components: HashMap::new(),
             order: ready_order(workflow),
             phases: workflow.agents.iter().map(|a| (a.id.clone(), Phase::Waiting)).collect(),
@@ -324,8 +440,60 @@ impl<'w> Execution<'w> {
             validations: Vec::new(),
             validation_needs_seen: HashSet::new(),
             cancelled: false,
+            error: None,
+            journal,
+            conflicts: Vec::new(),
+            commit_wait: HashMap::new(),
             started: Instant::now(),
         }
+    }
+
+    /// Rebuild a stopped run's state from its journal: the context, version
+    /// by version, and every agent that finished for good. On a gap in the
+    /// versions, the offending (version, previous) pair.
+    fn restore(
+        &mut self,
+        commits: Vec<CommitRecord>,
+        agents: BTreeMap<String, AgentRecord>,
+    ) -> Result<(), (u64, u64)> {
+        let mut written: HashMap<u64, Vec<String>> = HashMap::new();
+        for commit in commits {
+            let keys = commit.writes.iter().map(|(k, _)| k.clone()).collect();
+            if !self.store.replay(&commit.agent, commit.version, commit.writes) {
+                return Err((commit.version, self.store.snapshot().version()));
+            }
+            written.insert(commit.version, keys);
+        }
+        let wf = self.workflow;
+        for (id, record) in agents.into_iter().filter(|(_, r)| r.is_final()) {
+            let Some(agent) = wf.agent(&id) else { continue };
+            let keys = record.version.and_then(|v| written.get(&v).cloned()).unwrap_or_default();
+            let status = if record.outcome == "partial" {
+                AgentStatus::Partial {
+                    defaults: keys,
+                    because: record.message.clone().unwrap_or_default(),
+                    error: None,
+                }
+            } else {
+                AgentStatus::Succeeded { version: record.version.unwrap_or_default(), keys }
+            };
+            self.attempts.insert(id.clone(), record.attempts);
+            self.phases.remove(&agent.id);
+            self.reports.insert(
+                id.clone(),
+                AgentReport {
+                    agent: id,
+                    status,
+                    elapsed: None,
+                    fuel_used: None,
+                    peak_memory: 0,
+                    attempts: record.attempts,
+                    commit_wait: None,
+                    resumed: true,
+                },
+            );
+        }
+        Ok(())
     }
 
     async fn run(mut self) -> RunReport {
@@ -338,10 +506,10 @@ impl<'w> Execution<'w> {
         let cancel = self.cancel.clone();
         enum Woke {
             Cancelled,
-            Joined(Result<(tokio::task::Id, Outcome), tokio::task::JoinError>),
+            Joined(Result<(tokio::task::Id, Ended), tokio::task::JoinError>),
             Timer,
         }
-        while !self.cancelled {
+        while !self.cancelled && self.error.is_none() {
             // Admitting can finish jobs (a component that cannot load, an
             // agent larger than the pool), which can settle more.
             loop {
@@ -362,10 +530,16 @@ impl<'w> Execution<'w> {
                 () = sleep_until(wake) => Woke::Timer,
             };
             match woke {
-                Woke::Cancelled => self.cancel_all().await,
+                Woke::Cancelled => {
+                    self.cancelled = true;
+                    self.cancel_all().await;
+                }
                 Woke::Joined(joined) => self.joined(joined),
                 Woke::Timer => self.timers(),
             }
+        }
+        if self.error.is_some() {
+            self.cancel_all().await;
         }
         self.wrap_up()
     }
@@ -570,12 +744,14 @@ impl<'w> Execution<'w> {
                 (self.attempts.get(&agent.id).copied().unwrap_or(1).max(1), timeout)
             }
         };
+        let snapshot = self.store.snapshot();
+        let base = snapshot.version();
         let call = AgentCall {
             agent: agent.id.clone(),
             run_id: self.run_id.clone(),
             attempt,
             config: agent.config.clone(),
-            snapshot: self.store.snapshot(),
+            snapshot,
             ownership: self.ownership.clone(),
             limits: Limits { memory_bytes, fuel: agent.fuel, timeout, slice: slice(agent.cpu) },
             events: self.events.clone(),
@@ -597,11 +773,16 @@ impl<'w> Execution<'w> {
             None => {
                 self.events.send(EventKind::AgentStarted { agent: agent.id.clone(), attempt });
                 self.running.spawn(async move {
-                    runtime.run_agent(&component, call).await.map(|output| (None, output))
+                    let outcome = runtime.run_agent(&component, call).await.map(|output| (None, output));
+                    (outcome, Instant::now())
                 })
             }
             Some(subject) => self.running.spawn(async move {
-                runtime.validate_agent(&component, call, &subject).await.map(|(v, output)| (Some(v), output))
+                let outcome = runtime
+                    .validate_agent(&component, call, &subject)
+                    .await
+                    .map(|(v, output)| (Some(v), output));
+                (outcome, Instant::now())
             }),
         };
         if let Job::Run(id) = &queued.job {
@@ -611,6 +792,7 @@ impl<'w> Execution<'w> {
             abort.id(),
             Task {
                 job: queued.job,
+                base,
                 exclusive: queued.exclusive,
                 pulse,
                 started: Instant::now(),
@@ -668,14 +850,14 @@ impl<'w> Execution<'w> {
 
     // ---- finished tasks ----
 
-    fn joined(&mut self, joined: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) {
-        let (task_id, outcome) = match joined {
-            Ok((id, outcome)) => (id, outcome),
+    fn joined(&mut self, joined: Result<(tokio::task::Id, Ended), tokio::task::JoinError>) {
+        let (task_id, outcome, ended) = match joined {
+            Ok((id, (outcome, ended))) => (id, outcome, ended),
             Err(e) => {
                 let id = e.id();
                 let agent = self.tasks.get(&id).map(|t| t.job.agent().to_owned()).unwrap_or_default();
                 let message = format!("agent task failed: {e}");
-                (id, Err(AgentError::Host { agent, message }))
+                (id, Err(AgentError::Host { agent, message }), Instant::now())
             }
         };
         let Some(task) = self.tasks.remove(&task_id) else { return };
@@ -695,22 +877,40 @@ impl<'w> Execution<'w> {
             return;
         }
         match task.job {
-            Job::Run(id) => self.completed(&id, task.started, outcome.map(|(_, output)| output)),
+            Job::Run(id) => {
+                self.completed(&id, task.started, task.base, ended, outcome.map(|(_, output)| output))
+            }
             Job::Validate { validator, subject, group } => {
                 self.validated(validator, subject, group, Some(task.started), outcome)
             }
         }
     }
 
-    fn completed(&mut self, id: &str, started: Instant, result: Result<AgentOutput, AgentError>) {
+    fn completed(
+        &mut self,
+        id: &str,
+        started: Instant,
+        base: u64,
+        ended: Instant,
+        result: Result<AgentOutput, AgentError>,
+    ) {
         let Some(agent) = self.workflow.agent(id) else { return };
+        let result = result.and_then(|output| {
+            let attempts = self.attempts.get(id).copied().unwrap_or(1);
+            let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
+            match self.commit(id, base, output.writes, record) {
+                Ok(Some(committed)) => Ok((output.fuel_used, output.peak_memory, committed)),
+                Ok(None) => Err(AgentError::Host { agent: id.to_owned(), message: "the run stopped".into() }),
+                Err(conflict) => Err(AgentError::Conflict(conflict)),
+            }
+        });
         match result {
-            Ok(output) => {
-                let (version, keys) = self.commit(id, output.writes);
+            Ok((fuel_used, peak_memory, (version, keys))) => {
+                self.commit_wait.insert(id.to_owned(), ended.elapsed());
                 self.events
-                    .send(EventKind::AgentSucceeded { agent: id.to_owned(), elapsed: started.elapsed() });
+                    .send(EventKind::AgentSucceeded { agent: id.to_owned(), elapsed: ended - started });
                 let status = AgentStatus::Succeeded { version, keys };
-                self.finish(agent, status, Some((started, output.fuel_used, output.peak_memory)));
+                self.finish(agent, status, Some((started, fuel_used, peak_memory)));
             }
             Err(error) => {
                 let attempt = self.attempts.get(id).copied().unwrap_or(1);
@@ -738,14 +938,68 @@ impl<'w> Execution<'w> {
         }
     }
 
-    fn commit(&mut self, agent: &str, writes: StagedWrites) -> (u64, Vec<String>) {
-        let commit = self.store.commit(agent, writes);
+    /// Commit `agent`'s writes (made against version `base`) and journal
+    /// them with `record` (the agent's outcome) in one durable transaction,
+    /// before anything that depends on them can start. `Ok(None)`: the
+    /// journal failed and the run is stopping.
+    fn commit(
+        &mut self,
+        agent: &str,
+        base: u64,
+        writes: StagedWrites,
+        mut record: AgentRecord,
+    ) -> Result<Option<(u64, Vec<String>)>, CommitError> {
+        let commit = self.store.commit(agent, base, writes)?;
+        for conflict in &commit.conflicts {
+            self.events.send(EventKind::Conflict {
+                key: conflict.key.clone(),
+                agent: conflict.agent.clone(),
+                other: conflict.other.clone(),
+                resolution: conflict.resolution.to_string(),
+            });
+        }
+        if let Some(journal) = &self.journal {
+            record.version = Some(commit.version);
+            let entry = CommitRecord {
+                version: commit.version,
+                agent: agent.to_owned(),
+                at_ms: self.started.elapsed().as_millis() as u64,
+                writes: commit.keys.iter().cloned().zip(commit.values.iter().map(|v| v.to_vec())).collect(),
+                conflicts: commit
+                    .conflicts
+                    .iter()
+                    .map(|c| ConflictRecord {
+                        key: c.key.clone(),
+                        agent: c.agent.clone(),
+                        other: c.other.clone(),
+                        base_version: c.base_version,
+                        ours_hash: c.ours_hash.clone(),
+                        theirs_hash: c.theirs_hash.clone(),
+                        resolution: c.resolution.to_string(),
+                    })
+                    .collect(),
+            };
+            if let Err(e) = journal.record_commit(&entry, Some(&record)) {
+                self.error = Some(format!("cannot journal the commit of agent `{agent}`: {e}"));
+                return Ok(None);
+            }
+        }
         self.events.send(EventKind::Committed {
             agent: agent.to_owned(),
             version: commit.version,
             keys: commit.keys.clone(),
         });
-        (commit.version, commit.keys)
+        self.conflicts.extend(commit.conflicts);
+        Ok(Some((commit.version, commit.keys)))
+    }
+
+    /// Journal how an agent finished, when no commit carried it.
+    fn journal_agent(&mut self, agent: &str, record: &AgentRecord) {
+        if let Some(journal) = &self.journal
+            && let Err(e) = journal.record_agent(agent, record)
+        {
+            self.error.get_or_insert(format!("cannot journal the outcome of agent `{agent}`: {e}"));
+        }
     }
 
     fn finish(&mut self, agent: &AgentSpec, status: AgentStatus, ran: Option<(Instant, Option<u64>, u64)>) {
@@ -771,8 +1025,34 @@ impl<'w> Execution<'w> {
             None => (None, None, 0),
         };
         let attempts = self.attempts.get(&id).copied().unwrap_or(0);
-        self.reports
-            .insert(id.clone(), AgentReport { agent: id, status, elapsed, fuel_used, peak_memory, attempts });
+        let journaled = match &status {
+            AgentStatus::Succeeded { .. } => None,
+            AgentStatus::Partial { defaults, .. } if !defaults.is_empty() => None,
+            AgentStatus::Partial { because, .. } => Some(("partial", Some(because.clone()))),
+            AgentStatus::Failed(e) => Some(("failed", Some(e.to_string()))),
+            AgentStatus::Skipped { because } => Some(("skipped", Some(because.clone()))),
+            AgentStatus::Cancelled => Some(("cancelled", None)),
+        };
+        if let Some((outcome, message)) = journaled {
+            self.journal_agent(
+                &id,
+                &AgentRecord { outcome: outcome.into(), version: None, attempts, message },
+            );
+        }
+        let commit_wait = self.commit_wait.get(&id).copied();
+        self.reports.insert(
+            id.clone(),
+            AgentReport {
+                agent: id,
+                status,
+                elapsed,
+                fuel_used,
+                peak_memory,
+                attempts,
+                commit_wait,
+                resumed: false,
+            },
+        );
     }
 
     fn succeeded(&self, id: &str) -> bool {
@@ -1012,6 +1292,17 @@ impl<'w> Execution<'w> {
             decision: decision.clone(),
             reason: reason.clone(),
         });
+        if let Some(journal) = &self.journal {
+            let record = crate::journal::DecisionRecord {
+                group: self.workflow.groups[g].name.clone(),
+                decision: decision.name().to_owned(),
+                reason: reason.clone(),
+                at_ms: self.started.elapsed().as_millis() as u64,
+            };
+            if let Err(e) = journal.record_decision(&record) {
+                self.error.get_or_insert(format!("cannot journal a barrier decision: {e}"));
+            }
+        }
         self.groups[g].report.decisions.push(DecisionRecord { at: self.started.elapsed(), decision, reason });
     }
 
@@ -1041,6 +1332,9 @@ impl<'w> Execution<'w> {
             return;
         }
         for member in self.not_succeeded(g) {
+            if matches!(self.reports.get(&member).map(|r| &r.status), Some(AgentStatus::Partial { .. })) {
+                continue; // restored from the journal: its defaults are in already
+            }
             let backing_off = matches!(self.phases.get(&member), Some(Phase::BackingOff(_)));
             let ran = self.stop(&member);
             let Some(agent) = wf.agent(&member) else { continue };
@@ -1060,7 +1354,23 @@ impl<'w> Execution<'w> {
                 },
             };
             let defaults: StagedWrites = agent.defaults.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            let defaults = if defaults.is_empty() { Vec::new() } else { self.commit(&member, defaults).1 };
+            let defaults = if defaults.is_empty() {
+                Vec::new()
+            } else {
+                let attempts = self.attempts.get(&member).copied().unwrap_or(0);
+                let record = AgentRecord {
+                    outcome: "partial".into(),
+                    version: None,
+                    attempts,
+                    message: Some(because.clone()),
+                };
+                // Defaults are written against the current version: no conflict is possible.
+                let base = self.store.snapshot().version();
+                match self.commit(&member, base, defaults, record) {
+                    Ok(Some((_, keys))) => keys,
+                    _ => Vec::new(),
+                }
+            };
             self.finish(agent, AgentStatus::Partial { defaults, because, error }, ran);
         }
         self.groups[g].report.status = GroupStatus::Succeeded;
@@ -1219,7 +1529,6 @@ impl<'w> Execution<'w> {
     /// Stop everything: running agents are interrupted (their writes are
     /// dropped), nothing new starts, committed results stay.
     async fn cancel_all(&mut self) {
-        self.cancelled = true;
         for task in self.tasks.values_mut() {
             task.abort.abort();
             task.discard = true;
@@ -1268,9 +1577,26 @@ impl<'w> Execution<'w> {
             agents,
             groups,
             validations: self.validations,
+            conflicts: self.conflicts,
             cancelled: self.cancelled,
+            error: self.error,
             context: self.store.snapshot(),
         };
+        if let Some(journal) = &self.journal {
+            let status = if report.cancelled {
+                RunStatus::Cancelled
+            } else if report.succeeded() {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed
+            };
+            // A run whose journal failed stays `running`: it can be resumed.
+            if report.error.is_none()
+                && let Err(e) = journal.set_status(status)
+            {
+                tracing::error!("{e}");
+            }
+        }
         self.events.send(EventKind::RunDone {
             succeeded: report.succeeded(),
             cancelled: report.cancelled,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::context::Snapshot;
+use crate::context::{Conflict, Snapshot};
 use crate::observe::Decision;
 use crate::runtime::{AgentError, Finding};
 use crate::workflow::OnFailure;
@@ -48,6 +48,11 @@ pub struct AgentReport {
     pub peak_memory: u64,
     /// Attempts started (0 if it never started), sequential re-runs included.
     pub attempts: u32,
+    /// How long its result waited for the context commit (the design's
+    /// "context lock wait time"), if it committed.
+    pub commit_wait: Option<Duration>,
+    /// Restored from the journal of a resumed run rather than run again.
+    pub resumed: bool,
 }
 
 /// How a group ended.
@@ -124,8 +129,13 @@ pub struct RunReport {
     pub groups: Vec<GroupReport>,
     /// Every `validate` call, in the order they ended (skipped ones included).
     pub validations: Vec<ValidationReport>,
+    /// Every write-write conflict on the context and how it was resolved.
+    pub conflicts: Vec<Conflict>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
+    /// A failure of the run itself (its journal could not be written); the
+    /// run stopped there and can be resumed.
+    pub error: Option<String>,
     /// The context as the run left it.
     pub context: Snapshot,
 }
@@ -138,6 +148,7 @@ impl RunReport {
     /// `on_failure: warn` are reported, never fatal.
     pub fn succeeded(&self) -> bool {
         !self.cancelled
+            && self.error.is_none()
             && self.agents.iter().all(|a| a.status.is_usable())
             && self.groups.iter().all(|g| g.status == GroupStatus::Succeeded)
     }

@@ -93,6 +93,8 @@ pub enum EventKind {
     /// An agent's writes (or, for a partial agent, its defaults) were
     /// committed as context `version`.
     Committed { agent: String, version: u64, keys: Vec<String> },
+    /// A commit met a concurrent write of `key` by `other`, resolved as `resolution` says.
+    Conflict { key: String, agent: String, other: String, resolution: String },
     /// An attempt ran out of time.
     TimedOut { agent: String, attempt: u32, after: Duration },
     /// An attempt failed with a retryable error; attempt `attempt` starts after `after`.

@@ -226,6 +226,10 @@ pub enum AgentError {
     Returned { agent: String, kind: ReturnedKind, message: String },
     #[error("agent `{agent}`: host error: {message}")]
     Host { agent: String, message: String },
+    /// Its commit met a concurrent write its key's policy refuses; another
+    /// attempt reads the newer value.
+    #[error(transparent)]
+    Conflict(#[from] crate::context::CommitError),
     /// The executor stopped the agent (a group's barrier gave up on it).
     #[error("agent `{agent}` was stopped: {reason}")]
     Stopped { agent: String, reason: String },
@@ -245,6 +249,7 @@ impl AgentError {
             | Self::Host { agent, .. }
             | Self::Stopped { agent, .. } => agent,
             Self::Ownership(e) => &e.agent,
+            Self::Conflict(e) => &e.0.agent,
         }
     }
 

@@ -1,0 +1,374 @@
+//! `ensemble run`, `resume`, `runs` and `context`: running workflows, and
+//! the journal each run leaves in its state directory.
+//!
+//! The state directory (`--state-dir`) holds `compiled/` (the compiled
+//! component cache) and `runs/<run id>.redb` (one journal per run). For
+//! `run`, it defaults to `.ensemble` next to the workflow; for the other
+//! commands to `.ensemble` in the current directory.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, live, print_context, summary};
+use crate::journal::{self, Journal};
+use crate::{Engine, RunOptions, RunReport, RuntimeConfig, Workflow};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RunArgs {
+    /// The workflow file (YAML).
+    workflow: PathBuf,
+    /// Where the journal and caches live [default: .ensemble next to the workflow].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where compiled components are cached [default: STATE_DIR/compiled].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// The run's id [default: generated].
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+    /// Do not journal the run (it cannot be resumed then).
+    #[arg(long)]
+    no_journal: bool,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ExecArgs {
+    /// Do not meter fuel (faster; fuel budgets in the workflow become errors).
+    #[arg(long)]
+    no_fuel: bool,
+    /// Do not print the live view of the run on stderr (the summary still goes to stdout).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ResumeArgs {
+    /// The run to finish (see `ensemble runs`).
+    run: String,
+    /// Where the run's journal is [default: .ensemble].
+    #[arg(long, value_name = "DIR", default_value = ".ensemble")]
+    state_dir: PathBuf,
+    /// Resume even if the workflow file or a component changed since the run started.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RunsArgs {
+    /// Where the journals are [default: .ensemble].
+    #[arg(long, value_name = "DIR", default_value = ".ensemble")]
+    state_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ContextArgs {
+    /// The run (see `ensemble runs`).
+    run: String,
+    /// Show only this key and the keys under it.
+    key: Option<String>,
+    /// Show every version of each key, with who wrote it and when.
+    #[arg(long)]
+    history: bool,
+    /// Print one JSON object of key → value instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Where the run's journal is [default: .ensemble].
+    #[arg(long, value_name = "DIR", default_value = ".ensemble")]
+    state_dir: PathBuf,
+}
+
+pub(super) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let workflow = match Workflow::load(&args.workflow) {
+        Ok(w) => w,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path));
+    let Some(engine) = engine_for(&workflow, args.cache_dir.clone(), &state_dir, &args.exec, err)? else {
+        return Ok(EXIT_INVALID);
+    };
+    let run_id = args.run_id.clone().unwrap_or_else(|| Engine::new_run_id(&workflow));
+    let mut options = RunOptions { run_id: Some(run_id.clone()), ..RunOptions::default() };
+    if !args.no_journal {
+        match engine.create_journal(&workflow, &state_dir, &run_id) {
+            Ok(journal) => options.journal = Some(Arc::new(journal)),
+            Err(e) => {
+                writeln!(err, "error: {e}")?;
+                return Ok(EXIT_FAILED);
+            }
+        }
+    }
+    let journaled = options.journal.is_some();
+    let report = drive(&options, args.exec.quiet, err, |options| engine.run(&workflow, options))?;
+    finish(out, &report, journaled.then_some(&state_dir))
+}
+
+pub(super) fn resume(args: &ResumeArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let journal = match Journal::open(&journal::path_of(&args.state_dir, &args.run)) {
+        Ok(j) => j,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let record = match journal.run() {
+        Ok(r) => r,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let workflow = match Workflow::load(&record.workflow_path) {
+        Ok(w) => w,
+        Err(e) => {
+            writeln!(err, "error: run `{}`: {e}", record.run_id)?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let Some(engine) = engine_for(&workflow, None, &args.state_dir, &args.exec, err)? else {
+        return Ok(EXIT_INVALID);
+    };
+    let options = RunOptions { run_id: Some(record.run_id.clone()), ..RunOptions::default() };
+    let journal = Arc::new(journal);
+    let resumed = drive(&options, args.exec.quiet, err, |options| {
+        engine.resume(&workflow, journal.clone(), options, args.force)
+    })?;
+    match resumed {
+        Ok(report) => finish(out, &report, Some(&args.state_dir)),
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            Ok(EXIT_INVALID)
+        }
+    }
+}
+
+pub(super) fn list(args: &RunsArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let runs = journal::list_runs(&args.state_dir);
+    if runs.is_empty() {
+        writeln!(err, "no runs journaled in {}", args.state_dir.display())?;
+        return Ok(EXIT_OK);
+    }
+    for (path, record) in runs {
+        match record {
+            Ok(r) => {
+                let started = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.started_unix_ms),
+                );
+                let resumed =
+                    if r.resumed > 0 { format!(", resumed {}×", r.resumed) } else { String::new() };
+                writeln!(
+                    out,
+                    "{}  {started}  {:<22}  {} ({}){resumed}",
+                    r.run_id,
+                    r.status.name(),
+                    r.workflow,
+                    r.workflow_path.display()
+                )?;
+            }
+            Err(e) => writeln!(err, "{}: unreadable: {e}", path.display())?,
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let path = journal::path_of(&args.state_dir, &args.run);
+    let commits = match Journal::open(&path).and_then(|j| j.commits()) {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let wanted = |key: &str| args.key.as_deref().is_none_or(|k| crate::context::ownership::covers(k, key));
+    let json = |bytes: &[u8]| {
+        rmp_serde::from_slice::<serde_json::Value>(bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(format!("<{} bytes, not MessagePack>", bytes.len()))
+        })
+    };
+    if args.json {
+        let mut object = serde_json::Map::new();
+        for commit in &commits {
+            for (key, value) in commit.writes.iter().filter(|(k, _)| wanted(k)) {
+                if args.history {
+                    let entry = serde_json::json!({
+                        "version": commit.version, "agent": commit.agent, "at_ms": commit.at_ms, "value": json(value)
+                    });
+                    let versions =
+                        object.entry(key.clone()).or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                    if let serde_json::Value::Array(list) = versions {
+                        list.push(entry);
+                    }
+                } else {
+                    object.insert(key.clone(), json(value));
+                }
+            }
+        }
+        writeln!(out, "{}", serde_json::Value::Object(object))?;
+        return Ok(EXIT_OK);
+    }
+    let mut latest: std::collections::BTreeMap<&str, (u64, &str, &[u8])> = Default::default();
+    for commit in &commits {
+        for (key, value) in commit.writes.iter().filter(|(k, _)| wanted(k)) {
+            if args.history {
+                writeln!(
+                    out,
+                    "v{:<4} {:>8}ms  {key} = {}   [{}]",
+                    commit.version,
+                    commit.at_ms,
+                    json(value),
+                    commit.agent
+                )?;
+            }
+            latest.insert(key, (commit.version, &commit.agent, value));
+        }
+        for conflict in commit.conflicts.iter().filter(|c| args.history && wanted(&c.key)) {
+            writeln!(
+                out,
+                "      conflict on {}: `{}` (read v{}) vs `{}`: {} [{}… vs {}…]",
+                conflict.key,
+                conflict.agent,
+                conflict.base_version,
+                conflict.other,
+                conflict.resolution,
+                &conflict.ours_hash[..conflict.ours_hash.len().min(12)],
+                &conflict.theirs_hash[..conflict.theirs_hash.len().min(12)],
+            )?;
+        }
+    }
+    if !args.history {
+        for (key, (version, agent, value)) in latest {
+            writeln!(out, "{key} = {}   [{agent}, v{version}]", json(value))?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `.ensemble` next to the workflow file.
+fn default_state_dir(workflow: &Path) -> PathBuf {
+    workflow.parent().unwrap_or(Path::new(".")).join(".ensemble")
+}
+
+/// An engine sized for `workflow` with every component loaded, or `None`
+/// (the errors printed) when one cannot be used.
+fn engine_for(
+    workflow: &Workflow,
+    cache_dir: Option<PathBuf>,
+    state_dir: &Path,
+    exec: &ExecArgs,
+    err: &mut dyn Write,
+) -> std::io::Result<Option<Engine>> {
+    let max_memory = workflow.agents.iter().map(|a| a.memory_bytes(&workflow.resources)).max().unwrap_or(0);
+    let config = RuntimeConfig {
+        max_instances: workflow.resources.max_concurrent,
+        max_memory_bytes: max_memory.max(1 << 20),
+        fuel: !exec.no_fuel,
+        cache_dir: Some(cache_dir.unwrap_or_else(|| state_dir.join("compiled"))),
+        ..RuntimeConfig::default()
+    };
+    let engine = match Engine::new(config) {
+        Ok(e) => e,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(None);
+        }
+    };
+    if let Err(errors) = engine.load_components(workflow) {
+        for e in errors {
+            writeln!(err, "error: {e}")?;
+        }
+        return Ok(None);
+    }
+    Ok(Some(engine))
+}
+
+/// Drive the run future `start(options)` on a fresh runtime to its end,
+/// printing the live view and turning Ctrl-C into a cancellation.
+fn drive<F, T>(
+    options: &RunOptions,
+    quiet: bool,
+    err: &mut dyn Write,
+    start: impl FnOnce(RunOptions) -> F,
+) -> std::io::Result<T>
+where
+    F: Future<Output = T>,
+{
+    // Agents are tasks that poll for whole time slices (10 ms and up), so
+    // look at newly admitted ones at every tick: otherwise a new agent can
+    // wait dozens of slices behind running ones before its first.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .global_queue_interval(1)
+        .enable_all()
+        .build()
+        .map_err(|e| std::io::Error::other(format!("cannot start the async runtime: {e}")))?;
+    let cancel = options.cancel.clone();
+    let mut events = options.events.subscribe();
+    let mut live = live::LiveView::new(!quiet);
+    let result = runtime.block_on(async {
+        let run = start(options.clone());
+        tokio::pin!(run);
+        // One listener for the whole run, re-armed after each Ctrl-C, so no
+        // interrupt falls between two loop turns.
+        let mut interrupt = Box::pin(tokio::signal::ctrl_c());
+        let (mut listening, mut interrupts) = (true, 0);
+        loop {
+            tokio::select! {
+                result = &mut run => break result,
+                Ok(event) = events.recv() => live.show(err, &event),
+                signal = &mut interrupt, if listening => {
+                    if signal.is_err() {
+                        // No signal handling here: run to the end.
+                        listening = false;
+                        continue;
+                    }
+                    interrupt = Box::pin(tokio::signal::ctrl_c());
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        let _ = writeln!(err, "interrupted again: exiting without waiting");
+                        std::process::exit(i32::from(EXIT_CANCELLED));
+                    }
+                    let _ = writeln!(err, "interrupted: stopping running agents (Ctrl-C again to exit at once)");
+                    cancel.cancel();
+                }
+            }
+        }
+    });
+    while let Ok(event) = events.try_recv() {
+        live.show(err, &event);
+    }
+    Ok(result)
+}
+
+/// Print the summary and context; the exit code.
+fn finish(out: &mut dyn Write, report: &RunReport, state_dir: Option<&Path>) -> std::io::Result<u8> {
+    summary::print(out, report)?;
+    print_context(out, &report.context)?;
+    if let Some(dir) = state_dir {
+        if report.succeeded() {
+            writeln!(out, "journal: {}", journal::path_of(dir, &report.run_id).display())?;
+        } else {
+            writeln!(
+                out,
+                "journal: {} (finish it with: ensemble resume {} --state-dir {})",
+                journal::path_of(dir, &report.run_id).display(),
+                report.run_id,
+                dir.display()
+            )?;
+        }
+    }
+    Ok(if report.cancelled {
+        EXIT_CANCELLED
+    } else if report.succeeded() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}

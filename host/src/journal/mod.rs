@@ -1,0 +1,426 @@
+//! The journal: one redb file per run, written as the run goes, so a run
+//! that was killed can resume without re-running what it committed.
+//!
+//! A run's file (`<state dir>/runs/<run id>.redb`) holds:
+//! - `meta["run"]`: the run record (workflow, its hash and its components'
+//!   hashes, start time, status);
+//! - `commits[version]`: every context version: the agent, the values it
+//!   committed (after conflict resolution), the conflicts it met;
+//! - `agents[id]`: each agent that finished for good, with its outcome, written
+//!   in the same transaction as its commit;
+//! - `decisions[n]`: barrier decisions.
+//!
+//! Every write is one durable transaction (redb fsyncs on commit), made
+//! before anything that depends on it starts. Values are MessagePack.
+//!
+//! Architecture invariant: this module knows nothing of wasmtime or tokio.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
+const COMMITS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("commits");
+const AGENTS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("agents");
+const DECISIONS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("decisions");
+
+/// The journal file of run `run_id` under `state_dir`.
+pub fn path_of(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(format!("{run_id}.redb"))
+}
+
+/// Why a journal could not be used. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {}: {cause}", path.display())]
+    Storage { path: PathBuf, cause: String },
+    #[error("journal {}: {what} is damaged ({cause}); the file was truncated or edited", path.display())]
+    Damaged { path: PathBuf, what: String, cause: String },
+    #[error("journal {}: no such run journal", path.display())]
+    Missing { path: PathBuf },
+}
+
+/// How a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished: still running, or killed.
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running or interrupted",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    pub workflow_path: PathBuf,
+    /// blake3 of the workflow file's bytes.
+    pub workflow_hash: String,
+    /// blake3 of each agent's component bytes, by agent.
+    pub components: BTreeMap<String, String>,
+    /// Unix time in milliseconds.
+    pub started_unix_ms: u64,
+    pub status: RunStatus,
+    /// How many times it was resumed.
+    pub resumed: u32,
+}
+
+/// One write-write conflict and how it was resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    pub key: String,
+    /// The agent whose commit met the conflict.
+    pub agent: String,
+    /// The agent that wrote the key since `agent`'s snapshot.
+    pub other: String,
+    /// The version `agent` read.
+    pub base_version: u64,
+    /// blake3 of `agent`'s value and of the other agent's value.
+    pub ours_hash: String,
+    pub theirs_hash: String,
+    pub resolution: String,
+}
+
+/// One context version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub version: u64,
+    pub agent: String,
+    /// Milliseconds since the run started.
+    pub at_ms: u64,
+    /// Keys and MessagePack values, as committed.
+    pub writes: Vec<(String, Vec<u8>)>,
+    pub conflicts: Vec<ConflictRecord>,
+}
+
+/// How an agent finished, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// `succeeded`, `partial`, `failed`, `skipped` or `cancelled`.
+    pub outcome: String,
+    /// The context version of its commit, if it committed.
+    pub version: Option<u64>,
+    pub attempts: u32,
+    /// Why, for anything but success.
+    pub message: Option<String>,
+}
+
+impl AgentRecord {
+    /// Whether a resumed run keeps this agent's result instead of running it again.
+    pub fn is_final(&self) -> bool {
+        self.outcome == "succeeded" || self.outcome == "partial"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub group: String,
+    pub decision: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// An open run journal.
+#[derive(Debug)]
+pub struct Journal {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Create the journal of a new run (the file must not exist yet).
+    pub fn create(path: &Path, run: &RunRecord) -> Result<Self, JournalError> {
+        if path.exists() {
+            return Err(JournalError::Storage {
+                path: path.to_owned(),
+                cause: format!("run `{}` already has a journal; resume it instead", run.run_id),
+            });
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| storage(path, e))?;
+        }
+        let db = Database::create(path).map_err(|e| storage(path, e))?;
+        let journal = Self { db, path: path.to_owned() };
+        journal.write(|txn| {
+            txn.open_table(COMMITS)?;
+            txn.open_table(AGENTS)?;
+            txn.open_table(DECISIONS)?;
+            Ok(())
+        })?;
+        journal.set_run(run)?;
+        Ok(journal)
+    }
+
+    /// Open an existing run journal (to inspect or resume it).
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        if !path.is_file() {
+            return Err(JournalError::Missing { path: path.to_owned() });
+        }
+        let db = Database::open(path).map_err(|e| damaged(path, "the file", e))?;
+        let journal = Self { db, path: path.to_owned() };
+        journal.run()?;
+        Ok(journal)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn run(&self) -> Result<RunRecord, JournalError> {
+        let txn = self.db.begin_read().map_err(|e| damaged(&self.path, "the file", e))?;
+        let table = txn.open_table(META).map_err(|e| damaged(&self.path, "the run record", e))?;
+        let bytes = table
+            .get("run")
+            .map_err(|e| damaged(&self.path, "the run record", e))?
+            .ok_or_else(|| damaged(&self.path, "the run record", "it is missing"))?;
+        decode(&self.path, "the run record", bytes.value())
+    }
+
+    pub fn set_run(&self, run: &RunRecord) -> Result<(), JournalError> {
+        let bytes = encode(run);
+        self.write(|txn| {
+            txn.open_table(META)?.insert("run", bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn set_status(&self, status: RunStatus) -> Result<(), JournalError> {
+        let mut run = self.run()?;
+        run.status = status;
+        self.set_run(&run)
+    }
+
+    /// Record a commit and, when the agent is done with it, the agent's
+    /// outcome: one durable transaction.
+    pub fn record_commit(
+        &self,
+        commit: &CommitRecord,
+        agent: Option<&AgentRecord>,
+    ) -> Result<(), JournalError> {
+        let bytes = encode(commit);
+        let agent_bytes = agent.map(encode);
+        self.write(|txn| {
+            txn.open_table(COMMITS)?.insert(commit.version, bytes.as_slice())?;
+            if let Some(agent_bytes) = &agent_bytes {
+                txn.open_table(AGENTS)?.insert(commit.agent.as_str(), agent_bytes.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Record how an agent finished without committing (failed, skipped, cancelled).
+    pub fn record_agent(&self, agent: &str, record: &AgentRecord) -> Result<(), JournalError> {
+        let bytes = encode(record);
+        self.write(|txn| {
+            txn.open_table(AGENTS)?.insert(agent, bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn record_decision(&self, decision: &DecisionRecord) -> Result<(), JournalError> {
+        let bytes = encode(decision);
+        self.write(|txn| {
+            let mut table = txn.open_table(DECISIONS)?;
+            let next = table.last()?.map_or(0, |(k, _)| k.value() + 1);
+            table.insert(next, bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Every context version, oldest first.
+    pub fn commits(&self) -> Result<Vec<CommitRecord>, JournalError> {
+        self.read_all(COMMITS, "a commit record")
+    }
+
+    pub fn decisions(&self) -> Result<Vec<DecisionRecord>, JournalError> {
+        self.read_all(DECISIONS, "a barrier decision")
+    }
+
+    /// Each finished agent's record.
+    pub fn agents(&self) -> Result<BTreeMap<String, AgentRecord>, JournalError> {
+        let txn = self.db.begin_read().map_err(|e| damaged(&self.path, "the file", e))?;
+        let table = txn.open_table(AGENTS).map_err(|e| damaged(&self.path, "the agent records", e))?;
+        let mut agents = BTreeMap::new();
+        for row in table.iter().map_err(|e| damaged(&self.path, "the agent records", e))? {
+            let (k, v) = row.map_err(|e| damaged(&self.path, "an agent record", e))?;
+            agents.insert(k.value().to_owned(), decode(&self.path, "an agent record", v.value())?);
+        }
+        Ok(agents)
+    }
+
+    /// The context as the journal has it: each key's last committed value.
+    pub fn context(&self) -> Result<BTreeMap<String, Vec<u8>>, JournalError> {
+        let mut context = BTreeMap::new();
+        for commit in self.commits()? {
+            context.extend(commit.writes);
+        }
+        Ok(context)
+    }
+
+    fn read_all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<'_, u64, &[u8]>,
+        what: &str,
+    ) -> Result<Vec<T>, JournalError> {
+        let txn = self.db.begin_read().map_err(|e| damaged(&self.path, "the file", e))?;
+        let table = txn.open_table(table).map_err(|e| damaged(&self.path, what, e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| damaged(&self.path, what, e))? {
+            let (_, v) = row.map_err(|e| damaged(&self.path, what, e))?;
+            out.push(decode(&self.path, what, v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
+    ) -> Result<(), JournalError> {
+        let txn = self.db.begin_write().map_err(|e| storage(&self.path, e))?;
+        f(&txn).map_err(|e| storage(&self.path, e))?;
+        txn.commit().map_err(|e| storage(&self.path, e))
+    }
+}
+
+/// Every run journal under `state_dir`, newest first, each with its record
+/// or the reason it cannot be read.
+pub fn list_runs(state_dir: &Path) -> Vec<(PathBuf, Result<RunRecord, JournalError>)> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("runs")) else { return Vec::new() };
+    let mut runs: Vec<(PathBuf, Result<RunRecord, JournalError>)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "redb"))
+        .map(|p| {
+            let record = Journal::open(&p).and_then(|j| j.run());
+            (p, record)
+        })
+        .collect();
+    runs.sort_by_key(|(p, r)| (std::cmp::Reverse(r.as_ref().map_or(0, |r| r.started_unix_ms)), p.clone()));
+    runs
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our own plain records always encode.
+    rmp_serde::to_vec_named(value).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(path: &Path, what: &str, bytes: &[u8]) -> Result<T, JournalError> {
+    rmp_serde::from_slice(bytes).map_err(|e| damaged(path, what, e))
+}
+
+fn storage(path: &Path, cause: impl std::fmt::Display) -> JournalError {
+    JournalError::Storage { path: path.to_owned(), cause: cause.to_string() }
+}
+
+fn damaged(path: &Path, what: &str, cause: impl std::fmt::Display) -> JournalError {
+    JournalError::Damaged { path: path.to_owned(), what: what.to_owned(), cause: cause.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RunRecord {
+        RunRecord {
+            run_id: "r1".into(),
+            workflow: "w".into(),
+            workflow_path: "w.yaml".into(),
+            workflow_hash: "h".into(),
+            components: BTreeMap::from([("a".into(), "ha".into())]),
+            started_unix_ms: 1,
+            status: RunStatus::Running,
+            resumed: 0,
+        }
+    }
+
+    #[test]
+    fn commits_agents_and_decisions_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_of(dir.path(), "r1");
+        let journal = Journal::create(&path, &record()).unwrap();
+        let commit = CommitRecord {
+            version: 1,
+            agent: "a".into(),
+            at_ms: 3,
+            writes: vec![("a.x".into(), vec![1, 2])],
+            conflicts: Vec::new(),
+        };
+        let done = AgentRecord { outcome: "succeeded".into(), version: Some(1), attempts: 1, message: None };
+        journal.record_commit(&commit, Some(&done)).unwrap();
+        journal
+            .record_decision(&DecisionRecord {
+                group: "g".into(),
+                decision: "d".into(),
+                reason: "r".into(),
+                at_ms: 4,
+            })
+            .unwrap();
+        journal.set_status(RunStatus::Succeeded).unwrap();
+        drop(journal);
+
+        let journal = Journal::open(&path).unwrap();
+        assert_eq!(journal.run().unwrap().status, RunStatus::Succeeded);
+        assert_eq!(journal.commits().unwrap(), [commit]);
+        assert_eq!(journal.agents().unwrap().get("a"), Some(&done));
+        assert_eq!(journal.decisions().unwrap().len(), 1);
+        assert_eq!(journal.context().unwrap().get("a.x"), Some(&vec![1, 2]));
+        assert!(Journal::create(&path, &record()).is_err(), "a run id is journaled once");
+        assert_eq!(list_runs(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn damaged_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_of(dir.path(), "r1");
+        let journal = Journal::create(&path, &record()).unwrap();
+        for v in 1..50 {
+            let commit = CommitRecord {
+                version: v,
+                agent: "a".into(),
+                at_ms: v,
+                writes: vec![(format!("a.k{v}"), vec![7; 100])],
+                conflicts: Vec::new(),
+            };
+            journal.record_commit(&commit, None).unwrap();
+        }
+        drop(journal);
+        let bytes = std::fs::read(&path).unwrap();
+        // Truncated at many points, and with bytes flipped: each open (and
+        // read) is either fine or a clear error.
+        for cut in (0..bytes.len()).step_by(bytes.len() / 23 + 1) {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            if let Ok(j) = Journal::open(&path) {
+                let _ = j.commits();
+            }
+        }
+        for at in (0..bytes.len()).step_by(bytes.len() / 31 + 1) {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0xff;
+            std::fs::write(&path, &flipped).unwrap();
+            match Journal::open(&path) {
+                Ok(j) => {
+                    let _ = j.commits();
+                    let _ = j.agents();
+                }
+                Err(e) => assert!(e.to_string().contains("journal"), "{e}"),
+            }
+        }
+        assert!(matches!(Journal::open(&dir.path().join("nope.redb")), Err(JournalError::Missing { .. })));
+    }
+}

@@ -241,6 +241,20 @@ pub fn rejecting_validator(key: &str) -> Vec<u8> {
     ))
 }
 
+/// An agent that writes `value` (MessagePack bytes) to `key` and succeeds.
+pub fn writer_of(key: &str, value: &[u8]) -> Vec<u8> {
+    let escaped: String = value.iter().map(|b| format!("\\{b:02x}")).collect();
+    core_agent(&agent_module(
+        IMPORT_PUT,
+        &format!(r#"(data (i32.const 3000) "{key}") (data (i32.const 3500) "{escaped}")"#),
+        &format!(
+            "(call $put (i32.const 3000) (i32.const {}) (i32.const 3500) (i32.const {}) (i32.const {RET})) (i32.const {OK})",
+            key.len(),
+            value.len()
+        ),
+    ))
+}
+
 /// An agent whose `run` body is `body` (no imports).
 pub fn plain(body: &str) -> Vec<u8> {
     core_agent(&agent_module("", "", body))

@@ -465,8 +465,14 @@ impl<'w> Execution<'w> {
             written.insert(commit.version, keys);
         }
         let wf = self.workflow;
-        for (id, record) in agents.into_iter().filter(|(_, r)| r.is_final()) {
+        for (id, record) in agents {
             let Some(agent) = wf.agent(&id) else { continue };
+            if !record.is_final() {
+                // It runs again: its attempts go on counting, with a fresh retry budget.
+                self.attempts.insert(id.clone(), record.attempts);
+                self.retry_base.insert(id, record.attempts);
+                continue;
+            }
             let keys = record.version.and_then(|v| written.get(&v).cloned()).unwrap_or_default();
             let status = if record.outcome == "partial" {
                 AgentStatus::Partial {

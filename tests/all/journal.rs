@@ -1,0 +1,129 @@
+//! The journal: what a run records, resuming, and the commands that read it.
+
+use std::sync::Arc;
+
+use ensemble::journal::{Journal, RunStatus, path_of};
+use ensemble::{AgentStatus, Engine, RunOptions, Workflow};
+use ensemble_tests::{Project, copier, fails_first, writer};
+
+/// `first` writes, `flaky` fails its first attempt, `last` copies `first.value`.
+fn project() -> (Project, Workflow) {
+    let project = Project::new();
+    project.component("first", &writer("first.value"));
+    project.component("flaky", &fails_first(1, "flaky.value"));
+    project.component("last", &copier("first.value", "last.value"));
+    let workflow = project.workflow(
+        "agents:\n  first: {component: first.wasm}\n  flaky: {component: flaky.wasm, needs: [first]}\n  last: {component: last.wasm, needs: [flaky]}\n",
+    );
+    (project, workflow)
+}
+
+fn journaled(engine: &Engine, workflow: &Workflow, state: &std::path::Path, run_id: &str) -> RunOptions {
+    let journal = engine.create_journal(workflow, state, run_id).expect("journal created");
+    RunOptions { run_id: Some(run_id.into()), journal: Some(Arc::new(journal)), ..RunOptions::default() }
+}
+
+#[tokio::test]
+async fn a_stopped_run_resumes_without_rerunning_what_committed() {
+    let (project, workflow) = project();
+    let state = project.path().join(".ensemble");
+    let engine = ensemble_tests::engine();
+    let report = engine.run(&workflow, journaled(&engine, &workflow, &state, "r1")).await;
+    assert!(!report.succeeded(), "flaky fails its first attempt");
+
+    let journal = Journal::open(&path_of(&state, "r1")).expect("journal opens");
+    assert_eq!(journal.run().expect("record").status, RunStatus::Failed);
+    let agents = journal.agents().expect("agents");
+    assert_eq!(agents["first"].outcome, "succeeded");
+    assert_eq!(agents["flaky"].outcome, "failed");
+    assert_eq!(agents["last"].outcome, "skipped");
+    assert_eq!(journal.commits().expect("commits").len(), 1);
+
+    let report =
+        engine.resume(&workflow, Arc::new(journal), RunOptions::default(), false).await.expect("resumes");
+    assert!(report.succeeded(), "{report:#?}");
+    let first = report.agent("first").expect("first");
+    assert!(first.resumed && first.attempts == 1, "first is not run again: {first:?}");
+    assert!(!report.agent("flaky").expect("flaky").resumed);
+    assert!(matches!(report.agent("last").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })));
+
+    let journal = Journal::open(&path_of(&state, "r1")).expect("journal opens");
+    let record = journal.run().expect("record");
+    assert_eq!((record.status, record.resumed), (RunStatus::Succeeded, 1));
+    let commits = journal.commits().expect("commits");
+    let committers: Vec<&str> = commits.iter().map(|c| c.agent.as_str()).collect();
+    assert_eq!(committers, ["first", "flaky", "last"], "each agent committed once");
+    let context = journal.context().expect("context");
+    for (key, entry) in report.context.iter() {
+        assert_eq!(context.get(key).map(Vec::as_slice), Some(&entry.value[..]), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn resuming_is_refused_when_the_workflow_changed_unless_forced() {
+    let (project, workflow) = project();
+    let state = project.path().join(".ensemble");
+    let engine = ensemble_tests::engine();
+    engine.run(&workflow, journaled(&engine, &workflow, &state, "r2")).await;
+    let mut text = std::fs::read_to_string(&workflow.path).expect("read");
+    text.push_str("# edited\n");
+    std::fs::write(&workflow.path, text).expect("write");
+
+    let journal = Arc::new(Journal::open(&path_of(&state, "r2")).expect("opens"));
+    let refused = engine.resume(&workflow, journal.clone(), RunOptions::default(), false).await;
+    let message = refused.expect_err("refused").to_string();
+    assert!(message.contains("changed since the run started") && message.contains("--force"), "{message}");
+    let forced = engine.resume(&workflow, journal, RunOptions::default(), true).await.expect("forced");
+    assert!(forced.succeeded(), "{forced:#?}");
+}
+
+fn cli(args: &[&str]) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let argv = std::iter::once("ensemble").chain(args.iter().copied());
+    let code = ensemble::cli::main(argv, &mut out, &mut err);
+    (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+}
+
+#[test]
+fn the_commands_list_runs_show_context_and_resume() {
+    let (project, workflow) = project();
+    let state = project.path().join("state");
+    let state_arg = state.to_string_lossy().into_owned();
+    let path = workflow.path.to_string_lossy().into_owned();
+    let (code, out, _) = cli(&["run", &path, "--state-dir", &state_arg, "--run-id", "cli1", "--quiet"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ensemble resume cli1 --state-dir"), "the summary says how to finish it:\n{out}");
+
+    let (code, out, _) = cli(&["runs", "--state-dir", &state_arg]);
+    assert_eq!(code, 0);
+    assert!(out.contains("cli1") && out.contains("failed"), "{out}");
+
+    let (code, out, err) = cli(&["resume", "cli1", "--state-dir", &state_arg, "--quiet"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    let (code, out, _) = cli(&["context", "cli1", "--state-dir", &state_arg, "--json"]);
+    assert_eq!(code, 0);
+    let context: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(context["last.value"], "ok");
+    let (_, out, _) = cli(&["context", "cli1", "first", "--history", "--state-dir", &state_arg]);
+    assert!(out.contains("first.value") && !out.contains("last.value") && out.contains("[first]"), "{out}");
+}
+
+#[test]
+fn a_damaged_journal_is_a_clear_error() {
+    let project = Project::new();
+    let runs = project.path().join("state/runs");
+    std::fs::create_dir_all(&runs).expect("mkdir");
+    std::fs::write(runs.join("bad.redb"), b"this is not a journal at all, just text").expect("write");
+    let state_arg = project.path().join("state").to_string_lossy().into_owned();
+
+    let (code, _, err) = cli(&["resume", "bad", "--state-dir", &state_arg]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.redb") && err.contains("journal"), "{err}");
+    let (code, _, err) = cli(&["runs", "--state-dir", &state_arg]);
+    assert_eq!(code, 0);
+    assert!(err.contains("bad.redb: unreadable"), "{err}");
+    let (code, _, err) = cli(&["resume", "nope", "--state-dir", &state_arg]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no such run journal"), "{err}");
+}

@@ -6,8 +6,8 @@ use ensemble::{AgentError, AgentStatus, RunOptions, RunReport};
 use ensemble_tests::{Project, writer_of};
 use serde_json::json;
 
-fn msgpack(value: serde_json::Value) -> Vec<u8> {
-    rmp_serde::to_vec_named(&value).expect("encodes")
+fn msgpack(value: &serde_json::Value) -> Vec<u8> {
+    rmp_serde::to_vec_named(value).expect("encodes")
 }
 
 fn decoded(report: &RunReport, key: &str) -> serde_json::Value {
@@ -17,8 +17,8 @@ fn decoded(report: &RunReport, key: &str) -> serde_json::Value {
 /// `a` and `b` start together (both read version 0) and both write `shared.doc`.
 async fn two_writers(a: serde_json::Value, b: serde_json::Value, policy: &str) -> (Project, RunReport) {
     let project = Project::new();
-    project.component("a", &writer_of("shared.doc", &msgpack(a)));
-    project.component("b", &writer_of("shared.doc", &msgpack(b)));
+    project.component("a", &writer_of("shared.doc", &msgpack(&a)));
+    project.component("b", &writer_of("shared.doc", &msgpack(&b)));
     let workflow = project.workflow(&format!(
         "shared:\n  shared.doc: {policy}\nagents:\n  a: {{component: a.wasm, owns: [a, shared.doc]}}\n  b: {{component: b.wasm, owns: [b, shared.doc]}}\n"
     ));

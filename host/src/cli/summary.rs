@@ -10,6 +10,10 @@ use crate::workflow::OnFailure;
 pub(super) fn print(out: &mut dyn Write, report: &RunReport) -> std::io::Result<()> {
     let outcome = if report.cancelled {
         "CANCELLED"
+    } else if report.error.is_some() {
+        "STOPPED"
+    } else if report.succeeded() && report.agents.iter().all(|a| a.resumed) {
+        "succeeded (everything was already committed)"
     } else if report.succeeded() {
         "succeeded"
     } else {
@@ -27,6 +31,9 @@ pub(super) fn print(out: &mut dyn Write, report: &RunReport) -> std::io::Result<
     for agent in &report.agents {
         let time = agent.elapsed.map(|d| format!("{d:>8.1?}")).unwrap_or_else(|| format!("{:>8}", "-"));
         let line = match &agent.status {
+            AgentStatus::Succeeded { keys, .. } if agent.resumed => {
+                format!("resumed {time}  committed before the resume: {}", list(keys))
+            }
             AgentStatus::Succeeded { keys, .. } => format!("ok      {time}  wrote {}", list(keys)),
             AgentStatus::Partial { defaults, because, .. } => {
                 format!("partial {time}  {because}; defaults for {}", list(defaults))
@@ -47,6 +54,25 @@ pub(super) fn print(out: &mut dyn Write, report: &RunReport) -> std::io::Result<
         for d in &group.decisions {
             writeln!(out, "  barrier at {:.1?}: {}: {}", d.at, d.decision.name(), d.reason)?;
         }
+    }
+    if !report.conflicts.is_empty() {
+        writeln!(out, "conflicts:")?;
+    }
+    for c in &report.conflicts {
+        writeln!(
+            out,
+            "  {}: `{}` (read v{}) vs `{}`: {} [{}… vs {}…]",
+            c.key,
+            c.agent,
+            c.base_version,
+            c.other,
+            c.resolution,
+            &c.ours_hash[..c.ours_hash.len().min(12)],
+            &c.theirs_hash[..c.theirs_hash.len().min(12)]
+        )?;
+    }
+    if let Some(error) = &report.error {
+        writeln!(out, "error: {error}")?;
     }
     if !report.validations.is_empty() {
         writeln!(out, "validations:")?;

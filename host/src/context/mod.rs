@@ -289,6 +289,9 @@ pub fn validate_key(key: &str) -> Result<(), KeyError> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

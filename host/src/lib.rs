@@ -21,6 +21,7 @@
 //! [`runtime`] sandboxes components, [`context`] holds the shared versioned
 //! context, [`exec`] runs the plan, [`observe`] reports what happened.
 
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod exec;

@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Pulse;
 use super::bindings::ContextError;
 use super::bindings::ensemble::agent::{context, log, progress, templates, types};
 use super::limits::Limiter;
+use super::{Pulse, Reads, listing_hash, value_hash};
 use crate::context::{Ownership, OwnershipError, Snapshot, StagedWrites, validate_key};
 use crate::observe::{EventKind, EventSink, Level};
 
@@ -41,6 +41,8 @@ pub(crate) struct AgentState {
     pulse: Arc<Pulse>,
     /// Set for `validate`, which may read but not write.
     pub(crate) read_only: bool,
+    /// What it read from its snapshot.
+    pub(crate) reads: Reads,
 }
 
 impl AgentState {
@@ -64,6 +66,7 @@ impl AgentState {
             events,
             pulse,
             read_only: false,
+            reads: Reads::default(),
         }
     }
 }
@@ -94,11 +97,17 @@ impl context::Host for AgentState {
         if let Some(staged) = self.staged.get(&key) {
             return Ok(Ok(Some(staged.clone())));
         }
-        Ok(Ok(self.snapshot.get(&key).map(|e| e.value.to_vec())))
+        let value = self.snapshot.get(&key).map(|e| e.value.to_vec());
+        self.reads.values.entry(key).or_insert_with(|| value_hash(value.as_deref()));
+        Ok(Ok(value))
     }
 
     fn keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, ContextError>> {
         let mut keys: Vec<String> = self.snapshot.range(&prefix).map(|(k, _)| k.clone()).collect();
+        self.reads
+            .listings
+            .entry(prefix.clone())
+            .or_insert_with(|| listing_hash(keys.iter().map(String::as_str)));
         keys.extend(
             self.staged
                 .range(prefix.clone()..)

@@ -188,6 +188,33 @@ pub struct AgentOutput {
     pub fuel_used: Option<u64>,
     /// Peak linear memory, bytes.
     pub peak_memory: u64,
+    /// What it read from its snapshot: the inputs its output depends on.
+    pub reads: Reads,
+}
+
+/// The context an invocation read from its snapshot: each key `get` with the
+/// blake3 of the value it saw (`None`: absent), and each prefix `keys`
+/// listed with the blake3 of the listing. Reads of its own staged writes are
+/// not inputs and are not recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    pub values: std::collections::BTreeMap<String, Option<[u8; 32]>>,
+    pub listings: std::collections::BTreeMap<String, [u8; 32]>,
+}
+
+/// blake3 of an optional value, as [`Reads`] records it.
+pub fn value_hash(value: Option<&[u8]>) -> Option<[u8; 32]> {
+    value.map(|v| *blake3::hash(v).as_bytes())
+}
+
+/// blake3 of a key listing, as [`Reads`] records it.
+pub fn listing_hash<'a>(keys: impl IntoIterator<Item = &'a str>) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for key in keys {
+        hasher.update(key.as_bytes());
+        hasher.update(&[0]);
+    }
+    *hasher.finalize().as_bytes()
 }
 
 /// How the agent's own `agent-error` classified its failure.
@@ -597,7 +624,12 @@ impl Runtime {
         match result {
             Ok(Ok(validation)) => Ok((
                 validation,
-                AgentOutput { writes: state.staged, fuel_used, peak_memory: state.limiter.peak() },
+                AgentOutput {
+                    writes: state.staged,
+                    fuel_used,
+                    peak_memory: state.limiter.peak(),
+                    reads: state.reads,
+                },
             )),
             Ok(Err(error)) => {
                 if let Some(requested) = state.limiter.refused {

@@ -1,0 +1,425 @@
+//! The agent output cache: an agent whose component, configuration and the
+//! values it actually read are unchanged is not run again; its cached writes
+//! are committed instead.
+//!
+//! Entries are grouped by a *family*: blake3 of the agent id, its component's
+//! content hash, its configuration and the templates it may render. Each
+//! entry records every key the agent read with the hash of the value it saw
+//! (and every prefix it listed with the hash of the listing); a lookup hits
+//! only if all of them still hold in the agent's snapshot. Declared inputs
+//! are not enough: an agent may read any key it is allowed to.
+//!
+//! On disk (`<dir>/<family>/<entry>.bin`): a magic, a flag byte (lz4 or
+//! plain), the blake3 of the payload, then the payload: MessagePack, lz4-
+//! compressed above a threshold. An entry whose checksum or encoding is
+//! wrong is deleted and counted, never trusted. `<dir>/index.msgpack` keeps
+//! per-entry size, last use, hits and compute cost for eviction, and
+//! lifetime lookup counters; it is rebuilt from the files if missing or
+//! damaged. Eviction keeps the total under `max_size`, least valuable first:
+//! least recently used, boosted by hit count and by the compute time an
+//! entry saves (see [`score`]).
+//!
+//! Architecture invariant: this module knows nothing of wasmtime or tokio.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::{Snapshot, StagedWrites};
+use crate::runtime::{Reads, listing_hash, value_hash};
+
+const MAGIC: &[u8; 8] = b"ENSCACH1";
+const HEADER: usize = 8 + 1 + 32;
+const INDEX: &str = "index.msgpack";
+
+/// What makes an agent's behaviour, besides what it reads.
+#[derive(Debug, Clone)]
+pub struct Family<'a> {
+    pub agent: &'a str,
+    /// blake3 of the component's bytes.
+    pub component: &'a str,
+    /// The agent's MessagePack configuration.
+    pub config: &'a [u8],
+    /// blake3 of the templates directory, if the workflow has one.
+    pub templates: Option<&'a str>,
+}
+
+impl Family<'_> {
+    fn id(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for part in [
+            self.agent.as_bytes(),
+            self.component.as_bytes(),
+            self.config,
+            self.templates.unwrap_or("").as_bytes(),
+        ] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.finalize().to_hex()[..32].to_owned()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    values: Vec<(String, Option<[u8; 32]>)>,
+    listings: Vec<(String, [u8; 32])>,
+    writes: Vec<(String, serde_bytes::ByteBuf)>,
+    cost_ms: u64,
+}
+
+/// Bookkeeping of one entry, for eviction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub size: u64,
+    /// Unix seconds.
+    pub last_used: u64,
+    pub hits: u64,
+    /// The run time the entry saves, in milliseconds.
+    pub cost_ms: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    /// Entry path relative to the cache dir → meta.
+    entries: BTreeMap<String, Meta>,
+    lookups: u64,
+    hits: u64,
+}
+
+/// The cache's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub entries: u64,
+    pub bytes: u64,
+    /// Lifetime lookups and hits (all runs using this directory).
+    pub lookups: u64,
+    pub hits: u64,
+    /// Damaged entries found and dropped since this cache was opened.
+    pub dropped: u64,
+}
+
+/// How valuable an entry is to keep: the later it was used, the more it was
+/// hit and the more compute it saves, the higher. Evicted lowest first.
+///
+/// One hit is worth an hour of recency, each doubling of hits another hour;
+/// each doubling of the compute saved (from 100 ms) ten minutes.
+pub fn score(meta: &Meta) -> f64 {
+    meta.last_used as f64
+        + 3600.0 * (1.0 + meta.hits as f64).log2()
+        + 600.0 * (1.0 + meta.cost_ms as f64 / 100.0).log2()
+}
+
+/// An agent output cache in a directory. Safe to share between the runs of
+/// one process; several processes may share a directory (the index is
+/// rewritten whole, last writer wins; the entries stay valid).
+#[derive(Debug)]
+pub struct AgentCache {
+    dir: PathBuf,
+    max_size: u64,
+    compress_above: u64,
+    state: Mutex<(Index, u64)>,
+}
+
+/// A cache hit: the writes to commit.
+#[derive(Debug)]
+pub struct Hit {
+    pub writes: StagedWrites,
+    /// What running the agent took when the entry was made.
+    pub saved: Duration,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl AgentCache {
+    /// Open (or start) the cache in `dir`.
+    pub fn open(dir: &Path, max_size: u64, compress_above: u64) -> Self {
+        let index = std::fs::read(dir.join(INDEX))
+            .ok()
+            .and_then(|b| rmp_serde::from_slice::<Index>(&b).ok())
+            .unwrap_or_else(|| Self::rebuild(dir));
+        Self { dir: dir.to_owned(), max_size, compress_above, state: Mutex::new((index, 0)) }
+    }
+
+    fn rebuild(dir: &Path) -> Index {
+        let mut index = Index::default();
+        let Ok(families) = std::fs::read_dir(dir) else { return index };
+        for family in families.filter_map(Result::ok).filter(|f| f.path().is_dir()) {
+            let Ok(files) = std::fs::read_dir(family.path()) else { continue };
+            for file in files.filter_map(Result::ok) {
+                let path = file.path();
+                let Some(rel) = path.strip_prefix(dir).ok().map(|p| p.to_string_lossy().into_owned()) else {
+                    continue;
+                };
+                let Ok(meta) = file.metadata() else { continue };
+                let last_used = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                index.entries.insert(rel, Meta { size: meta.len(), last_used, hits: 0, cost_ms: 0 });
+            }
+        }
+        index
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Index, u64)> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cached writes of `family` whose recorded reads all hold in `snapshot`.
+    pub fn lookup(&self, family: &Family<'_>, snapshot: &Snapshot) -> Option<Hit> {
+        let id = family.id();
+        let mut state = self.lock();
+        state.0.lookups += 1;
+        let Ok(files) = std::fs::read_dir(self.dir.join(&id)) else { return None };
+        let mut paths: Vec<PathBuf> = files.filter_map(Result::ok).map(|f| f.path()).collect();
+        paths.sort();
+        for path in paths {
+            let rel = format!("{id}/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+            let entry = match std::fs::read(&path).ok().and_then(|bytes| decode(&bytes)) {
+                Some(entry) => entry,
+                None => {
+                    // Damaged: never trusted; dropped, and the agent runs.
+                    tracing::warn!("dropping damaged cache entry {}", path.display());
+                    let _ = std::fs::remove_file(&path);
+                    state.0.entries.remove(&rel);
+                    state.1 += 1;
+                    continue;
+                }
+            };
+            let holds = entry
+                .values
+                .iter()
+                .all(|(key, hash)| value_hash(snapshot.get(key).map(|e| &e.value[..])) == *hash)
+                && entry.listings.iter().all(|(prefix, hash)| {
+                    listing_hash(snapshot.range(prefix).map(|(k, _)| k.as_str())) == *hash
+                });
+            if holds {
+                state.0.hits += 1;
+                let meta = state.0.entries.entry(rel).or_insert(Meta {
+                    size: 0,
+                    last_used: 0,
+                    hits: 0,
+                    cost_ms: entry.cost_ms,
+                });
+                meta.hits += 1;
+                meta.last_used = now();
+                let writes = entry.writes.into_iter().map(|(k, v)| (k, v.into_vec())).collect();
+                return Some(Hit { writes, saved: Duration::from_millis(entry.cost_ms) });
+            }
+        }
+        None
+    }
+
+    /// Remember that `family`, reading `reads`, wrote `writes` in `cost`.
+    pub fn store(&self, family: &Family<'_>, reads: &Reads, writes: &StagedWrites, cost: Duration) {
+        let entry = Entry {
+            values: reads.values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            listings: reads.listings.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            writes: writes.iter().map(|(k, v)| (k.clone(), serde_bytes::ByteBuf::from(v.clone()))).collect(),
+            cost_ms: cost.as_millis() as u64,
+        };
+        let Ok(payload) = rmp_serde::to_vec(&entry) else { return };
+        let (flag, payload) = if payload.len() as u64 > self.compress_above {
+            (1u8, lz4_flex::compress_prepend_size(&payload))
+        } else {
+            (0u8, payload)
+        };
+        let mut bytes = Vec::with_capacity(HEADER + payload.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.push(flag);
+        bytes.extend_from_slice(blake3::hash(&payload).as_bytes());
+        bytes.extend_from_slice(&payload);
+
+        let mut inputs = blake3::Hasher::new();
+        for (k, v) in &entry.values {
+            inputs.update(k.as_bytes());
+            inputs.update(v.as_ref().map_or(&[0u8; 32][..], |h| &h[..]));
+        }
+        for (k, v) in &entry.listings {
+            inputs.update(k.as_bytes());
+            inputs.update(v);
+        }
+        let id = family.id();
+        let name = format!("{}.bin", &inputs.finalize().to_hex()[..32]);
+        let dir = self.dir.join(&id);
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&tmp, &bytes))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
+        if let Err(e) = written {
+            tracing::warn!("cannot store a cache entry in {}: {e}", dir.display());
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        let meta = Meta { size: bytes.len() as u64, last_used: now(), hits: 0, cost_ms: entry.cost_ms };
+        self.lock().0.entries.insert(format!("{id}/{name}"), meta);
+    }
+
+    /// Evict until the total size fits `max_size`, lowest [`score`] first;
+    /// then save the index. Returns the evicted entries, in order.
+    pub fn gc(&self) -> Vec<String> {
+        let mut state = self.lock();
+        let mut total: u64 = state.0.entries.values().map(|m| m.size).sum();
+        let mut order: Vec<(String, Meta)> = state.0.entries.iter().map(|(k, m)| (k.clone(), *m)).collect();
+        order.sort_by(|a, b| score(&a.1).total_cmp(&score(&b.1)).then_with(|| a.0.cmp(&b.0)));
+        let mut evicted = Vec::new();
+        for (rel, meta) in order {
+            if total <= self.max_size {
+                break;
+            }
+            let _ = std::fs::remove_file(self.dir.join(&rel));
+            state.0.entries.remove(&rel);
+            total = total.saturating_sub(meta.size);
+            evicted.push(rel);
+        }
+        self.save(&state.0);
+        evicted
+    }
+
+    /// Save the bookkeeping (after evicting what does not fit).
+    pub fn flush(&self) {
+        self.gc();
+    }
+
+    fn save(&self, index: &Index) {
+        let Ok(bytes) = rmp_serde::to_vec(index) else { return };
+        let tmp = self.dir.join(format!(".{INDEX}.{}", std::process::id()));
+        let saved = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(INDEX)));
+        if let Err(e) = saved {
+            tracing::warn!("cannot save the cache index in {}: {e}", self.dir.display());
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let state = self.lock();
+        Stats {
+            entries: state.0.entries.len() as u64,
+            bytes: state.0.entries.values().map(|m| m.size).sum(),
+            lookups: state.0.lookups,
+            hits: state.0.hits,
+            dropped: state.1,
+        }
+    }
+
+    /// Remove every entry.
+    pub fn clear(&self) -> std::io::Result<()> {
+        let mut state = self.lock();
+        state.0 = Index::default();
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<Entry> {
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let (flag, sum, payload) = (bytes[8], &bytes[9..HEADER], &bytes[HEADER..]);
+    if blake3::hash(payload).as_bytes() != sum {
+        return None;
+    }
+    let plain = match flag {
+        0 => payload.to_vec(),
+        1 => lz4_flex::decompress_size_prepended(payload).ok()?,
+        _ => return None,
+    };
+    rmp_serde::from_slice(&plain).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::ContextStore;
+
+    fn family(agent: &str) -> Family<'_> {
+        Family { agent, component: "c", config: &[], templates: None }
+    }
+
+    fn reads_of(snapshot: &Snapshot, keys: &[&str]) -> Reads {
+        let mut reads = Reads::default();
+        for key in keys {
+            reads.values.insert((*key).into(), value_hash(snapshot.get(key).map(|e| &e.value[..])));
+        }
+        reads
+    }
+
+    #[test]
+    fn a_hit_needs_every_read_value_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AgentCache::open(dir.path(), 1 << 20, 10);
+        let mut store = ContextStore::new();
+        store.commit("in", 0, BTreeMap::from([("in.x".into(), vec![1]), ("in.y".into(), vec![2])])).unwrap();
+        let snap = store.snapshot();
+        let writes = BTreeMap::from([("a.out".to_owned(), vec![9u8; 100])]);
+        cache.store(
+            &family("a"),
+            &reads_of(&snap, &["in.x", "in.absent"]),
+            &writes,
+            Duration::from_millis(5),
+        );
+
+        let hit = cache.lookup(&family("a"), &snap).expect("hit");
+        assert_eq!(hit.writes, writes, "compressed (100 > 10 bytes) and back");
+        assert!(cache.lookup(&family("b"), &snap).is_none(), "another family");
+        store.commit("in", 1, BTreeMap::from([("in.y".into(), vec![3])])).unwrap();
+        assert!(cache.lookup(&family("a"), &store.snapshot()).is_some(), "in.y was not read");
+        store.commit("in", 2, BTreeMap::from([("in.absent".into(), vec![0])])).unwrap();
+        assert!(
+            cache.lookup(&family("a"), &store.snapshot()).is_none(),
+            "a key that appeared was read as absent"
+        );
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.lookups, stats.hits), (1, 4, 2));
+    }
+
+    #[test]
+    fn damaged_entries_are_dropped_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AgentCache::open(dir.path(), 1 << 20, 1 << 20);
+        let snap = ContextStore::new().snapshot();
+        cache.store(&family("a"), &Reads::default(), &BTreeMap::new(), Duration::ZERO);
+        let file =
+            std::fs::read_dir(dir.path().join(family("a").id())).unwrap().next().unwrap().unwrap().path();
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&file, bytes).unwrap();
+        assert!(cache.lookup(&family("a"), &snap).is_none());
+        assert!(!file.exists(), "dropped");
+        assert_eq!(cache.stats().dropped, 1);
+    }
+
+    #[test]
+    fn eviction_goes_by_recency_boosted_by_hits_and_cost() {
+        let old = Meta { size: 10, last_used: 1_000_000, hits: 0, cost_ms: 0 };
+        let newer = Meta { last_used: 1_000_000 + 1800, ..old };
+        let old_but_hit = Meta { hits: 1, ..old };
+        let old_but_costly = Meta { cost_ms: 100 * 63, ..old }; // 6 doublings: one hour
+        assert!(score(&old) < score(&newer));
+        assert!(score(&newer) < score(&old_but_hit), "one hit outweighs half an hour");
+        assert!((score(&old_but_costly) - score(&old_but_hit)).abs() < 1.0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AgentCache::open(dir.path(), 15, 1 << 20);
+        {
+            let mut state = cache.lock();
+            for (name, meta) in [("f/old", old), ("f/newer", newer), ("f/hit", old_but_hit)] {
+                state.0.entries.insert(name.into(), meta);
+            }
+        }
+        assert_eq!(cache.gc(), ["f/old", "f/newer"], "30 bytes over a 15-byte bound: lowest scores first");
+        let reopened = AgentCache::open(dir.path(), 15, 1 << 20);
+        assert_eq!(reopened.stats().entries, 1, "the index was saved");
+    }
+}

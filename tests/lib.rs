@@ -255,6 +255,18 @@ pub fn writer_of(key: &str, value: &[u8]) -> Vec<u8> {
     ))
 }
 
+/// An agent that writes its own `config` (MessagePack) to `key`.
+pub fn config_writer(key: &str) -> Vec<u8> {
+    core_agent(&agent_module(
+        IMPORT_PUT,
+        &format!(r#"(data (i32.const 3000) "{key}")"#),
+        &format!(
+            "(call $put (i32.const 3000) (i32.const {}) (local.get 5) (local.get 6) (i32.const {RET})) (i32.const {OK})",
+            key.len()
+        ),
+    ))
+}
+
 /// An agent whose `run` body is `body` (no imports).
 pub fn plain(body: &str) -> Vec<u8> {
     core_agent(&agent_module("", "", body))

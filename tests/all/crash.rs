@@ -40,7 +40,7 @@ agents:
 
 fn ensemble(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ensemble-cli"));
-    command.args(args).arg("--quiet").stdout(Stdio::null()).stderr(Stdio::piped());
+    command.args(args).args(["--quiet", "--no-cache"]).stdout(Stdio::null()).stderr(Stdio::piped());
     command
 }
 

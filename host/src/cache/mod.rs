@@ -321,6 +321,32 @@ impl AgentCache {
     }
 }
 
+/// blake3 (hex) of a directory's files: their relative paths and contents,
+/// in path order. An unreadable directory hashes as empty.
+pub fn dir_hash(dir: &Path) -> String {
+    fn walk(dir: &Path, base: &Path, files: &mut Vec<(String, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, base, files);
+            } else if let Ok(rel) = path.strip_prefix(base) {
+                files.push((rel.to_string_lossy().into_owned(), path.clone()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for (rel, path) in files {
+        h.update(rel.as_bytes());
+        h.update(&[0]);
+        h.update(blake3::hash(&std::fs::read(path).unwrap_or_default()).as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
 fn decode(bytes: &[u8]) -> Option<Entry> {
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return None;

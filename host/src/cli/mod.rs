@@ -39,6 +39,8 @@ enum Command {
     Runs(runs::RunsArgs),
     /// Show a run's context from its journal: values (as JSON), writers, history.
     Context(runs::ContextArgs),
+    /// Inspect or trim the caches: agent outputs and compiled components.
+    Cache(runs::CacheArgs),
     /// Check a workflow file and report every problem (exit 2 if any).
     Check(CheckArgs),
     /// Print the JSON Schema of workflow files (for editors and validators).
@@ -88,6 +90,7 @@ where
         Command::Resume(args) => runs::resume(&args, out, err),
         Command::Runs(args) => runs::list(&args, out, err),
         Command::Context(args) => runs::context(&args, out, err),
+        Command::Cache(args) => runs::cache(&args, out, err),
         Command::Check(args) => check(&args, out, err),
         Command::Schema => schema(out),
         Command::Plan(args) => plan::plan(&args, out, err),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, live, print_context, summary};
+use crate::cache::AgentCache;
 use crate::journal::{self, Journal};
 use crate::{Engine, RunOptions, RunReport, RuntimeConfig, Workflow};
 
@@ -37,6 +38,9 @@ pub(super) struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ExecArgs {
+    /// Run every agent, even those whose cached output still holds (the cache is not read or written).
+    #[arg(long)]
+    no_cache: bool,
     /// Do not meter fuel (faster; fuel budgets in the workflow become errors).
     #[arg(long)]
     no_fuel: bool,
@@ -106,6 +110,7 @@ pub(super) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> s
             }
         }
     }
+    options.cache = cache_for(&workflow, &args.exec);
     let journaled = options.journal.is_some();
     let report = drive(&options, args.exec.quiet, err, |options| engine.run(&workflow, options))?;
     finish(out, &report, journaled.then_some(&state_dir))
@@ -136,7 +141,11 @@ pub(super) fn resume(args: &ResumeArgs, out: &mut dyn Write, err: &mut dyn Write
     let Some(engine) = engine_for(&workflow, None, &args.state_dir, &args.exec, err)? else {
         return Ok(EXIT_INVALID);
     };
-    let options = RunOptions { run_id: Some(record.run_id.clone()), ..RunOptions::default() };
+    let options = RunOptions {
+        run_id: Some(record.run_id.clone()),
+        cache: cache_for(&workflow, &args.exec),
+        ..RunOptions::default()
+    };
     let journal = Arc::new(journal);
     let resumed = drive(&options, args.exec.quiet, err, |options| {
         engine.resume(&workflow, journal.clone(), options, args.force)
@@ -250,6 +259,107 @@ pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Wri
         }
     }
     Ok(EXIT_OK)
+}
+
+/// The workflow's agent output cache, unless disabled (by the file or `--no-cache`).
+fn cache_for(workflow: &Workflow, exec: &ExecArgs) -> Option<Arc<AgentCache>> {
+    let spec = &workflow.cache;
+    (spec.enabled && !exec.no_cache)
+        .then(|| Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above)))
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct CacheArgs {
+    #[command(subcommand)]
+    action: CacheAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CacheAction {
+    /// Entries, sizes and hit ratios of the agent output cache and the compiled-component cache.
+    Stats(CacheTarget),
+    /// Remove every cached agent output.
+    Clear(CacheTarget),
+    /// Evict agent outputs until the cache fits its `cache.max_size`.
+    Gc(CacheTarget),
+}
+
+#[derive(Debug, clap::Args)]
+struct CacheTarget {
+    /// The workflow whose caches to act on (its `cache` settings say where they are).
+    workflow: PathBuf,
+    /// The state directory of its runs [default: .ensemble next to the workflow].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let target = match &args.action {
+        CacheAction::Stats(t) | CacheAction::Clear(t) | CacheAction::Gc(t) => t,
+    };
+    let workflow = match Workflow::load_for_planning(&target.workflow) {
+        Ok(w) => w,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let spec = &workflow.cache;
+    let agents = AgentCache::open(&spec.dir, spec.max_size, spec.compress_above);
+    match &args.action {
+        CacheAction::Stats(_) => {
+            let s = agents.stats();
+            let ratio = if s.lookups == 0 { 0.0 } else { 100.0 * s.hits as f64 / s.lookups as f64 };
+            writeln!(
+                out,
+                "agent outputs ({}): {} entries, {} of {}; {} hits in {} lookups ({ratio:.0}%)",
+                spec.dir.display(),
+                s.entries,
+                bytes(s.bytes),
+                bytes(spec.max_size),
+                s.hits,
+                s.lookups
+            )?;
+            let compiled = target
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| default_state_dir(&workflow.path))
+                .join("compiled");
+            let (files, size) = std::fs::read_dir(&compiled)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter_map(|e| e.metadata().ok())
+                        .fold((0, 0), |(n, b), m| (n + 1, b + m.len()))
+                })
+                .unwrap_or((0, 0));
+            writeln!(out, "compiled components ({}): {files} entries, {}", compiled.display(), bytes(size))?;
+        }
+        CacheAction::Clear(_) => {
+            agents.clear()?;
+            writeln!(out, "cleared {}", spec.dir.display())?;
+        }
+        CacheAction::Gc(_) => {
+            let evicted = agents.gc();
+            let s = agents.stats();
+            writeln!(
+                out,
+                "evicted {} entries; {} entries, {} remain",
+                evicted.len(),
+                s.entries,
+                bytes(s.bytes)
+            )?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
 }
 
 /// `.ensemble` next to the workflow file.

@@ -31,6 +31,9 @@ pub(super) fn print(out: &mut dyn Write, report: &RunReport) -> std::io::Result<
     for agent in &report.agents {
         let time = agent.elapsed.map(|d| format!("{d:>8.1?}")).unwrap_or_else(|| format!("{:>8}", "-"));
         let line = match &agent.status {
+            AgentStatus::Succeeded { keys, .. } if agent.cached => {
+                format!("cached  {time}  wrote {} (inputs unchanged: not run)", list(keys))
+            }
             AgentStatus::Succeeded { keys, .. } if agent.resumed => {
                 format!("resumed {time}  committed before the resume: {}", list(keys))
             }

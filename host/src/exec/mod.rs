@@ -40,6 +40,7 @@ pub use report::{
     ValidationReport,
 };
 
+use crate::cache::{AgentCache, Family};
 use crate::context::{CommitError, Conflict, ContextStore, Ownership, StagedWrites};
 use crate::journal::{
     AgentRecord, CommitRecord, ConflictRecord, Journal, JournalError, RunRecord, RunStatus,
@@ -69,6 +70,8 @@ pub struct RunOptions {
     /// Where the run is journaled (see [`Engine::create_journal`]); `None`
     /// keeps it in memory only, and it cannot be resumed.
     pub journal: Option<Arc<Journal>>,
+    /// The agent output cache; `None` runs every agent.
+    pub cache: Option<Arc<AgentCache>>,
 }
 
 /// Why a run cannot be resumed.
@@ -379,12 +382,18 @@ struct Execution<'w> {
     conflicts: Vec<Conflict>,
     /// Per agent, the time its last successful result waited to be committed.
     commit_wait: HashMap<String, Duration>,
+    cache: Option<Arc<AgentCache>>,
+    /// blake3 of the templates directory: part of every agent's cache family.
+    templates_hash: Option<String>,
+    /// Agents whose output came from the cache.
+    cached: HashSet<String>,
     started: Instant,
 }
 
 impl<'w> Execution<'w> {
     fn new(runtime: Runtime, workflow: &'w Workflow, run_id: String, options: RunOptions) -> Self {
-        let RunOptions { events, cancel, journal, .. } = options;
+        let RunOptions { events, cancel, journal, cache, .. } = options;
+        let templates_hash = workflow.templates.as_deref().map(crate::cache::dir_hash);
         let ownership = Ownership::new(
             workflow.agents.iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))),
         );
@@ -444,6 +453,9 @@ impl<'w> Execution<'w> {
             journal,
             conflicts: Vec::new(),
             commit_wait: HashMap::new(),
+            cache,
+            templates_hash,
+            cached: HashSet::new(),
             started: Instant::now(),
         }
     }
@@ -496,6 +508,7 @@ impl<'w> Execution<'w> {
                     attempts: record.attempts,
                     commit_wait: None,
                     resumed: true,
+                    cached: false,
                 },
             );
         }
@@ -666,6 +679,12 @@ impl<'w> Execution<'w> {
                 failed = true;
                 continue;
             }
+            if matches!(self.queue[i].job, Job::Run(_)) && self.commit_cached(agent) {
+                self.queue.remove(i);
+                // Settled without running: its dependents may be ready.
+                failed = true;
+                continue;
+            }
             if self.queue[i].exclusive {
                 if self.pool.is_idle() {
                     let queued = self.queue.remove(i);
@@ -700,6 +719,37 @@ impl<'w> Execution<'w> {
             self.spawn(queued);
         }
         failed
+    }
+
+    fn family<'a>(&'a self, agent: &'a AgentSpec) -> Option<Family<'a>> {
+        let Some(Ok(component)) = self.components.get(&agent.id) else { return None };
+        Some(Family {
+            agent: &agent.id,
+            component: &component.content_hash,
+            config: &agent.config,
+            templates: self.templates_hash.as_deref(),
+        })
+    }
+
+    /// Commit `agent`'s cached output if its inputs are unchanged; true if it did.
+    fn commit_cached(&mut self, agent: &'w AgentSpec) -> bool {
+        let Some(cache) = self.cache.clone() else { return false };
+        let Some(family) = self.family(agent) else { return false };
+        let Some(hit) = cache.lookup(&family, &self.store.snapshot()) else { return false };
+        let attempts = self.attempts.get(&agent.id).copied().unwrap_or(0);
+        let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
+        let base = self.store.snapshot().version();
+        match self.commit(&agent.id, base, hit.writes, record) {
+            Ok(Some((version, keys))) => {
+                self.events.send(EventKind::CacheHit { agent: agent.id.clone(), saved: hit.saved });
+                self.cached.insert(agent.id.clone());
+                self.finish(agent, AgentStatus::Succeeded { version, keys }, None);
+                true
+            }
+            // The journal failed (the run stops) or a policy refused the
+            // cached writes: run the agent instead.
+            _ => false,
+        }
     }
 
     fn unusable_component(&self, agent: &AgentSpec) -> Option<AgentError> {
@@ -902,6 +952,9 @@ impl<'w> Execution<'w> {
     ) {
         let Some(agent) = self.workflow.agent(id) else { return };
         let result = result.and_then(|output| {
+            if let (Some(cache), Some(family)) = (&self.cache, self.family(agent)) {
+                cache.store(&family, &output.reads, &output.writes, ended - started);
+            }
             let attempts = self.attempts.get(id).copied().unwrap_or(1);
             let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
             match self.commit(id, base, output.writes, record) {
@@ -1046,6 +1099,7 @@ impl<'w> Execution<'w> {
             );
         }
         let commit_wait = self.commit_wait.get(&id).copied();
+        let cached = self.cached.contains(&id);
         self.reports.insert(
             id.clone(),
             AgentReport {
@@ -1057,6 +1111,7 @@ impl<'w> Execution<'w> {
                 attempts,
                 commit_wait,
                 resumed: false,
+                cached,
             },
         );
     }
@@ -1588,6 +1643,9 @@ impl<'w> Execution<'w> {
             error: self.error,
             context: self.store.snapshot(),
         };
+        if let Some(cache) = &self.cache {
+            cache.flush();
+        }
         if let Some(journal) = &self.journal {
             let status = if report.cancelled {
                 RunStatus::Cancelled

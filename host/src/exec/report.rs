@@ -53,6 +53,8 @@ pub struct AgentReport {
     pub commit_wait: Option<Duration>,
     /// Restored from the journal of a resumed run rather than run again.
     pub resumed: bool,
+    /// Its output came from the agent output cache: it did not run.
+    pub cached: bool,
 }
 
 /// How a group ended.

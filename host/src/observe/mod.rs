@@ -95,6 +95,9 @@ pub enum EventKind {
     Committed { agent: String, version: u64, keys: Vec<String> },
     /// A commit met a concurrent write of `key` by `other`, resolved as `resolution` says.
     Conflict { key: String, agent: String, other: String, resolution: String },
+    /// An agent's inputs were unchanged: its cached output was committed
+    /// instead of running it (which took `saved` when it ran).
+    CacheHit { agent: String, saved: Duration },
     /// An attempt ran out of time.
     TimedOut { agent: String, attempt: u32, after: Duration },
     /// An attempt failed with a retryable error; attempt `attempt` starts after `after`.

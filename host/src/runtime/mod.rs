@@ -321,6 +321,7 @@ struct Inner {
     compiled: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
+    instantiations: AtomicU64,
     /// One permit per pooled instance slot.
     slots: tokio::sync::Semaphore,
     fuel: bool,
@@ -408,6 +409,7 @@ impl Runtime {
                 compiled: AtomicU64::new(0),
                 disk_hits: AtomicU64::new(0),
                 memory_hits: AtomicU64::new(0),
+                instantiations: AtomicU64::new(0),
                 slots: tokio::sync::Semaphore::new(slots),
                 fuel: config.fuel,
                 pooling,
@@ -422,6 +424,11 @@ impl Runtime {
 
     pub fn fuel_enabled(&self) -> bool {
         self.inner.fuel
+    }
+
+    /// Agent instances created so far (every `run` and `validate` call).
+    pub fn instantiations(&self) -> u64 {
+        self.inner.instantiations.load(Ordering::Relaxed)
     }
 
     pub fn load_stats(&self) -> LoadStats {
@@ -592,6 +599,7 @@ impl Runtime {
             attempt: call.attempt,
             config: call.config,
         };
+        inner.instantiations.fetch_add(1, Ordering::Relaxed);
         let run = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
             match entry {

@@ -1,0 +1,111 @@
+//! The agent output cache: unchanged inputs are not run again; a change
+//! re-runs exactly the agents that read it.
+
+use std::sync::Arc;
+
+use ensemble::cache::AgentCache;
+use ensemble::{Engine, RunOptions, RunReport, Workflow};
+use ensemble_tests::{Project, config_writer, copier, writer};
+
+/// Write the project's components and workflow: `src` writes its config
+/// (`{v: V}`); `copy1` reads it; `copy2` reads `copy1`'s output; `other`
+/// reads nothing.
+fn rewrite(project: &Project, v: u32) -> Workflow {
+    project.component("src", &config_writer("src.value"));
+    project.component("copy1", &copier("src.value", "copy1.value"));
+    project.component("copy2", &copier("copy1.value", "copy2.value"));
+    if !project.path().join("other.wasm").exists() {
+        project.component("other", &writer("other.value"));
+    }
+    project.workflow(&format!(
+        "agents:
+  src: {{component: src.wasm, config: {{v: {v}}}}}
+  copy1: {{component: copy1.wasm, needs: [src]}}
+  copy2: {{component: copy2.wasm, needs: [copy1]}}
+  other: {{component: other.wasm}}
+"
+    ))
+}
+
+async fn run(engine: &Engine, workflow: &Workflow) -> RunReport {
+    let spec = &workflow.cache;
+    let cache = Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above));
+    let report = engine.run(workflow, RunOptions { cache: Some(cache), ..RunOptions::default() }).await;
+    assert!(report.succeeded(), "{report:#?}");
+    report
+}
+
+fn cached(report: &RunReport) -> Vec<&str> {
+    report.agents.iter().filter(|a| a.cached).map(|a| a.agent.as_str()).collect()
+}
+
+fn context(report: &RunReport) -> Vec<(String, Vec<u8>)> {
+    report.context.iter().map(|(k, e)| (k.clone(), e.value.to_vec())).collect()
+}
+
+#[tokio::test]
+async fn a_second_run_instantiates_nothing_and_commits_the_same_context() {
+    let project = Project::new();
+    let workflow = rewrite(&project, 1);
+    let engine = ensemble_tests::engine();
+    let first = run(&engine, &workflow).await;
+    assert!(cached(&first).is_empty());
+    let instances = engine.runtime().instantiations();
+    let second = run(&engine, &workflow).await;
+    assert_eq!(cached(&second), ["src", "copy1", "copy2", "other"]);
+    assert_eq!(engine.runtime().instantiations(), instances, "no agent was instantiated");
+    assert_eq!(context(&second), context(&first));
+}
+
+#[tokio::test]
+async fn a_changed_input_reruns_exactly_the_agents_that_read_it() {
+    let project = Project::new();
+    let workflow = rewrite(&project, 1);
+    let engine = ensemble_tests::engine();
+    run(&engine, &workflow).await;
+    let changed = rewrite(&project, 2);
+    let report = run(&engine, &changed).await;
+    assert_eq!(cached(&report), ["other"], "src's config changed, copy1 and copy2 read what followed");
+    let value: serde_json::Value =
+        rmp_serde::from_slice(&report.context.get("copy2.value").expect("committed").value).expect("msgpack");
+    assert_eq!(value, serde_json::json!({"v": 2}));
+}
+
+#[tokio::test]
+async fn a_changed_component_reruns_that_agent() {
+    let project = Project::new();
+    let workflow = rewrite(&project, 1);
+    let engine = ensemble_tests::engine();
+    run(&engine, &workflow).await;
+    project.component("other", &ensemble_tests::writer_of("other.value", b"\xa3new"));
+    let fresh = ensemble_tests::engine(); // loads the new bytes
+    let report = run(&fresh, &workflow).await;
+    assert_eq!(cached(&report), ["src", "copy1", "copy2"]);
+    assert_eq!(&report.context.get("other.value").expect("committed").value[..], b"\xa3new");
+}
+
+#[tokio::test]
+async fn damaged_entries_are_recomputed() {
+    let project = Project::new();
+    let workflow = rewrite(&project, 1);
+    let engine = ensemble_tests::engine();
+    let first = run(&engine, &workflow).await;
+    let mut damaged = 0;
+    for family in std::fs::read_dir(&workflow.cache.dir).expect("cache dir").filter_map(Result::ok) {
+        if family.path().is_dir() {
+            for entry in std::fs::read_dir(family.path()).expect("family").filter_map(Result::ok) {
+                let mut bytes = std::fs::read(entry.path()).expect("read");
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x55;
+                std::fs::write(entry.path(), bytes).expect("write");
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(damaged, 4);
+    let second = run(&engine, &workflow).await;
+    assert!(cached(&second).is_empty(), "nothing damaged is trusted");
+    assert_eq!(context(&second), context(&first));
+    let third = run(&engine, &workflow).await;
+    assert_eq!(cached(&third).len(), 4, "and the entries were written anew");
+}

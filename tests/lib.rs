@@ -190,7 +190,8 @@ pub fn stalls_after_progress() -> Vec<u8> {
     ))
 }
 
-/// An agent that reports progress every `every` iterations: for ever when
+/// An agent that reports progress at its first iteration and then every
+/// `every` iterations: for ever when
 /// `total` is `None`, else until `total` iterations, then writes `"ok"` to `key`.
 pub fn progressing(key: &str, every: u32, total: Option<u32>) -> Vec<u8> {
     let stop = match total {
@@ -205,7 +206,7 @@ pub fn progressing(key: &str, every: u32, total: Option<u32>) -> Vec<u8> {
              (block $done
                (loop $spin
                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
-                 (if (i32.eqz (i32.rem_u (local.get $i) (i32.const {every})))
+                 (if (i32.eq (i32.rem_u (local.get $i) (i32.const {every})) (i32.const 1))
                    (then (call $report (f32.const 0.5) (i32.const 3100) (i32.const 7))))
                  {stop}
                  (br $spin)))

@@ -88,8 +88,8 @@ async fn extend_timeout_fires_once_while_stragglers_progress() {
 #[tokio::test]
 async fn a_slow_member_that_progresses_finishes_within_the_extension() {
     let (_project, workflow) = project_with(
-        &progressing("slow.value", 1_000_000, Some(300_000_000)),
-        "{timeout: 100ms, success: all, progress_window: 10s, \
+        &progressing("slow.value", 1_000_000, Some(600_000_000)),
+        "{timeout: 250ms, success: all, progress_window: 10s, \
           on_timeout: [{extend_timeout: {by: 60s}}, continue_with_partial]}",
     );
     let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;

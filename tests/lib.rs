@@ -268,6 +268,36 @@ pub fn config_writer(key: &str) -> Vec<u8> {
     ))
 }
 
+pub const IMPORT_RENDER: &str =
+    r#"(import "ensemble:agent/templates@0.1.0" "render" (func $render (param i32 i32 i32 i32 i32)))"#;
+
+/// An agent that renders `template` with `data` (MessagePack) and writes the
+/// text (raw UTF-8) to `key`; it fails with the render's error.
+pub fn renderer(key: &str, template: &str, data: &[u8]) -> Vec<u8> {
+    let escaped: String = data.iter().map(|b| format!("\\{b:02x}")).collect();
+    core_agent(&agent_module(
+        &format!("{IMPORT_PUT}\n  {IMPORT_RENDER}"),
+        &format!(
+            r#"(data (i32.const 3000) "{template}") (data (i32.const 3200) "{escaped}") (data (i32.const 3600) "{key}")"#
+        ),
+        &format!(
+            "(call $render (i32.const 3000) (i32.const {tlen}) (i32.const 3200) (i32.const {dlen}) (i32.const {RET}))
+             (if (result i32) (i32.eqz (i32.load8_u (i32.const {RET})))
+               (then
+                 (call $put (i32.const 3600) (i32.const {klen})
+                            (i32.load (i32.const {ret4})) (i32.load (i32.const {ret8})) (i32.const {ret16}))
+                 (i32.const {OK}))
+               (else (i32.const {FAILED})))",
+            tlen = template.len(),
+            dlen = data.len(),
+            klen = key.len(),
+            ret4 = RET + 4,
+            ret8 = RET + 8,
+            ret16 = RET + 16,
+        ),
+    ))
+}
+
 /// An agent whose `run` body is `body` (no imports).
 pub fn plain(body: &str) -> Vec<u8> {
     core_agent(&agent_module("", "", body))

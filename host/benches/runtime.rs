@@ -90,6 +90,7 @@ fn main() {
             },
             events: EventSink::new(),
             pulse: Default::default(),
+            templates: None,
         };
         let samples: Vec<Duration> = (0..RUNS)
             .map(|_| {

@@ -29,6 +29,7 @@ pub mod journal;
 pub mod observe;
 pub mod plan;
 pub mod runtime;
+pub mod templates;
 pub mod workflow;
 
 pub use exec::{

@@ -16,6 +16,7 @@ mod loading;
 mod ownership;
 mod plan;
 mod retry;
+mod templates;
 mod validation;
 mod workflow;
 

@@ -50,6 +50,7 @@ use crate::runtime::{
     AgentCall, AgentComponent, AgentError, AgentOutput, Limits, Pulse, Runtime, RuntimeConfig, RuntimeError,
     Validation,
 };
+use crate::templates::{TemplateLimits, TemplateService};
 use crate::workflow::{AgentSpec, DependencyKind, OnFailure, Workflow};
 use barrier::{Facts, Verdict, criterion_holds};
 
@@ -72,6 +73,9 @@ pub struct RunOptions {
     pub journal: Option<Arc<Journal>>,
     /// The agent output cache; `None` runs every agent.
     pub cache: Option<Arc<AgentCache>>,
+    /// The template service; `None` makes one over the workflow's
+    /// `templates` directory (if it has one) with the default limits.
+    pub templates: Option<Arc<TemplateService>>,
 }
 
 /// Why a run cannot be resumed.
@@ -387,12 +391,19 @@ struct Execution<'w> {
     templates_hash: Option<String>,
     /// Agents whose output came from the cache.
     cached: HashSet<String>,
+    templates: Option<Arc<TemplateService>>,
     started: Instant,
 }
 
 impl<'w> Execution<'w> {
     fn new(runtime: Runtime, workflow: &'w Workflow, run_id: String, options: RunOptions) -> Self {
-        let RunOptions { events, cancel, journal, cache, .. } = options;
+        let RunOptions { events, cancel, journal, cache, templates, .. } = options;
+        let templates = templates.or_else(|| {
+            workflow
+                .templates
+                .as_deref()
+                .map(|dir| Arc::new(TemplateService::new(dir, TemplateLimits::default())))
+        });
         let templates_hash = workflow.templates.as_deref().map(crate::cache::dir_hash);
         let ownership = Ownership::new(
             workflow.agents.iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))),
@@ -456,6 +467,7 @@ impl<'w> Execution<'w> {
             cache,
             templates_hash,
             cached: HashSet::new(),
+            templates,
             started: Instant::now(),
         }
     }
@@ -812,6 +824,7 @@ impl<'w> Execution<'w> {
             limits: Limits { memory_bytes, fuel: agent.fuel, timeout, slice: slice(agent.cpu) },
             events: self.events.clone(),
             pulse: pulse.clone(),
+            templates: self.templates.clone().map(|t| t as Arc<dyn crate::runtime::Templates>),
         };
         let validating = match &queued.job {
             Job::Validate { subject, .. } => Some(subject.clone()),

@@ -98,6 +98,10 @@ pub enum EventKind {
     /// An agent's inputs were unchanged: its cached output was committed
     /// instead of running it (which took `saved` when it ran).
     CacheHit { agent: String, saved: Duration },
+    /// An agent's `templates.render` call got its turn and started rendering.
+    RenderStarted { agent: String, template: String },
+    /// A render ended (or was answered from the render cache).
+    Rendered { agent: String, template: String, cached: bool, elapsed: Duration, error: Option<String> },
     /// An attempt ran out of time.
     TimedOut { agent: String, attempt: u32, after: Duration },
     /// An attempt failed with a retryable error; attempt `attempt` starts after `after`.

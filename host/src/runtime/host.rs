@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::bindings::ContextError;
 use super::bindings::ensemble::agent::{context, log, progress, templates, types};
 use super::limits::Limiter;
-use super::{Pulse, Reads, listing_hash, value_hash};
+use super::{Pulse, Reads, Templates, listing_hash, value_hash};
 use crate::context::{Ownership, OwnershipError, Snapshot, StagedWrites, validate_key};
 use crate::observe::{EventKind, EventSink, Level};
 
@@ -43,6 +43,7 @@ pub(crate) struct AgentState {
     pub(crate) read_only: bool,
     /// What it read from its snapshot.
     pub(crate) reads: Reads,
+    pub(crate) templates: Option<Arc<dyn Templates>>,
 }
 
 impl AgentState {
@@ -67,6 +68,7 @@ impl AgentState {
             pulse,
             read_only: false,
             reads: Reads::default(),
+            templates: None,
         }
     }
 }
@@ -189,7 +191,12 @@ impl log::Host for AgentState {
 }
 
 impl templates::Host for AgentState {
-    fn render(&mut self, name: String, _data: Vec<u8>) -> wasmtime::Result<Result<String, String>> {
-        Ok(Err(format!("cannot render template `{name}`: this workflow configures no template service")))
+    fn render(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<String, String>> {
+        Ok(match &self.templates {
+            Some(templates) => templates.render(&self.agent, &name, &data, &self.events),
+            None => {
+                Err(format!("cannot render template `{name}`: the workflow has no `templates` directory"))
+            }
+        })
     }
 }

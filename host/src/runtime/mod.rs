@@ -177,6 +177,20 @@ pub struct AgentCall {
     pub events: EventSink,
     /// Updated while the agent runs.
     pub pulse: Arc<Pulse>,
+    /// The template service; `None` answers every render with an error.
+    pub templates: Option<Arc<dyn Templates>>,
+}
+
+/// What renders an agent's `templates.render` calls (the host's template
+/// service). Called on the agent's thread; may block to wait its turn.
+pub trait Templates: Send + Sync {
+    fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<String, String>;
+}
+
+impl std::fmt::Debug for dyn Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
 }
 
 /// What a successful `run` produced.
@@ -553,6 +567,7 @@ impl Runtime {
             call.events,
             call.pulse.clone(),
         );
+        state.templates = call.templates.clone();
         state.read_only = matches!(entry, Entry::Validate(_));
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);

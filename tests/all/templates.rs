@@ -7,8 +7,8 @@ use ensemble::templates::{TemplateLimits, TemplateService};
 use ensemble::{EventKind, RunOptions};
 use ensemble_tests::{Project, renderer};
 
-fn data(value: serde_json::Value) -> Vec<u8> {
-    rmp_serde::to_vec_named(&value).expect("encodes")
+fn data(value: &serde_json::Value) -> Vec<u8> {
+    rmp_serde::to_vec_named(value).expect("encodes")
 }
 
 /// Renders are synchronous host calls, so they run at most one per worker
@@ -26,7 +26,7 @@ async fn at_most_max_renders_run_at_once() {
     for i in 0..6 {
         project.component(
             &format!("r{i}"),
-            &renderer(&format!("r{i}.doc"), "doc.md", &data(serde_json::json!({"i": i}))),
+            &renderer(&format!("r{i}.doc"), "doc.md", &data(&serde_json::json!({"i": i}))),
         );
         yaml.push_str(&format!("  r{i}: {{component: r{i}.wasm}}\n"));
     }
@@ -64,7 +64,7 @@ async fn a_render_error_names_the_template_and_line_and_fails_the_agent() {
     let project = Project::new();
     std::fs::create_dir_all(project.path().join("tpl")).expect("mkdir");
     std::fs::write(project.path().join("tpl/bad.md"), "ok\n{{ nope.deeper }}\n").expect("template");
-    project.component("r", &renderer("r.doc", "bad.md", &data(serde_json::json!({}))));
+    project.component("r", &renderer("r.doc", "bad.md", &data(&serde_json::json!({}))));
     let workflow = project.workflow("templates: tpl\nagents:\n  r: {component: r.wasm}\n");
     let options = RunOptions::default(); // the service comes from the workflow's `templates`
     let mut events = options.events.subscribe();

@@ -233,8 +233,8 @@ mod tests {
         (dir, service)
     }
 
-    fn data(value: serde_json::Value) -> Vec<u8> {
-        rmp_serde::to_vec_named(&value).unwrap()
+    fn data(value: &serde_json::Value) -> Vec<u8> {
+        rmp_serde::to_vec_named(value).unwrap()
     }
 
     #[test]
@@ -245,7 +245,7 @@ mod tests {
         );
         let events = EventSink::new();
         let mut rx = events.subscribe();
-        let d = data(serde_json::json!({"title": "Plan", "items": [1, 2]}));
+        let d = data(&serde_json::json!({"title": "Plan", "items": [1, 2]}));
         assert_eq!(s.render("ag", "a.md", &d, &events).unwrap(), "# Plan\n- 1\n- 2\n");
         assert_eq!(s.render("ag", "a.md", &d, &events).unwrap(), "# Plan\n- 1\n- 2\n");
         let mut cached = Vec::new();
@@ -260,9 +260,9 @@ mod tests {
     #[test]
     fn errors_name_the_template_and_line() {
         let (_d, s) = service(&[("bad.md", "line one\n{{ missing.field }}\n")], Default::default());
-        let e = s.render("ag", "bad.md", &data(serde_json::json!({})), &EventSink::new()).unwrap_err();
+        let e = s.render("ag", "bad.md", &data(&serde_json::json!({})), &EventSink::new()).unwrap_err();
         assert!(e.contains("bad.md:2"), "{e}");
-        let e = s.render("ag", "nope.md", &data(serde_json::json!({})), &EventSink::new()).unwrap_err();
+        let e = s.render("ag", "nope.md", &data(&serde_json::json!({})), &EventSink::new()).unwrap_err();
         assert!(e.contains("no template `nope.md`"), "{e}");
         let e = s.render("ag", "bad.md", b"\xc1", &EventSink::new()).unwrap_err();
         assert!(e.contains("not MessagePack"), "{e}");
@@ -278,7 +278,7 @@ mod tests {
             )],
             limits,
         );
-        let e = s.render("ag", "loop.md", &data(serde_json::json!({})), &EventSink::new()).unwrap_err();
+        let e = s.render("ag", "loop.md", &data(&serde_json::json!({})), &EventSink::new()).unwrap_err();
         assert!(e.contains("loop.md") && e.contains("out of fuel"), "{e}");
     }
 
@@ -287,8 +287,8 @@ mod tests {
         let limits = TemplateLimits { cache_bytes: 10, ttl: Duration::from_millis(1), ..Default::default() };
         let (_d, s) = service(&[("t", "{{ v }}")], limits);
         let ev = EventSink::new();
-        s.render("ag", "t", &data(serde_json::json!({"v": "123456"})), &ev).unwrap();
-        s.render("ag", "t", &data(serde_json::json!({"v": "abcdef"})), &ev).unwrap();
+        s.render("ag", "t", &data(&serde_json::json!({"v": "123456"})), &ev).unwrap();
+        s.render("ag", "t", &data(&serde_json::json!({"v": "abcdef"})), &ev).unwrap();
         assert_eq!(lock(&s.cache).entries.len(), 1, "12 bytes do not fit in 10: the oldest went");
         std::thread::sleep(Duration::from_millis(5));
         let key = lock(&s.cache).order[0];

@@ -109,3 +109,34 @@ async fn damaged_entries_are_recomputed() {
     let third = run(&engine, &workflow).await;
     assert_eq!(cached(&third).len(), 4, "and the entries were written anew");
 }
+
+fn cli(args: &[&str]) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let argv = std::iter::once("ensemble").chain(args.iter().copied());
+    let code = ensemble::cli::main(argv, &mut out, &mut err);
+    (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+}
+
+#[test]
+fn the_cache_commands_and_no_cache() {
+    let project = Project::new();
+    let path = rewrite(&project, 1).path.to_string_lossy().into_owned();
+    let (code, out, _) = cli(&["run", &path, "--quiet"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, out, _) = cli(&["run", &path, "--quiet"]);
+    assert_eq!(out.matches("cached ").count(), 4, "{out}");
+    let (_, out, _) = cli(&["run", &path, "--quiet", "--no-cache"]);
+    assert_eq!(out.matches("cached ").count(), 0, "{out}");
+
+    let (code, out, _) = cli(&["cache", "stats", &path]);
+    assert_eq!(code, 0);
+    assert!(out.contains("4 entries") && out.contains("4 hits in 8 lookups (50%)"), "{out}");
+    assert!(out.contains("compiled components"), "{out}");
+    let (code, out, _) = cli(&["cache", "gc", &path]);
+    assert_eq!(code, 0);
+    assert!(out.contains("evicted 0 entries"), "{out}");
+    let (code, _, _) = cli(&["cache", "clear", &path]);
+    assert_eq!(code, 0);
+    let (_, out, _) = cli(&["cache", "stats", &path]);
+    assert!(out.contains("0 entries"), "{out}");
+}

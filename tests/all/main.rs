@@ -2,6 +2,7 @@
 //! one module per feature (wasmtime's layout).
 
 mod barrier;
+mod bmad;
 mod cache;
 mod cancel;
 mod cli;

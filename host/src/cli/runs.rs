@@ -32,6 +32,10 @@ pub(super) struct RunArgs {
     /// Do not journal the run (it cannot be resumed then).
     #[arg(long)]
     no_journal: bool,
+    /// An input value, committed as `input.NAME` before any agent starts:
+    /// the contents of FILE (YAML or JSON). Repeat for more.
+    #[arg(long, value_name = "NAME=FILE")]
+    input: Vec<String>,
     #[command(flatten)]
     exec: ExecArgs,
 }
@@ -99,6 +103,13 @@ pub(super) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> s
     let Some(engine) = engine_for(&workflow, args.cache_dir.clone(), &state_dir, &args.exec, err)? else {
         return Ok(EXIT_INVALID);
     };
+    let inputs = match read_inputs(&args.input) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
     let run_id = args.run_id.clone().unwrap_or_else(|| Engine::new_run_id(&workflow));
     let mut options = RunOptions { run_id: Some(run_id.clone()), ..RunOptions::default() };
     if !args.no_journal {
@@ -111,9 +122,11 @@ pub(super) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> s
         }
     }
     options.cache = cache_for(&workflow, &args.exec);
+    options.inputs = inputs;
     let journaled = options.journal.is_some();
     let report = drive(&options, args.exec.quiet, err, |options| engine.run(&workflow, options))?;
-    finish(out, &report, journaled.then_some(&state_dir))
+    write_outputs(&workflow, &report, out, err)?;
+    finish(out, &report, journaled.then_some(&state_dir), workflow.outputs.is_some())
 }
 
 pub(super) fn resume(args: &ResumeArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
@@ -151,7 +164,10 @@ pub(super) fn resume(args: &ResumeArgs, out: &mut dyn Write, err: &mut dyn Write
         engine.resume(&workflow, journal.clone(), options, args.force)
     })?;
     match resumed {
-        Ok(report) => finish(out, &report, Some(&args.state_dir)),
+        Ok(report) => {
+            write_outputs(&workflow, &report, out, err)?;
+            finish(out, &report, Some(&args.state_dir), workflow.outputs.is_some())
+        }
         Err(e) => {
             writeln!(err, "error: {e}")?;
             Ok(EXIT_INVALID)
@@ -259,6 +275,43 @@ pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Wri
         }
     }
     Ok(EXIT_OK)
+}
+
+/// `NAME=FILE` pairs → MessagePack values by name.
+fn read_inputs(pairs: &[String]) -> Result<std::collections::BTreeMap<String, Vec<u8>>, String> {
+    let mut inputs = std::collections::BTreeMap::new();
+    for pair in pairs {
+        let Some((name, file)) = pair.split_once('=') else {
+            return Err(format!("--input `{pair}`: write NAME=FILE, e.g. --input brief=brief.yaml"));
+        };
+        if let Err(e) = crate::context::validate_key(name) {
+            return Err(format!("--input `{pair}`: {e}"));
+        }
+        let bytes = crate::exec::load_input(Path::new(file)).map_err(|e| format!("--input {name}: {e}"))?;
+        inputs.insert(name.to_owned(), bytes);
+    }
+    Ok(inputs)
+}
+
+/// Write the workflow's `outputs` files after a run; problems are warnings.
+fn write_outputs(
+    workflow: &Workflow,
+    report: &RunReport,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    if workflow.outputs.is_none() || report.cancelled {
+        return Ok(());
+    }
+    let (written, errors) = crate::exec::write_outputs(workflow, &report.context);
+    for e in errors {
+        writeln!(err, "warning: {e}")?;
+    }
+    if !written.is_empty() {
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        writeln!(out, "wrote {}", names.join(", "))?;
+    }
+    Ok(())
 }
 
 /// The workflow's agent output cache, unless disabled (by the file or `--no-cache`).
@@ -458,9 +511,29 @@ where
 }
 
 /// Print the summary and context; the exit code.
-fn finish(out: &mut dyn Write, report: &RunReport, state_dir: Option<&Path>) -> std::io::Result<u8> {
+fn finish(
+    out: &mut dyn Write,
+    report: &RunReport,
+    state_dir: Option<&Path>,
+    documents: bool,
+) -> std::io::Result<u8> {
     summary::print(out, report)?;
-    print_context(out, &report.context)?;
+    if documents {
+        // The documents are the result; the context is one command away.
+        writeln!(
+            out,
+            "context: version {}, {} keys{}",
+            report.context.version(),
+            report.context.len(),
+            if state_dir.is_some() {
+                format!(" (ensemble context {})", report.run_id)
+            } else {
+                String::new()
+            }
+        )?;
+    } else {
+        print_context(out, &report.context)?;
+    }
     if let Some(dir) = state_dir {
         if report.succeeded() {
             writeln!(out, "journal: {}", journal::path_of(dir, &report.run_id).display())?;

@@ -54,6 +54,9 @@ use crate::templates::{TemplateLimits, TemplateService};
 use crate::workflow::{AgentSpec, DependencyKind, OnFailure, Workflow};
 use barrier::{Facts, Verdict, criterion_holds};
 
+/// The writer of the run's inputs (`input.<name>` keys).
+pub const INPUT_WRITER: &str = "input";
+
 /// Cpu units per epoch tick of an agent's time slice.
 pub const CPU_UNITS_PER_TICK: u32 = 10;
 
@@ -73,6 +76,9 @@ pub struct RunOptions {
     pub journal: Option<Arc<Journal>>,
     /// The agent output cache; `None` runs every agent.
     pub cache: Option<Arc<AgentCache>>,
+    /// Values committed before any agent starts, as `input.<name>`
+    /// (MessagePack), by the writer `input`. Agents read them like any key.
+    pub inputs: BTreeMap<String, Vec<u8>>,
     /// The template service; `None` makes one over the workflow's
     /// `templates` directory (if it has one) with the default limits.
     pub templates: Option<Arc<TemplateService>>,
@@ -256,6 +262,56 @@ fn slice(cpu: u32) -> u32 {
     cpu.div_ceil(CPU_UNITS_PER_TICK).max(1)
 }
 
+/// Read an input file (YAML or JSON) as the MessagePack value
+/// [`RunOptions::inputs`] takes.
+pub fn load_input(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{} is not YAML or JSON: {e}", path.display()))?;
+    rmp_serde::to_vec_named(&value).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Why an output file was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("output {file}: no agent committed `{key}`")]
+    Missing { file: String, key: String },
+    #[error("output {file}: `{key}` is not a string (documents are MessagePack strings)")]
+    NotText { file: String, key: String },
+    #[error("output {}: {source}", path.display())]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// Write the workflow's `outputs` from `context`: each file gets the text of
+/// its key. Every file that can be written is; the errors are returned.
+pub fn write_outputs(
+    workflow: &Workflow,
+    context: &crate::context::Snapshot,
+) -> (Vec<std::path::PathBuf>, Vec<OutputError>) {
+    let (mut written, mut errors) = (Vec::new(), Vec::new());
+    let Some(outputs) = &workflow.outputs else { return (written, errors) };
+    for (file, key) in &outputs.files {
+        let Some(entry) = context.get(key) else {
+            errors.push(OutputError::Missing { file: file.clone(), key: key.clone() });
+            continue;
+        };
+        let Ok(text) = rmp_serde::from_slice::<String>(&entry.value) else {
+            errors.push(OutputError::NotText { file: file.clone(), key: key.clone() });
+            continue;
+        };
+        let path = outputs.dir.join(file);
+        let result = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, text.as_bytes()));
+        match result {
+            Ok(()) => written.push(path),
+            Err(source) => errors.push(OutputError::Write { path, source }),
+        }
+    }
+    (written, errors)
+}
+
 /// blake3 (hex) of a file's bytes; of nothing if it cannot be read.
 fn file_hash(path: &Path) -> String {
     blake3::hash(&std::fs::read(path).unwrap_or_default()).to_hex().to_string()
@@ -392,12 +448,13 @@ struct Execution<'w> {
     /// Agents whose output came from the cache.
     cached: HashSet<String>,
     templates: Option<Arc<TemplateService>>,
+    inputs: BTreeMap<String, Vec<u8>>,
     started: Instant,
 }
 
 impl<'w> Execution<'w> {
     fn new(runtime: Runtime, workflow: &'w Workflow, run_id: String, options: RunOptions) -> Self {
-        let RunOptions { events, cancel, journal, cache, templates, .. } = options;
+        let RunOptions { events, cancel, journal, cache, templates, inputs, .. } = options;
         let templates = templates.or_else(|| {
             workflow
                 .templates
@@ -468,6 +525,7 @@ impl<'w> Execution<'w> {
             templates_hash,
             cached: HashSet::new(),
             templates,
+            inputs,
             started: Instant::now(),
         }
     }
@@ -534,6 +592,17 @@ impl<'w> Execution<'w> {
             agents: self.workflow.agents.len(),
         });
         self.components = self.load_all().await;
+        // Inputs go in first, as one commit (a resumed run has them already).
+        if !self.inputs.is_empty() && self.store.snapshot().version() == 0 {
+            let writes: StagedWrites = std::mem::take(&mut self.inputs)
+                .into_iter()
+                .map(|(k, v)| (format!("input.{k}"), v))
+                .collect();
+            let record = AgentRecord { outcome: "input".into(), version: None, attempts: 0, message: None };
+            if let Err(e) = self.commit(INPUT_WRITER, 0, writes, record) {
+                self.error = Some(e.to_string());
+            }
+        }
         let cancel = self.cancel.clone();
         enum Woke {
             Cancelled,

@@ -56,3 +56,23 @@ async fn missing_run_export_is_a_world_mismatch() {
     let error = load_error(&component_wat("(component)")).await;
     assert!(error.to_string().contains("does not implement the `ensemble:agent/agent` world"), "{error}");
 }
+
+/// Granting WASI lets a component's `wasi:*` imports link (against a locked
+/// down WASI 0.2); this one then fails for the right reason: it exports no
+/// `run`.
+#[tokio::test]
+async fn a_wasi_grant_lets_wasi_imports_link() {
+    let wasi = component_wat(
+        r#"(component
+             (import "wasi:cli/environment@0.2.0" (instance
+               (export "get-arguments" (func (result (list string)))))))"#,
+    );
+    let engine = ensemble_tests::engine();
+    let path = std::path::Path::new("granted.wasm");
+    let error = engine.runtime().load_granted("granted", path, &wasi, true).expect_err("no exports");
+    let message = error.to_string();
+    assert!(matches!(error, AgentError::Load { .. }) && message.contains("must export `run`"), "{message}");
+    let refused = engine.runtime().load_granted("refused", path, &wasi, false).expect_err("not granted");
+    assert!(matches!(refused, AgentError::Link { .. }), "{refused}");
+    assert!(refused.to_string().contains("wasi: true"), "the error says how to grant it: {refused}");
+}

@@ -120,7 +120,7 @@ impl Engine {
         let errors: Vec<AgentError> = workflow
             .agents
             .iter()
-            .filter_map(|a| self.runtime.load_file(&a.id, &a.component).err())
+            .filter_map(|a| self.runtime.load_file_granted(&a.id, &a.component, a.wasi).err())
             .collect();
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
@@ -165,7 +165,7 @@ impl Engine {
             .agents
             .iter()
             .map(|a| {
-                let hash = match self.runtime.load_file(&a.id, &a.component) {
+                let hash = match self.runtime.load_file_granted(&a.id, &a.component, a.wasi) {
                     Ok(c) => c.content_hash,
                     Err(_) => file_hash(&a.component),
                 };
@@ -648,9 +648,10 @@ impl<'w> Execution<'w> {
     async fn load_all(&self) -> HashMap<String, Result<AgentComponent, AgentError>> {
         let mut loads = JoinSet::new();
         for agent in &self.workflow.agents {
-            let (runtime, id, path) = (self.runtime.clone(), agent.id.clone(), agent.component.clone());
+            let (runtime, id, path, wasi) =
+                (self.runtime.clone(), agent.id.clone(), agent.component.clone(), agent.wasi);
             loads.spawn_blocking(move || {
-                let loaded = runtime.load_file(&id, &path);
+                let loaded = runtime.load_file_granted(&id, &path, wasi);
                 (id, loaded)
             });
         }
@@ -804,6 +805,10 @@ impl<'w> Execution<'w> {
 
     fn family<'a>(&'a self, agent: &'a AgentSpec) -> Option<Family<'a>> {
         let Some(Ok(component)) = self.components.get(&agent.id) else { return None };
+        if component.wasi {
+            // Real clocks and randomness: its output may differ run to run.
+            return None;
+        }
         Some(Family {
             agent: &agent.id,
             component: &component.content_hash,

@@ -105,6 +105,7 @@ mod tests {
             priority: None,
             retry: Retry::default(),
             defaults: Default::default(),
+            wasi: false,
             location: Location::default(),
         }
     }

@@ -30,6 +30,7 @@ fn agent(id: &str, needs: &[(&str, DependencyKind)], estimate: Option<u64>) -> A
         priority: None,
         retry: Retry::default(),
         defaults: BTreeMap::new(),
+        wasi: false,
         location: Location::default(),
     }
 }

@@ -44,6 +44,20 @@ pub(crate) struct AgentState {
     /// What it read from its snapshot.
     pub(crate) reads: Reads,
     pub(crate) templates: Option<Arc<dyn Templates>>,
+    /// WASI 0.2, locked down: no files, environment, arguments or network;
+    /// stdin is empty, stdout and stderr are discarded.
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for AgentState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+fn locked_down_wasi() -> wasmtime_wasi::WasiCtx {
+    wasmtime_wasi::WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build()
 }
 
 impl AgentState {
@@ -69,6 +83,8 @@ impl AgentState {
             read_only: false,
             reads: Reads::default(),
             templates: None,
+            wasi: locked_down_wasi(),
+            table: wasmtime::component::ResourceTable::new(),
         }
     }
 }

@@ -102,6 +102,8 @@ pub struct LoadStats {
 pub struct AgentComponent {
     /// blake3 of the component bytes, hex.
     pub content_hash: String,
+    /// It imports WASI 0.2 (it was granted: see [`Runtime::load_granted`]).
+    pub wasi: bool,
     pre: AgentPre<AgentState>,
 }
 
@@ -244,7 +246,7 @@ pub enum ReturnedKind {
 pub enum AgentError {
     #[error("agent `{agent}`: cannot load component {}: {reason}", path.display())]
     Load { agent: String, path: PathBuf, reason: String },
-    #[error("agent `{agent}`: component {} imports `{import}`, which the host does not provide (agents get only the ensemble:agent interfaces unless the workflow grants more)", path.display())]
+    #[error("agent `{agent}`: component {} imports `{import}`, which the host does not provide (agents get only the ensemble:agent interfaces; grant WASI 0.2 with `wasi: true`)", path.display())]
     Link { agent: String, path: PathBuf, import: String },
     #[error("agent `{agent}` ran out of fuel (budget: {budget} units)")]
     OutOfFuel { agent: String, budget: u64 },
@@ -331,7 +333,8 @@ struct Inner {
     linker: Linker<AgentState>,
     cache: Option<CompiledCache>,
     fingerprint: String,
-    loaded: Mutex<HashMap<String, AgentPre<AgentState>>>,
+    /// Loaded components: linked, and whether they import WASI.
+    loaded: Mutex<HashMap<String, (AgentPre<AgentState>, Option<String>)>>,
     compiled: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
@@ -407,6 +410,7 @@ impl Runtime {
             (Engine::new(&engine_config(&config, false)).map_err(|e| RuntimeError(e.to_string()))?, false)
         };
         let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError(e.to_string()))?;
         bindings::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError(e.to_string()))?;
         spawn_ticker(&engine, config.epoch_tick);
@@ -466,30 +470,70 @@ impl Runtime {
 
     /// Load component `bytes` for `agent`; `path` names them in errors.
     pub fn load(&self, agent: &str, path: &Path, bytes: &[u8]) -> Result<AgentComponent, AgentError> {
+        self.load_granted(agent, path, bytes, false)
+    }
+
+    /// Like [`Runtime::load_file`], for an agent granted WASI 0.2 or not.
+    pub fn load_file_granted(
+        &self,
+        agent: &str,
+        path: &Path,
+        wasi: bool,
+    ) -> Result<AgentComponent, AgentError> {
+        let bytes = std::fs::read(path).map_err(|e| AgentError::Load {
+            agent: agent.to_owned(),
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.load_granted(agent, path, &bytes, wasi)
+    }
+
+    /// Load `bytes` for `agent`. A component may import the `ensemble:agent`
+    /// interfaces and, only if `wasi` is granted, WASI 0.2 (`wasi:*`);
+    /// anything else is a [`AgentError::Link`] naming the import.
+    pub fn load_granted(
+        &self,
+        agent: &str,
+        path: &Path,
+        bytes: &[u8],
+        wasi: bool,
+    ) -> Result<AgentComponent, AgentError> {
         let load_error =
             |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
+        let link_error =
+            |import: String| AgentError::Link { agent: agent.to_owned(), path: path.to_owned(), import };
         check_header(bytes).map_err(|r| load_error(r.to_owned()))?;
         let content_hash = blake3::hash(bytes).to_hex().to_string();
         let inner = &self.inner;
-        if let Some(pre) = inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&content_hash) {
+        let known = inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&content_hash).cloned();
+        if let Some((pre, wasi_import)) = known {
             inner.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(AgentComponent { content_hash, pre: pre.clone() });
+            if let Some(import) = wasi_import.as_ref().filter(|_| !wasi) {
+                return Err(link_error(import.clone()));
+            }
+            return Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre });
         }
 
         let component =
             self.compile_or_fetch(&content_hash, bytes).map_err(|e| load_error(format!("{e:#}")))?;
 
         let ty = component.component_type();
+        let mut wasi_import = None;
         for (name, item) in ty.imports(&inner.engine) {
-            let provided =
-                PROVIDED_IMPORTS.contains(&name) && matches!(item.ty, ComponentItem::ComponentInstance(_));
-            if !provided {
-                return Err(AgentError::Link {
-                    agent: agent.to_owned(),
-                    path: path.to_owned(),
-                    import: name.to_owned(),
-                });
+            if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+                return Err(link_error(name.to_owned()));
             }
+            if PROVIDED_IMPORTS.contains(&name) {
+                continue;
+            }
+            if name.starts_with("wasi:") {
+                wasi_import.get_or_insert_with(|| name.to_owned());
+                continue;
+            }
+            return Err(link_error(name.to_owned()));
+        }
+        if let Some(import) = wasi_import.as_ref().filter(|_| !wasi) {
+            return Err(link_error(import.clone()));
         }
         let instance_pre = inner
             .linker
@@ -498,8 +542,12 @@ impl Runtime {
         let pre = AgentPre::new(instance_pre).map_err(|e| {
             load_error(format!("it does not implement the `ensemble:agent/agent` world (it must export `run` and `validate`): {e:#}"))
         })?;
-        inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(content_hash.clone(), pre.clone());
-        Ok(AgentComponent { content_hash, pre })
+        inner
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(content_hash.clone(), (pre.clone(), wasi_import.clone()));
+        Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre })
     }
 
     fn compile_or_fetch(&self, content_hash: &str, bytes: &[u8]) -> wasmtime::Result<Component> {

@@ -105,6 +105,10 @@ pub(super) struct AgentFile {
     pub retry: Option<Spanned<RetryFile>>,
     /// Values for this agent's keys when a barrier continues without it.
     pub defaults: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+    /// Grant WASI 0.2 (locked down: no files, environment or network; real
+    /// clocks and randomness, so the agent is never cached). Python and
+    /// JavaScript agents need it.
+    pub wasi: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -305,6 +309,7 @@ const FIELDS: &[&str] = &[
     "priority",
     "retry",
     "defaults",
+    "wasi",
     "attempts",
     "backoff",
     "max_backoff",

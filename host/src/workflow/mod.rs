@@ -265,6 +265,8 @@ pub struct AgentSpec {
     pub retry: Retry,
     /// MessagePack values for its keys when a barrier continues without it.
     pub defaults: BTreeMap<String, Vec<u8>>,
+    /// Granted WASI 0.2 (locked down); such an agent is never cached.
+    pub wasi: bool,
     /// Where the agent is declared.
     pub location: Location,
 }

@@ -338,6 +338,7 @@ fn agent_spec(
         priority: a.priority.as_ref().map(|p| p.value),
         retry,
         defaults,
+        wasi: a.wasi.unwrap_or(false),
         location,
     })
 }

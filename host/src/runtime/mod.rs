@@ -328,13 +328,16 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
+/// A linked component and the first `wasi:*` interface it imports, if any.
+type Loaded = (AgentPre<AgentState>, Option<String>);
+
 struct Inner {
     engine: Engine,
     linker: Linker<AgentState>,
     cache: Option<CompiledCache>,
     fingerprint: String,
-    /// Loaded components: linked, and whether they import WASI.
-    loaded: Mutex<HashMap<String, (AgentPre<AgentState>, Option<String>)>>,
+    /// Loaded components by content hash: linked, and their first WASI import.
+    loaded: Mutex<HashMap<String, Loaded>>,
     compiled: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,

@@ -67,7 +67,7 @@ async fn a_wasi_grant_lets_wasi_imports_link() {
              (import "wasi:cli/environment@0.2.0" (instance
                (export "get-arguments" (func (result (list string)))))))"#,
     );
-    let engine = ensemble_tests::engine();
+    let engine = engine();
     let path = std::path::Path::new("granted.wasm");
     let error = engine.runtime().load_granted("granted", path, &wasi, true).expect_err("no exports");
     let message = error.to_string();

@@ -78,6 +78,7 @@ fn layered(n: usize) -> Workflow {
             priority: None,
             retry: Retry::default(),
             defaults: BTreeMap::new(),
+            wasi: false,
             location: Location::default(),
         });
     }

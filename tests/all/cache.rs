@@ -140,3 +140,40 @@ fn the_cache_commands_and_no_cache() {
     let (_, out, _) = cli(&["cache", "stats", &path]);
     assert!(out.contains("0 entries"), "{out}");
 }
+
+/// An entry made when the agent owned its keys is not used once it does not.
+#[tokio::test]
+async fn a_cached_output_is_not_committed_to_keys_no_longer_owned() {
+    let project = Project::new();
+    let workflow = rewrite(&project, 1);
+    let engine = ensemble_tests::engine();
+    run(&engine, &workflow).await;
+    let text = std::fs::read_to_string(&workflow.path)
+        .expect("read")
+        .replace("src: {component: src.wasm,", "src: {component: src.wasm, owns: [elsewhere],");
+    std::fs::write(&workflow.path, text).expect("write");
+    let moved = Workflow::load(&workflow.path).expect("valid");
+    let spec = &moved.cache;
+    let cache = Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above));
+    let report = engine.run(&moved, RunOptions { cache: Some(cache), ..RunOptions::default() }).await;
+    assert!(!report.agent("src").expect("src").cached, "{report:#?}");
+    assert!(
+        matches!(report.error("src"), Some(ensemble::AgentError::Ownership(_))),
+        "it ran, and broke the rule"
+    );
+}
+
+#[test]
+fn clearing_the_cache_leaves_other_files_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("runs")).expect("mkdir");
+    std::fs::write(dir.path().join("runs/keep.redb"), b"journal").expect("write");
+    let cache = AgentCache::open(dir.path(), 1 << 20, 1 << 20);
+    let snapshot = ensemble::context::ContextStore::new().snapshot();
+    let family = ensemble::cache::Family { agent: "a", component: "c", config: &[], templates: None };
+    cache.store(&family, &Default::default(), &Default::default(), std::time::Duration::ZERO);
+    assert!(cache.lookup(&family, &snapshot).is_some());
+    cache.clear().expect("cleared");
+    assert!(cache.lookup(&family, &snapshot).is_none());
+    assert!(dir.path().join("runs/keep.redb").exists(), "not a cache file: kept");
+}

@@ -127,3 +127,34 @@ fn a_damaged_journal_is_a_clear_error() {
     assert_eq!(code, 2);
     assert!(err.contains("no such run journal"), "{err}");
 }
+
+/// A run killed before it committed its inputs resumes with them: they are
+/// in the run record.
+#[tokio::test]
+async fn a_run_killed_before_its_inputs_resumes_with_them() {
+    let project = Project::new();
+    project.component("copy", &copier("input.doc", "copy.value"));
+    let workflow = project.workflow("agents:\n  copy: {component: copy.wasm}\n");
+    let state = project.path().join(".ensemble");
+    let engine = ensemble_tests::engine();
+    let journal = engine.create_journal(&workflow, &state, "early").expect("journal");
+    let inputs = std::collections::BTreeMap::from([("doc".to_owned(), b"\xa2hi".to_vec())]);
+    journal.set_inputs(&inputs).expect("inputs recorded");
+    // ... and the process died here.
+    let report =
+        engine.resume(&workflow, Arc::new(journal), RunOptions::default(), false).await.expect("resumes");
+    assert!(report.succeeded(), "{report:#?}");
+    assert_eq!(&report.context.get("copy.value").expect("copied").value[..], b"\xa2hi");
+}
+
+#[test]
+fn a_journal_in_use_says_so() {
+    let project = Project::new();
+    project.component("first", &writer("first.value"));
+    let workflow = project.workflow("agents:\n  first: {component: first.wasm}\n");
+    let state = project.path().join(".ensemble");
+    let engine = ensemble_tests::engine();
+    let _open = engine.create_journal(&workflow, &state, "busy").expect("journal");
+    let error = Journal::open(&path_of(&state, "busy")).expect_err("locked");
+    assert!(error.to_string().contains("in use by another ensemble process"), "{error}");
+}

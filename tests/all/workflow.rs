@@ -156,3 +156,11 @@ fn the_bmad_example_is_the_seed() {
     assert_eq!(workflow.resources.cpu_oversubscription, 1.2);
     assert_eq!(workflow.outputs.as_ref().map(|o| o.files.len()), Some(6));
 }
+
+#[test]
+fn the_input_prefix_is_reserved() {
+    insta::assert_snapshot!(
+        problems("agents:\n  input:\n    component: a.wasm\n"),
+        @"<dir>/workflow.yaml:3:5: agent `input` owns `input`, but `input` is reserved for the run's inputs (`--input NAME=FILE`): rename it"
+    );
+}

@@ -178,7 +178,12 @@ impl AgentCache {
         let mut state = self.lock();
         state.0.lookups += 1;
         let Ok(files) = std::fs::read_dir(self.dir.join(&id)) else { return None };
-        let mut paths: Vec<PathBuf> = files.filter_map(Result::ok).map(|f| f.path()).collect();
+        // Names starting with `.` are another writer's files being written.
+        let mut paths: Vec<PathBuf> = files
+            .filter_map(Result::ok)
+            .map(|f| f.path())
+            .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+            .collect();
         paths.sort();
         for path in paths {
             let rel = format!("{id}/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
@@ -202,8 +207,9 @@ impl AgentCache {
                 });
             if holds {
                 state.0.hits += 1;
+                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
                 let meta = state.0.entries.entry(rel).or_insert(Meta {
-                    size: 0,
+                    size,
                     last_used: 0,
                     hits: 0,
                     cost_ms: entry.cost_ms,
@@ -310,14 +316,25 @@ impl AgentCache {
         }
     }
 
-    /// Remove every entry.
+    /// Remove every entry (and nothing else that lives in the directory).
     pub fn clear(&self) -> std::io::Result<()> {
         let mut state = self.lock();
         state.0 = Index::default();
-        match std::fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let family = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if family && entry.path().is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else if name == INDEX {
+                std::fs::remove_file(entry.path())?;
+            }
         }
+        Ok(())
     }
 }
 

@@ -114,7 +114,13 @@ pub(super) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> s
     let mut options = RunOptions { run_id: Some(run_id.clone()), ..RunOptions::default() };
     if !args.no_journal {
         match engine.create_journal(&workflow, &state_dir, &run_id) {
-            Ok(journal) => options.journal = Some(Arc::new(journal)),
+            Ok(journal) => {
+                if let Err(e) = journal.set_inputs(&inputs) {
+                    writeln!(err, "error: {e}")?;
+                    return Ok(EXIT_FAILED);
+                }
+                options.journal = Some(Arc::new(journal));
+            }
             Err(e) => {
                 writeln!(err, "error: {e}")?;
                 return Ok(EXIT_FAILED);
@@ -264,8 +270,8 @@ pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Wri
                 conflict.base_version,
                 conflict.other,
                 conflict.resolution,
-                &conflict.ours_hash[..conflict.ours_hash.len().min(12)],
-                &conflict.theirs_hash[..conflict.theirs_hash.len().min(12)],
+                conflict.ours_hash.get(..12).unwrap_or(&conflict.ours_hash),
+                conflict.theirs_hash.get(..12).unwrap_or(&conflict.theirs_hash),
             )?;
         }
     }
@@ -300,7 +306,12 @@ fn write_outputs(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<()> {
-    if workflow.outputs.is_none() || report.cancelled {
+    if workflow.outputs.is_none() {
+        return Ok(());
+    }
+    if !report.succeeded() {
+        // Do not overwrite the documents of an earlier, successful run.
+        writeln!(err, "outputs not written: the run did not succeed")?;
         return Ok(());
     }
     let (written, errors) = crate::exec::write_outputs(workflow, &report.context);
@@ -525,10 +536,9 @@ fn finish(
             "context: version {}, {} keys{}",
             report.context.version(),
             report.context.len(),
-            if state_dir.is_some() {
-                format!(" (ensemble context {})", report.run_id)
-            } else {
-                String::new()
+            match state_dir {
+                Some(dir) => format!(" (ensemble context {} --state-dir {})", report.run_id, dir.display()),
+                None => String::new(),
             }
         )?;
     } else {

@@ -70,8 +70,8 @@ pub(super) fn print(out: &mut dyn Write, report: &RunReport) -> std::io::Result<
             c.base_version,
             c.other,
             c.resolution,
-            &c.ours_hash[..c.ours_hash.len().min(12)],
-            &c.theirs_hash[..c.theirs_hash.len().min(12)]
+            c.ours_hash.get(..12).unwrap_or(&c.ours_hash),
+            c.theirs_hash.get(..12).unwrap_or(&c.theirs_hash)
         )?;
     }
     if let Some(error) = &report.error {

@@ -150,12 +150,13 @@ impl Engine {
         let record = RunRecord {
             run_id: run_id.to_owned(),
             workflow: workflow.name.clone(),
-            workflow_path: workflow.path.clone(),
+            workflow_path: std::path::absolute(&workflow.path).unwrap_or_else(|_| workflow.path.clone()),
             workflow_hash: file_hash(&workflow.path),
             components: self.component_hashes(workflow),
             started_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             status: RunStatus::Running,
             resumed: 0,
+            inputs: BTreeMap::new(),
         };
         Journal::create(&crate::journal::path_of(state_dir, run_id), &record)
     }
@@ -204,6 +205,10 @@ impl Engine {
         }
         let commits = journal.commits()?;
         let agents = journal.agents()?;
+        if commits.is_empty() {
+            // Killed before the inputs were committed: they are in the run record.
+            options.inputs = record.inputs.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect();
+        }
         record.status = RunStatus::Running;
         record.resumed += 1;
         record.components = now;
@@ -746,6 +751,9 @@ impl<'w> Execution<'w> {
     /// True if a job could not start and was finished as failed.
     fn admit(&mut self) -> bool {
         let mut failed = false;
+        if self.error.is_some() {
+            return false;
+        }
         let wf = self.workflow;
         self.queue.sort_by_key(|q| (!q.exclusive, q.rank, q.seq));
         // Always look at the head: each pass admits it, fails it, or stops.
@@ -822,6 +830,11 @@ impl<'w> Execution<'w> {
         let Some(cache) = self.cache.clone() else { return false };
         let Some(family) = self.family(agent) else { return false };
         let Some(hit) = cache.lookup(&family, &self.store.snapshot()) else { return false };
+        // Ownership may have changed since the entry was made: the agent
+        // runs rather than commit keys it no longer owns.
+        if hit.writes.keys().any(|key| self.ownership.check(&agent.id, key).is_err()) {
+            return false;
+        }
         let attempts = self.attempts.get(&agent.id).copied().unwrap_or(0);
         let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
         let base = self.store.snapshot().version();
@@ -1095,6 +1108,10 @@ impl<'w> Execution<'w> {
         writes: StagedWrites,
         mut record: AgentRecord,
     ) -> Result<Option<(u64, Vec<String>)>, CommitError> {
+        if self.error.is_some() {
+            // The journal failed: nothing more is committed, in memory or on disk.
+            return Ok(None);
+        }
         let commit = self.store.commit(agent, base, writes)?;
         for conflict in &commit.conflicts {
             self.events.send(EventKind::Conflict {

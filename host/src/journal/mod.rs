@@ -79,6 +79,10 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// How many times it was resumed.
     pub resumed: u32,
+    /// The run's inputs (MessagePack by name), so a run killed before it
+    /// committed them can still resume.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, serde_bytes::ByteBuf>,
 }
 
 /// One write-write conflict and how it was resolved.
@@ -172,7 +176,13 @@ impl Journal {
         if !path.is_file() {
             return Err(JournalError::Missing { path: path.to_owned() });
         }
-        let db = Database::open(path).map_err(|e| damaged(path, "the file", e))?;
+        let db = Database::builder().set_check_integrity_on_open(true).open(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => JournalError::Storage {
+                path: path.to_owned(),
+                cause: "it is in use by another ensemble process (a run still going?)".into(),
+            },
+            e => damaged(path, "the file", e),
+        })?;
         let journal = Self { db, path: path.to_owned() };
         journal.run()?;
         Ok(journal)
@@ -198,6 +208,13 @@ impl Journal {
             txn.open_table(META)?.insert("run", bytes.as_slice())?;
             Ok(())
         })
+    }
+
+    /// Record the run's inputs in its run record.
+    pub fn set_inputs(&self, inputs: &BTreeMap<String, Vec<u8>>) -> Result<(), JournalError> {
+        let mut run = self.run()?;
+        run.inputs = inputs.iter().map(|(k, v)| (k.clone(), serde_bytes::ByteBuf::from(v.clone()))).collect();
+        self.set_run(&run)
     }
 
     pub fn set_status(&self, status: RunStatus) -> Result<(), JournalError> {
@@ -346,6 +363,7 @@ mod tests {
             started_unix_ms: 1,
             status: RunStatus::Running,
             resumed: 0,
+            inputs: BTreeMap::new(),
         }
     }
 

@@ -236,6 +236,12 @@ fn agent_spec(
             prefixes.iter().map(|p| p.value.clone()).collect()
         }
     };
+    if let Some(p) = owns.iter().find(|p| ownership::overlap(p, "input")) {
+        problems.at(
+            location,
+            format!("agent `{id}` owns `{p}`, but `input` is reserved for the run's inputs (`--input NAME=FILE`): rename it"),
+        );
+    }
     let reads = a.reads.as_ref().map(|patterns| {
         for p in patterns {
             if let Err(e) = validate_pattern(&p.value) {

@@ -16,6 +16,7 @@ mod limits;
 mod loading;
 mod ownership;
 mod plan;
+mod polyglot;
 mod retry;
 mod templates;
 mod validation;

@@ -20,7 +20,7 @@ use crate::{Engine, RunOptions, RunReport, RuntimeConfig, Workflow};
 pub(super) struct RunArgs {
     /// The workflow file (YAML).
     workflow: PathBuf,
-    /// Where the journal and caches live [default: .ensemble next to the workflow].
+    /// Where the run journal and compiled components live [default: .ensemble next to the workflow].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Where compiled components are cached [default: STATE_DIR/compiled].

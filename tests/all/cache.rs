@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::run_cli as cli;
 use ensemble::cache::AgentCache;
 use ensemble::{Engine, RunOptions, RunReport, Workflow};
 use ensemble_tests::{Project, config_writer, copier, writer};
@@ -108,13 +109,6 @@ async fn damaged_entries_are_recomputed() {
     assert_eq!(context(&second), context(&first));
     let third = run(&engine, &workflow).await;
     assert_eq!(cached(&third).len(), 4, "and the entries were written anew");
-}
-
-fn cli(args: &[&str]) -> (u8, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let argv = std::iter::once("ensemble").chain(args.iter().copied());
-    let code = ensemble::cli::main(argv, &mut out, &mut err);
-    (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
 }
 
 #[test]

@@ -1,14 +1,8 @@
 //! The command line, run in-process: output, exit codes, bad input.
 
+use crate::run_cli as ensemble;
 use ensemble::cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
 use ensemble_tests::{Project, component_wat, plain, repo_root, writer};
-
-fn ensemble(args: &[&str]) -> (u8, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let argv = std::iter::once("ensemble").chain(args.iter().copied());
-    let code = ensemble::cli::main(argv, &mut out, &mut err);
-    (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
-}
 
 #[test]
 fn hello_example_runs() {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::run_cli as cli;
 use ensemble::journal::{Journal, RunStatus, path_of};
 use ensemble::{AgentStatus, Engine, RunOptions, Workflow};
 use ensemble_tests::{Project, copier, fails_first, writer};
@@ -75,13 +76,6 @@ async fn resuming_is_refused_when_the_workflow_changed_unless_forced() {
     assert!(message.contains("changed since the run started") && message.contains("--force"), "{message}");
     let forced = engine.resume(&workflow, journal, RunOptions::default(), true).await.expect("forced");
     assert!(forced.succeeded(), "{forced:#?}");
-}
-
-fn cli(args: &[&str]) -> (u8, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let argv = std::iter::once("ensemble").chain(args.iter().copied());
-    let code = ensemble::cli::main(argv, &mut out, &mut err);
-    (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
 }
 
 #[test]

@@ -36,6 +36,6 @@ pub use exec::{
     AgentReport, AgentStatus, CancellationToken, Engine, GroupReport, GroupStatus, RunOptions, RunReport,
     ValidationOutcome, ValidationReport,
 };
-pub use observe::{Decision, Event, EventKind, EventSink};
+pub use observe::{Decision, Event, EventKind, EventSink, RunMetrics, Timeline};
 pub use runtime::{AgentError, Runtime, RuntimeConfig};
 pub use workflow::{Workflow, WorkflowError};

@@ -1,5 +1,6 @@
 //! The `ensemble` binary: logging set-up over [`ensemble::cli::main`].
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -10,8 +11,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let code = ensemble::cli::main(
+    let term = ensemble::cli::Terminal { interactive: std::io::stderr().is_terminal() };
+    let code = ensemble::cli::main_on(
         std::env::args_os(),
+        term,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     );

@@ -127,7 +127,7 @@ groups:
         .into_iter()
         .filter_map(|e| match e.kind {
             EventKind::Admitted { agent, pool, .. } => Some((agent, pool.running, pool.cpu)),
-            EventKind::Released { agent, pool } => Some((format!("-{agent}"), pool.running, pool.cpu)),
+            EventKind::Released { agent, pool, .. } => Some((format!("-{agent}"), pool.running, pool.cpu)),
             _ => None,
         })
         .collect();

@@ -16,7 +16,6 @@ use clap::{Parser, Subcommand};
 mod live;
 mod plan;
 mod runs;
-mod summary;
 
 use crate::Workflow;
 use crate::context::Snapshot;
@@ -39,6 +38,8 @@ enum Command {
     Runs(runs::RunsArgs),
     /// Show a run's context from its journal: values (as JSON), writers, history.
     Context(runs::ContextArgs),
+    /// Show a finished run's report: summary, JSON, HTML timeline, trace, Prometheus metrics.
+    Report(runs::ReportArgs),
     /// Inspect or trim the caches: agent outputs and compiled components.
     Cache(runs::CacheArgs),
     /// Check a workflow file and report every problem (exit 2 if any).
@@ -69,9 +70,27 @@ pub const EXIT_INVALID: u8 = 2;
 /// The run was interrupted (Ctrl-C): 128 + SIGINT, as shells expect.
 pub const EXIT_CANCELLED: u8 = 130;
 
+/// What the output goes to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminal {
+    /// stderr is a terminal: the live view draws progress bars there (on
+    /// the process's stderr, not through `err`).
+    pub interactive: bool,
+}
+
 /// Run the command line `args` (including the program name), writing normal
-/// output to `out` and errors to `err`; returns the exit code.
+/// output to `out` and errors to `err`; returns the exit code. The live view
+/// is plain lines on `err`.
 pub fn main<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    main_on(args, Terminal::default(), out, err)
+}
+
+/// [`main`] for the `ensemble` binary, which knows whether stderr is a terminal.
+pub fn main_on<I, T>(args: I, term: Terminal, out: &mut dyn Write, err: &mut dyn Write) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -86,8 +105,9 @@ where
         }
     };
     let result = match cli.command {
-        Command::Run(args) => runs::run(&args, out, err),
-        Command::Resume(args) => runs::resume(&args, out, err),
+        Command::Run(args) => runs::run(&args, term, out, err),
+        Command::Resume(args) => runs::resume(&args, term, out, err),
+        Command::Report(args) => runs::report(&args, out, err),
         Command::Runs(args) => runs::list(&args, out, err),
         Command::Context(args) => runs::context(&args, out, err),
         Command::Cache(args) => runs::cache(&args, out, err),

@@ -11,9 +11,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, live, print_context, summary};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use super::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, Terminal, live, print_context};
 use crate::cache::AgentCache;
 use crate::journal::{self, Journal};
+use crate::observe::{self, RunMetrics};
 use crate::{Engine, RunOptions, RunReport, RuntimeConfig, Workflow};
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +54,70 @@ pub(super) struct ExecArgs {
     /// Do not print the live view of the run on stderr (the summary still goes to stdout).
     #[arg(long, short)]
     quiet: bool,
+    /// Stream the run's events to stdout as JSON lines (one object per event,
+    /// `"event"` names its kind, times in seconds); the summary then goes to stderr.
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    events: Option<EventFormat>,
+    #[command(flatten)]
+    files: ReportFiles,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum EventFormat {
+    Json,
+}
+
+/// Files made from a finished run's report.
+#[derive(Debug, clap::Args)]
+pub(super) struct ReportFiles {
+    /// Write the run report (every metric, the timeline) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write a Chrome trace (open it in Perfetto or chrome://tracing) to FILE.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Write the run's metrics in Prometheus text format to FILE.
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
+}
+
+impl ReportFiles {
+    /// Write the files asked for; false (after saying why on `err`) if one could not be written.
+    fn write(&self, metrics: &RunMetrics, html: Option<&Path>, err: &mut dyn Write) -> std::io::Result<bool> {
+        type Render = fn(&RunMetrics) -> String;
+        let files: [(Option<&Path>, &str, Render); 4] = [
+            (self.report.as_deref(), "run report", RunMetrics::to_json),
+            (self.trace.as_deref(), "trace", observe::trace::render),
+            (self.metrics.as_deref(), "metrics", observe::prometheus::render),
+            (html, "HTML report", observe::html::render),
+        ];
+        let mut ok = true;
+        for (path, what, render) in files {
+            let Some(path) = path else { continue };
+            if let Err(e) = std::fs::write(path, render(metrics)) {
+                writeln!(err, "error: cannot write the {what} to {}: {e}", path.display())?;
+                ok = false;
+            }
+        }
+        Ok(ok)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ReportArgs {
+    /// The run (see `ensemble runs`).
+    run: String,
+    /// Where the run's journal is [default: .ensemble].
+    #[arg(long, value_name = "DIR", default_value = ".ensemble")]
+    state_dir: PathBuf,
+    /// Print the run report as JSON instead of the Markdown summary.
+    #[arg(long)]
+    json: bool,
+    /// Write a self-contained HTML report (timeline and metrics) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    #[command(flatten)]
+    files: ReportFiles,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,7 +158,12 @@ pub(super) struct ContextArgs {
     state_dir: PathBuf,
 }
 
-pub(super) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+pub(super) fn run(
+    args: &RunArgs,
+    term: Terminal,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<u8> {
     let workflow = match Workflow::load(&args.workflow) {
         Ok(w) => w,
         Err(e) => {
@@ -130,12 +202,16 @@ pub(super) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> s
     options.cache = cache_for(&workflow, &args.exec);
     options.inputs = inputs;
     let journaled = options.journal.is_some();
-    let report = drive(&options, args.exec.quiet, err, |options| engine.run(&workflow, options))?;
-    write_outputs(&workflow, &report, out, err)?;
-    finish(out, &report, journaled.then_some(&state_dir), workflow.outputs.is_some())
+    let report = drive(&options, &args.exec, term, out, err, |options| engine.run(&workflow, options))?;
+    finish(&workflow, &report, &args.exec, journaled.then_some(&state_dir), out, err)
 }
 
-pub(super) fn resume(args: &ResumeArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+pub(super) fn resume(
+    args: &ResumeArgs,
+    term: Terminal,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<u8> {
     let journal = match Journal::open(&journal::path_of(&args.state_dir, &args.run)) {
         Ok(j) => j,
         Err(e) => {
@@ -166,14 +242,11 @@ pub(super) fn resume(args: &ResumeArgs, out: &mut dyn Write, err: &mut dyn Write
         ..RunOptions::default()
     };
     let journal = Arc::new(journal);
-    let resumed = drive(&options, args.exec.quiet, err, |options| {
+    let resumed = drive(&options, &args.exec, term, out, err, |options| {
         engine.resume(&workflow, journal.clone(), options, args.force)
     })?;
     match resumed {
-        Ok(report) => {
-            write_outputs(&workflow, &report, out, err)?;
-            finish(out, &report, Some(&args.state_dir), workflow.outputs.is_some())
-        }
+        Ok(report) => finish(&workflow, &report, &args.exec, Some(&args.state_dir), out, err),
         Err(e) => {
             writeln!(err, "error: {e}")?;
             Ok(EXIT_INVALID)
@@ -465,10 +538,12 @@ fn engine_for(
 }
 
 /// Drive the run future `start(options)` on a fresh runtime to its end,
-/// printing the live view and turning Ctrl-C into a cancellation.
+/// showing it live and turning Ctrl-C into a cancellation.
 fn drive<F, T>(
     options: &RunOptions,
-    quiet: bool,
+    exec: &ExecArgs,
+    term: Terminal,
+    out: &mut dyn Write,
     err: &mut dyn Write,
     start: impl FnOnce(RunOptions) -> F,
 ) -> std::io::Result<T>
@@ -485,21 +560,22 @@ where
         .map_err(|e| std::io::Error::other(format!("cannot start the async runtime: {e}")))?;
     let cancel = options.cancel.clone();
     let mut events = options.events.subscribe();
-    let mut live = live::LiveView::new(!quiet);
+    let mut live = live::LiveView::new(exec.events.is_some(), exec.quiet, term.interactive);
     let result = runtime.block_on(async {
         let run = start(options.clone());
         tokio::pin!(run);
-        // One listener for the whole run, re-armed after each Ctrl-C, so no
-        // interrupt falls between two loop turns.
         let mut interrupt = Box::pin(tokio::signal::ctrl_c());
         let (mut listening, mut interrupts) = (true, 0);
         loop {
             tokio::select! {
                 result = &mut run => break result,
-                Ok(event) = events.recv() => live.show(err, &event),
+                received = events.recv() => match received {
+                    Ok(event) => live.show(out, err, &event),
+                    Err(RecvError::Lagged(missed)) => live.missed(out, missed),
+                    Err(RecvError::Closed) => {}
+                },
                 signal = &mut interrupt, if listening => {
                     if signal.is_err() {
-                        // No signal handling here: run to the end.
                         listening = false;
                         continue;
                     }
@@ -515,21 +591,52 @@ where
             }
         }
     });
-    while let Ok(event) = events.try_recv() {
-        live.show(err, &event);
+    loop {
+        match events.try_recv() {
+            Ok(event) => live.show(out, err, &event),
+            Err(TryRecvError::Lagged(missed)) => live.missed(out, missed),
+            Err(_) => break,
+        }
     }
+    live.finish();
     Ok(result)
 }
 
-/// Print the summary and context; the exit code.
+/// After a run: its outputs, the report files, the summary (on stdout, or on
+/// stderr when stdout carries the JSON events), the context or where to
+/// find it, the journal; the exit code.
 fn finish(
-    out: &mut dyn Write,
+    workflow: &Workflow,
     report: &RunReport,
+    exec: &ExecArgs,
     state_dir: Option<&Path>,
-    documents: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> std::io::Result<u8> {
-    summary::print(out, report)?;
-    if documents {
+    let mut summary = Vec::new();
+    let code = summarise(workflow, report, exec, state_dir, &mut summary, err)?;
+    if exec.events.is_some() {
+        err.write_all(&summary)?
+    } else {
+        out.write_all(&summary)?
+    }
+    Ok(code)
+}
+
+fn summarise(
+    workflow: &Workflow,
+    report: &RunReport,
+    exec: &ExecArgs,
+    state_dir: Option<&Path>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<u8> {
+    write_outputs(workflow, report, out, err)?;
+    let metrics = report.metrics(workflow);
+    let files_written = exec.files.write(&metrics, None, err)?;
+    write!(out, "{}", observe::markdown::render(&metrics))?;
+    writeln!(out)?;
+    if workflow.outputs.is_some() {
         // The documents are the result; the context is one command away.
         writeln!(
             out,
@@ -559,9 +666,37 @@ fn finish(
     }
     Ok(if report.cancelled {
         EXIT_CANCELLED
-    } else if report.succeeded() {
-        EXIT_OK
-    } else {
+    } else if !report.succeeded() || !files_written {
         EXIT_FAILED
+    } else {
+        EXIT_OK
     })
+}
+
+pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let path = journal::path_of(&args.state_dir, &args.run);
+    let metrics = match Journal::open(&path).and_then(|j| j.report()) {
+        Ok(Some(metrics)) => metrics,
+        Ok(None) => {
+            writeln!(
+                err,
+                "error: run `{}` has no report: it is still running, or it was killed (finish it with: ensemble resume {} --state-dir {})",
+                args.run,
+                args.run,
+                args.state_dir.display()
+            )?;
+            return Ok(EXIT_INVALID);
+        }
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let files_written = args.files.write(&metrics, args.html.as_deref(), err)?;
+    if args.json {
+        writeln!(out, "{}", metrics.to_json())?;
+    } else {
+        write!(out, "{}", observe::markdown::render(&metrics))?;
+    }
+    Ok(if files_written { EXIT_OK } else { EXIT_FAILED })
 }

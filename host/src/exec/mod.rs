@@ -45,7 +45,7 @@ use crate::context::{CommitError, Conflict, ContextStore, Ownership, StagedWrite
 use crate::journal::{
     AgentRecord, CommitRecord, ConflictRecord, Journal, JournalError, RunRecord, RunStatus,
 };
-use crate::observe::{Decision, EventKind, EventSink};
+use crate::observe::{Decision, EventKind, EventSink, TimelineRecorder};
 use crate::runtime::{
     AgentCall, AgentComponent, AgentError, AgentOutput, Limits, Pulse, Runtime, RuntimeConfig, RuntimeError,
     Validation,
@@ -455,6 +455,10 @@ struct Execution<'w> {
     templates: Option<Arc<TemplateService>>,
     inputs: BTreeMap<String, Vec<u8>>,
     started: Instant,
+    /// The run's timeline, from the events it sends.
+    timeline: TimelineRecorder,
+    /// Per agent, template renders and render-cache hits (all its calls).
+    renders: HashMap<String, (u32, u32)>,
 }
 
 impl<'w> Execution<'w> {
@@ -532,7 +536,16 @@ impl<'w> Execution<'w> {
             templates,
             inputs,
             started: Instant::now(),
+            timeline: TimelineRecorder::new(),
+            renders: HashMap::new(),
         }
+    }
+
+    /// Send an event, and record it in the run's timeline.
+    fn emit(&mut self, kind: EventKind) {
+        let event = self.events.stamp(kind);
+        self.timeline.record(&event);
+        self.events.publish(event);
     }
 
     /// Rebuild a stopped run's state from its journal: the context, version
@@ -584,6 +597,8 @@ impl<'w> Execution<'w> {
                     commit_wait: None,
                     resumed: true,
                     cached: false,
+                    renders: 0,
+                    renders_cached: 0,
                 },
             );
         }
@@ -591,12 +606,14 @@ impl<'w> Execution<'w> {
     }
 
     async fn run(mut self) -> RunReport {
-        self.events.send(EventKind::RunStarted {
+        self.emit(EventKind::RunStarted {
             run_id: self.run_id.clone(),
             workflow: self.workflow.name.clone(),
             agents: self.workflow.agents.len(),
         });
+        let loading = Instant::now();
         self.components = self.load_all().await;
+        self.emit(EventKind::ComponentsLoaded { agents: self.components.len(), elapsed: loading.elapsed() });
         // Inputs go in first, as one commit (a resumed run has them already).
         if !self.inputs.is_empty() && self.store.snapshot().version() == 0 {
             let writes: StagedWrites = std::mem::take(&mut self.inputs)
@@ -739,7 +756,7 @@ impl<'w> Execution<'w> {
     fn enqueue(&mut self, job: Job, exclusive: bool) {
         if let Job::Run(id) = &job {
             self.phases.insert(id.clone(), Phase::Queued);
-            self.events.send(EventKind::Queued { agent: id.clone() });
+            self.emit(EventKind::Queued { agent: id.clone() });
         }
         let rank = self.order.get(job.agent()).copied().unwrap_or(usize::MAX);
         self.queued_seq += 1;
@@ -840,7 +857,7 @@ impl<'w> Execution<'w> {
         let base = self.store.snapshot().version();
         match self.commit(&agent.id, base, hit.writes, record) {
             Ok(Some((version, keys))) => {
-                self.events.send(EventKind::CacheHit { agent: agent.id.clone(), saved: hit.saved });
+                self.emit(EventKind::CacheHit { agent: agent.id.clone(), saved: hit.saved });
                 self.cached.insert(agent.id.clone());
                 self.finish(agent, AgentStatus::Succeeded { version, keys }, None);
                 true
@@ -917,7 +934,7 @@ impl<'w> Execution<'w> {
             Job::Validate { subject, .. } => Some(subject.clone()),
             Job::Run(_) => None,
         };
-        self.events.send(EventKind::Admitted {
+        self.emit(EventKind::Admitted {
             agent: agent.id.clone(),
             validating: validating.clone(),
             cpu: agent.cpu,
@@ -927,7 +944,7 @@ impl<'w> Execution<'w> {
         let runtime = self.runtime.clone();
         let abort = match validating {
             None => {
-                self.events.send(EventKind::AgentStarted { agent: agent.id.clone(), attempt });
+                self.emit(EventKind::AgentStarted { agent: agent.id.clone(), attempt });
                 self.running.spawn(async move {
                     let outcome = runtime.run_agent(&component, call).await.map(|output| (None, output));
                     (outcome, Instant::now())
@@ -996,7 +1013,7 @@ impl<'w> Execution<'w> {
                 continue;
             }
             let running = self.unfinished_members(g);
-            self.events.send(EventKind::GroupTimedOut {
+            self.emit(EventKind::GroupTimedOut {
                 group: self.workflow.groups[g].name.clone(),
                 running: running.clone(),
             });
@@ -1023,7 +1040,21 @@ impl<'w> Execution<'w> {
         } else if let Some(agent) = wf.agent(task.job.agent()) {
             self.pool.release(agent);
         }
-        self.events.send(EventKind::Released { agent: task.job.agent().to_owned(), pool: self.pool.usage() });
+        if let Job::Run(id) = &task.job {
+            let renders = self.renders.entry(id.clone()).or_default();
+            let pulse = task.pulse.read();
+            renders.0 += pulse.renders;
+            renders.1 += pulse.renders_cached;
+        }
+        let validating = match &task.job {
+            Job::Validate { subject, .. } => Some(subject.clone()),
+            Job::Run(_) => None,
+        };
+        self.emit(EventKind::Released {
+            agent: task.job.agent().to_owned(),
+            validating,
+            pool: self.pool.usage(),
+        });
         if let Job::Run(id) = &task.job
             && self.run_task.get(id) == Some(&task_id)
         {
@@ -1066,21 +1097,20 @@ impl<'w> Execution<'w> {
         match result {
             Ok((fuel_used, peak_memory, (version, keys))) => {
                 self.commit_wait.insert(id.to_owned(), ended.elapsed());
-                self.events
-                    .send(EventKind::AgentSucceeded { agent: id.to_owned(), elapsed: ended - started });
+                self.emit(EventKind::AgentSucceeded { agent: id.to_owned(), elapsed: ended - started });
                 let status = AgentStatus::Succeeded { version, keys };
                 self.finish(agent, status, Some((started, fuel_used, peak_memory)));
             }
             Err(error) => {
                 let attempt = self.attempts.get(id).copied().unwrap_or(1);
                 if let AgentError::Timeout { after, .. } = &error {
-                    self.events.send(EventKind::TimedOut { agent: id.to_owned(), attempt, after: *after });
+                    self.emit(EventKind::TimedOut { agent: id.to_owned(), attempt, after: *after });
                 }
                 self.last_error.insert(id.to_owned(), error.clone());
                 let counted = attempt.saturating_sub(self.retry_base.get(id).copied().unwrap_or(0));
                 if error.is_retryable() && counted < agent.retry.attempts {
                     let after = backoff(&agent.retry, &self.run_id, id, counted);
-                    self.events.send(EventKind::AgentRetrying {
+                    self.emit(EventKind::AgentRetrying {
                         agent: id.to_owned(),
                         attempt: attempt + 1,
                         after,
@@ -1114,7 +1144,7 @@ impl<'w> Execution<'w> {
         }
         let commit = self.store.commit(agent, base, writes)?;
         for conflict in &commit.conflicts {
-            self.events.send(EventKind::Conflict {
+            self.emit(EventKind::Conflict {
                 key: conflict.key.clone(),
                 agent: conflict.agent.clone(),
                 other: conflict.other.clone(),
@@ -1147,7 +1177,7 @@ impl<'w> Execution<'w> {
                 return Ok(None);
             }
         }
-        self.events.send(EventKind::Committed {
+        self.emit(EventKind::Committed {
             agent: agent.to_owned(),
             version: commit.version,
             keys: commit.keys.clone(),
@@ -1170,17 +1200,17 @@ impl<'w> Execution<'w> {
         let id = agent.id.clone();
         match &status {
             AgentStatus::Failed(error) => {
-                self.events.send(EventKind::AgentFailed { agent: id.clone(), error: error.to_string() });
+                self.emit(EventKind::AgentFailed { agent: id.clone(), error: error.to_string() });
             }
             AgentStatus::Skipped { because } => {
-                self.events.send(EventKind::AgentSkipped { agent: id.clone(), because: because.clone() });
+                self.emit(EventKind::AgentSkipped { agent: id.clone(), because: because.clone() });
             }
-            AgentStatus::Partial { defaults, because, .. } => self.events.send(EventKind::AgentPartial {
+            AgentStatus::Partial { defaults, because, .. } => self.emit(EventKind::AgentPartial {
                 agent: id.clone(),
                 defaults: defaults.clone(),
                 because: because.clone(),
             }),
-            AgentStatus::Cancelled => self.events.send(EventKind::AgentCancelled { agent: id.clone() }),
+            AgentStatus::Cancelled => self.emit(EventKind::AgentCancelled { agent: id.clone() }),
             AgentStatus::Succeeded { .. } => {}
         }
         let (elapsed, fuel_used, peak_memory) = match ran {
@@ -1204,6 +1234,7 @@ impl<'w> Execution<'w> {
         }
         let commit_wait = self.commit_wait.get(&id).copied();
         let cached = self.cached.contains(&id);
+        let (renders, renders_cached) = self.renders.get(&id).copied().unwrap_or_default();
         self.reports.insert(
             id.clone(),
             AgentReport {
@@ -1216,6 +1247,8 @@ impl<'w> Execution<'w> {
                 commit_wait,
                 resumed: false,
                 cached,
+                renders,
+                renders_cached,
             },
         );
     }
@@ -1263,8 +1296,7 @@ impl<'w> Execution<'w> {
                 group.phase = GroupPhase::Running;
                 group.started = Some(now);
                 group.deadline = spec.barrier.timeout.and_then(|t| now.checked_add(t));
-                self.events
-                    .send(EventKind::GroupStarted { group: spec.name.clone(), agents: spec.agents.clone() });
+                self.emit(EventKind::GroupStarted { group: spec.name.clone(), agents: spec.agents.clone() });
                 for member in &spec.agents {
                     if self.phases.get(member) == Some(&Phase::Waiting) {
                         self.enqueue(Job::Run(member.clone()), false);
@@ -1452,11 +1484,7 @@ impl<'w> Execution<'w> {
 
     fn record(&mut self, g: usize, decision: Decision, reason: String) {
         let group = self.workflow.groups[g].name.clone();
-        self.events.send(EventKind::BarrierDecision {
-            group,
-            decision: decision.clone(),
-            reason: reason.clone(),
-        });
+        self.emit(EventKind::BarrierDecision { group, decision: decision.clone(), reason: reason.clone() });
         if let Some(journal) = &self.journal {
             let record = crate::journal::DecisionRecord {
                 group: self.workflow.groups[g].name.clone(),
@@ -1578,10 +1606,11 @@ impl<'w> Execution<'w> {
         }
         group.phase = GroupPhase::Done;
         group.report.elapsed = group.started.map(|s| s.elapsed());
-        self.events.send(EventKind::GroupDone {
+        let done = EventKind::GroupDone {
             group: group.report.group.clone(),
             succeeded: group.report.status == GroupStatus::Succeeded,
-        });
+        };
+        self.emit(done);
     }
 
     // ---- validation ----
@@ -1663,7 +1692,7 @@ impl<'w> Execution<'w> {
             ValidationOutcome::Skipped { .. } => (true, 0, None),
         };
         let group_name = group.map(|g| wf.groups[g].name.clone());
-        self.events.send(EventKind::Validated {
+        self.emit(EventKind::Validated {
             validator: validator.clone(),
             subject: subject.clone(),
             group: group_name.clone(),
@@ -1735,7 +1764,7 @@ impl<'w> Execution<'w> {
         }
         let agents: Vec<AgentReport> = wf.agents.iter().filter_map(|a| self.reports.remove(&a.id)).collect();
         let groups: Vec<GroupReport> = self.groups.into_iter().map(|g| g.report).collect();
-        let report = RunReport {
+        let mut report = RunReport {
             run_id: self.run_id,
             workflow: wf.name.clone(),
             elapsed: self.started.elapsed(),
@@ -1746,10 +1775,18 @@ impl<'w> Execution<'w> {
             cancelled: self.cancelled,
             error: self.error,
             context: self.store.snapshot(),
+            timeline: Default::default(),
         };
         if let Some(cache) = &self.cache {
             cache.flush();
         }
+        let done = self.events.stamp(EventKind::RunDone {
+            succeeded: report.succeeded(),
+            cancelled: report.cancelled,
+            elapsed: report.elapsed,
+        });
+        self.timeline.record(&done);
+        report.timeline = self.timeline.finish(report.elapsed);
         if let Some(journal) = &self.journal {
             let status = if report.cancelled {
                 RunStatus::Cancelled
@@ -1760,16 +1797,12 @@ impl<'w> Execution<'w> {
             };
             // A run whose journal failed stays `running`: it can be resumed.
             if report.error.is_none()
-                && let Err(e) = journal.set_status(status)
+                && let Err(e) = journal.finish(status, &crate::observe::RunMetrics::new(wf, &report))
             {
                 tracing::error!("{e}");
             }
         }
-        self.events.send(EventKind::RunDone {
-            succeeded: report.succeeded(),
-            cancelled: report.cancelled,
-            elapsed: report.elapsed,
-        });
+        self.events.publish(done);
         report
     }
 }

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use crate::context::{Conflict, Snapshot};
-use crate::observe::Decision;
+use crate::observe::{Decision, RunMetrics, Timeline};
 use crate::runtime::{AgentError, Finding};
-use crate::workflow::OnFailure;
+use crate::workflow::{OnFailure, Workflow};
 
 /// How one agent ended.
 #[derive(Debug, Clone)]
@@ -55,6 +55,9 @@ pub struct AgentReport {
     pub resumed: bool,
     /// Its output came from the agent output cache: it did not run.
     pub cached: bool,
+    /// Template renders of its `run` calls, and how many the render cache answered.
+    pub renders: u32,
+    pub renders_cached: u32,
 }
 
 /// How a group ended.
@@ -140,6 +143,9 @@ pub struct RunReport {
     pub error: Option<String>,
     /// The context as the run left it.
     pub context: Snapshot,
+    /// What happened when: spans, marks and pool samples (see
+    /// [`RunMetrics`](crate::observe::RunMetrics) for what is made of it).
+    pub timeline: Timeline,
 }
 
 impl RunReport {
@@ -169,6 +175,11 @@ impl RunReport {
             AgentStatus::Failed(e) => Some(e),
             _ => None,
         }
+    }
+
+    /// The run's metrics (the run report of `ensemble run --report`).
+    pub fn metrics(&self, workflow: &Workflow) -> RunMetrics {
+        RunMetrics::new(workflow, self)
     }
 
     /// Validations that ran and did not pass.

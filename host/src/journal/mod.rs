@@ -223,6 +223,31 @@ impl Journal {
         self.set_run(&run)
     }
 
+    /// Record how the run ended and its report, in one transaction.
+    pub fn finish(&self, status: RunStatus, report: &crate::observe::RunMetrics) -> Result<(), JournalError> {
+        let mut run = self.run()?;
+        run.status = status;
+        let (run, report) = (encode(&run), encode(report));
+        self.write(|txn| {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("run", run.as_slice())?;
+            meta.insert("report", report.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The report of the run's last (resumed) part, once it has ended; `None`
+    /// while it runs, or if it was killed.
+    pub fn report(&self) -> Result<Option<crate::observe::RunMetrics>, JournalError> {
+        let what = "the run report";
+        let txn = self.db.begin_read().map_err(|e| damaged(&self.path, "the file", e))?;
+        let table = txn.open_table(META).map_err(|e| damaged(&self.path, what, e))?;
+        match table.get("report").map_err(|e| damaged(&self.path, what, e))? {
+            Some(bytes) => decode(&self.path, what, bytes.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Record a commit and, when the agent is done with it, the agent's
     /// outcome: one durable transaction.
     pub fn record_commit(

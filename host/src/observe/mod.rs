@@ -1,19 +1,43 @@
-//! What a run tells the outside world while it happens: events.
+//! What a run tells the outside world: events while it happens; after it,
+//! its timeline, metrics and the files made from them.
 //!
 //! Every event carries the time since its [`EventSink`] was created, so the
 //! events of one run form a timeline. Events go out on a bounded broadcast
 //! channel: a slow or absent subscriber never slows a run down or grows its
-//! memory; it misses events instead (`recv` then says how many).
+//! memory; it misses events instead (`recv` then says how many). The run
+//! itself also records the events that shape its [`Timeline`] (not progress,
+//! logs or renders), losslessly, into its report.
+//!
+//! From a finished run, [`RunMetrics`] computes the design's metrics (see its
+//! docs for each definition); [`markdown`], [`trace`], [`html`] and
+//! [`prometheus`] turn them into a summary, a Chrome trace, a self-contained
+//! HTML report and Prometheus text exposition. Events serialise to JSON
+//! (`serde_json::to_string(&event)`) with times in seconds.
+
+pub mod html;
+pub mod markdown;
+mod metrics;
+pub mod prometheus;
+mod timeline;
+pub mod trace;
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+
+pub use metrics::{
+    AgentMetrics, Bottleneck, CacheMetrics, CommitWait, ConflictMetrics, CriticalPathMetrics,
+    DecisionMetrics, GroupMetrics, Parallelism, RetryMetrics, RunMetrics, Utilisation, ValidationMetrics,
+};
+pub use timeline::{LOAD_LANE, Mark, MarkKind, PoolSample, Span, SpanKind, Timeline, TimelineRecorder};
 
 /// How many events a subscriber may fall behind before it misses some.
 pub const EVENT_BUFFER: usize = 4096;
 
 /// Log levels of agents' `log` calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     Trace,
     Debug,
@@ -22,17 +46,20 @@ pub enum Level {
     Error,
 }
 
-/// Something that happened in a run, and when.
-#[derive(Debug, Clone)]
+/// Something that happened in a run, and when. As JSON: `{"at": seconds,
+/// "event": "agent_started", ...the kind's fields}`.
+#[derive(Debug, Clone, Serialize)]
 pub struct Event {
     /// Time since the sink was created (for a sink made for one run: since
     /// just before the run started).
+    #[serde(with = "secs")]
     pub at: Duration,
+    #[serde(flatten)]
     pub kind: EventKind,
 }
 
 /// The units the resource pool has handed out, after an admission or release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PoolUsage {
     pub cpu: u32,
     pub memory: u32,
@@ -40,13 +67,18 @@ pub struct PoolUsage {
 }
 
 /// What a group's smart barrier decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
     /// Every member succeeded.
     AllCompleted,
     /// The stragglers reported progress recently: wait `by` longer
     /// (extension number `extension`).
-    ExtendTimeout { by: Duration, extension: u32 },
+    ExtendTimeout {
+        #[serde(with = "secs")]
+        by: Duration,
+        extension: u32,
+    },
     /// Go on with what completed: stragglers cancelled, defaults filled.
     ContinueWithPartial,
     /// Re-run the members that did not succeed one at a time, each alone with
@@ -72,18 +104,27 @@ impl Decision {
     }
 }
 
-/// The kinds of events.
-#[derive(Debug, Clone)]
+/// The kinds of events. As JSON, `"event"` names the kind in snake case
+/// (`agent_started`) and durations are in seconds.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The run began; `agents` agents in all.
     RunStarted { run_id: String, workflow: String, agents: usize },
+    /// The agents' components were loaded (compiled, or read from the
+    /// compiled cache), which took `elapsed`; agents start after this.
+    ComponentsLoaded {
+        agents: usize,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+    },
     /// An agent's needs are met: it waits in the ready queue for resources.
     Queued { agent: String },
     /// The pool admitted an agent (for `run`, or for `validate` when
     /// `validating` names the subject), taking `cpu` and `memory` units.
     Admitted { agent: String, validating: Option<String>, cpu: u32, memory: u32, pool: PoolUsage },
     /// An agent's units went back to the pool.
-    Released { agent: String, pool: PoolUsage },
+    Released { agent: String, validating: Option<String>, pool: PoolUsage },
     /// An agent was instantiated and its `run` called.
     AgentStarted { agent: String, attempt: u32 },
     /// An agent's own `progress.report` call; `done` is in [0, 1].
@@ -97,21 +138,47 @@ pub enum EventKind {
     Conflict { key: String, agent: String, other: String, resolution: String },
     /// An agent's inputs were unchanged: its cached output was committed
     /// instead of running it (which took `saved` when it ran).
-    CacheHit { agent: String, saved: Duration },
+    CacheHit {
+        agent: String,
+        #[serde(with = "secs")]
+        saved: Duration,
+    },
     /// An agent's `templates.render` call got its turn and started rendering.
     RenderStarted { agent: String, template: String },
     /// A render ended (or was answered from the render cache).
-    Rendered { agent: String, template: String, cached: bool, elapsed: Duration, error: Option<String> },
+    Rendered {
+        agent: String,
+        template: String,
+        cached: bool,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+        error: Option<String>,
+    },
     /// An attempt ran out of time.
-    TimedOut { agent: String, attempt: u32, after: Duration },
+    TimedOut {
+        agent: String,
+        attempt: u32,
+        #[serde(with = "secs")]
+        after: Duration,
+    },
     /// An attempt failed with a retryable error; attempt `attempt` starts after `after`.
-    AgentRetrying { agent: String, attempt: u32, after: Duration, error: String },
+    AgentRetrying {
+        agent: String,
+        attempt: u32,
+        #[serde(with = "secs")]
+        after: Duration,
+        error: String,
+    },
     /// An agent failed for good; nothing of it was committed.
     AgentFailed { agent: String, error: String },
     /// An agent did not run because an agent it needs did not succeed.
     AgentSkipped { agent: String, because: String },
     /// An agent finished successfully.
-    AgentSucceeded { agent: String, elapsed: Duration },
+    AgentSucceeded {
+        agent: String,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+    },
     /// A barrier went on without an agent: its declared defaults stand in for it.
     AgentPartial { agent: String, defaults: Vec<String>, because: String },
     /// An agent was stopped by a cancellation; nothing of it was committed.
@@ -135,7 +202,12 @@ pub enum EventKind {
     /// A group finished, its cross-validation included.
     GroupDone { group: String, succeeded: bool },
     /// The run ended.
-    RunDone { succeeded: bool, cancelled: bool, elapsed: Duration },
+    RunDone {
+        succeeded: bool,
+        cancelled: bool,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+    },
 }
 
 /// Where a run sends its events. Cloning shares the channel and the clock.
@@ -157,11 +229,57 @@ impl EventSink {
     }
 
     pub fn send(&self, kind: EventKind) {
+        self.publish(self.stamp(kind));
+    }
+
+    /// `kind` with the time since the sink was created.
+    pub fn stamp(&self, kind: EventKind) -> Event {
+        Event { at: self.origin.elapsed(), kind }
+    }
+
+    /// Send an event made by [`stamp`](Self::stamp).
+    pub fn publish(&self, event: Event) {
         // No subscriber is fine: nobody is listening.
-        let _ = self.tx.send(Event { at: self.origin.elapsed(), kind });
+        let _ = self.tx.send(event);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+}
+
+/// Durations as seconds (`f64`) in JSON and MessagePack.
+pub(crate) mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+
+    /// `Option<Duration>` as seconds or null.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_some(&d.as_secs_f64()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            Option::<f64>::deserialize(d)?
+                .map(|secs| Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom))
+                .transpose()
+        }
     }
 }

@@ -315,6 +315,34 @@ pub fn plan(workflow: &Workflow) -> Plan {
     }
 }
 
+/// Critical-path timing over blocking dependencies with given durations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTiming {
+    /// Per agent, in the workflow's order.
+    pub earliest: Vec<Duration>,
+    pub latest: Vec<Duration>,
+    pub slack: Vec<Duration>,
+    /// The longest chain (lowest index where chains tie).
+    pub agents: Vec<String>,
+    pub length: Duration,
+}
+
+/// What [`plan`] computes from estimates, from `durations` (one per agent,
+/// in the workflow's order): `observe` uses the measured run times.
+pub fn critical_path(workflow: &Workflow, durations: &[Duration]) -> PathTiming {
+    let graph = DependencyGraph::new(workflow);
+    let n = workflow.agents.len();
+    let durations: Vec<Duration> = (0..n).map(|i| durations.get(i).copied().unwrap_or_default()).collect();
+    let timing = Timing::new(&graph, &durations);
+    PathTiming {
+        earliest: timing.earliest.clone(),
+        latest: (0..n).map(|i| timing.latest(i)).collect(),
+        slack: (0..n).map(|i| timing.slack(i)).collect(),
+        agents: timing.critical_path(&graph).into_iter().map(|i| workflow.agents[i].id.clone()).collect(),
+        length: timing.length,
+    }
+}
+
 /// Earliest starts and remaining paths over blocking edges.
 struct Timing {
     estimates: Vec<Duration>,

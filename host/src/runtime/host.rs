@@ -209,7 +209,16 @@ impl log::Host for AgentState {
 impl templates::Host for AgentState {
     fn render(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<String, String>> {
         Ok(match &self.templates {
-            Some(templates) => templates.render(&self.agent, &name, &data, &self.events),
+            Some(templates) => {
+                let rendered = templates.render(&self.agent, &name, &data, &self.events);
+                self.pulse.update(|p| {
+                    p.renders = p.renders.saturating_add(1);
+                    if rendered.as_ref().is_ok_and(|r| r.cached) {
+                        p.renders_cached = p.renders_cached.saturating_add(1);
+                    }
+                });
+                rendered.map(|r| r.text)
+            }
             None => {
                 Err(format!("cannot render template `{name}`: the workflow has no `templates` directory"))
             }

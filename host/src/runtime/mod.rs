@@ -152,6 +152,9 @@ pub struct PulseState {
     pub done: f32,
     /// Fuel consumed so far, when metered.
     pub fuel_used: Option<u64>,
+    /// `templates.render` calls so far, and how many the render cache answered.
+    pub renders: u32,
+    pub renders_cached: u32,
 }
 
 impl Pulse {
@@ -186,7 +189,16 @@ pub struct AgentCall {
 /// What renders an agent's `templates.render` calls (the host's template
 /// service). Called on the agent's thread; may block to wait its turn.
 pub trait Templates: Send + Sync {
-    fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<String, String>;
+    /// Render template `name` with `data` (MessagePack) for `agent`.
+    fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<Rendered, String>;
+}
+
+/// A rendered template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    /// Answered from a render cache.
+    pub cached: bool,
 }
 
 impl std::fmt::Debug for dyn Templates {

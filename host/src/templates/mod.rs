@@ -17,6 +17,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::observe::{EventKind, EventSink};
+use crate::runtime::Rendered;
 
 /// Limits of a template service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +106,13 @@ impl TemplateService {
     }
 
     /// Render template `name` with `data` (MessagePack) for `agent`.
-    pub fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<String, String> {
+    pub fn render(
+        &self,
+        agent: &str,
+        name: &str,
+        data: &[u8],
+        events: &EventSink,
+    ) -> Result<Rendered, String> {
         if data.len() > self.limits.max_data {
             return Err(format!(
                 "template `{name}`: data is {} bytes; the limit is {}",
@@ -128,7 +135,7 @@ impl TemplateService {
                 elapsed: Duration::ZERO,
                 error: None,
             });
-            return Ok(text);
+            return Ok(Rendered { text, cached: true });
         }
         let _turn = self.wait_turn();
         events.send(EventKind::RenderStarted { agent: agent.to_owned(), template: name.to_owned() });
@@ -144,7 +151,7 @@ impl TemplateService {
         if let Ok(text) = &rendered {
             self.remember(key, text);
         }
-        rendered
+        rendered.map(|text| Rendered { text, cached: false })
     }
 
     fn render_now(&self, name: &str, data: &[u8]) -> Result<String, String> {
@@ -215,7 +222,7 @@ fn describe(name: &str, dir: &Path, e: &minijinja::Error) -> String {
 }
 
 impl crate::runtime::Templates for TemplateService {
-    fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<String, String> {
+    fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<Rendered, String> {
         TemplateService::render(self, agent, name, data, events)
     }
 }
@@ -246,8 +253,10 @@ mod tests {
         let events = EventSink::new();
         let mut rx = events.subscribe();
         let d = data(&serde_json::json!({"title": "Plan", "items": [1, 2]}));
-        assert_eq!(s.render("ag", "a.md", &d, &events).unwrap(), "# Plan\n- 1\n- 2\n");
-        assert_eq!(s.render("ag", "a.md", &d, &events).unwrap(), "# Plan\n- 1\n- 2\n");
+        let first = s.render("ag", "a.md", &d, &events).unwrap();
+        assert_eq!((first.text.as_str(), first.cached), ("# Plan\n- 1\n- 2\n", false));
+        let second = s.render("ag", "a.md", &d, &events).unwrap();
+        assert_eq!((second.text.as_str(), second.cached), ("# Plan\n- 1\n- 2\n", true));
         let mut cached = Vec::new();
         while let Ok(e) = rx.try_recv() {
             if let EventKind::Rendered { cached: c, .. } = e.kind {

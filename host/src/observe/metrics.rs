@@ -1,0 +1,623 @@
+//! The design's metrics, computed from a finished run.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{SpanKind, Timeline, secs};
+use crate::exec::{AgentStatus, GroupStatus, RunReport, ValidationOutcome};
+use crate::runtime::Severity;
+use crate::workflow::{OnFailure, Workflow};
+
+/// What a run did and how well, in numbers: the run report that `ensemble
+/// run --report` writes as JSON, the journal keeps for `ensemble report`, and
+/// the Markdown summary, trace, HTML and Prometheus files are made from.
+/// Durations are in seconds in JSON; times (`start`, `end`, `at`) are from
+/// the run's start.
+///
+/// Definitions:
+/// - **run time** of an agent: the sum of its attempts (instantiation to the
+///   end of `run`); **queue wait**: the sum of its waits in the ready queue.
+/// - **parallel efficiency** = Σ run time / (total time × effective
+///   concurrency), where effective concurrency = min(the pool's concurrent
+///   agent limit, the machine's cores, the widest group of the plan). 1.0
+///   means the engine kept as many agents busy as the workflow and the
+///   machine allow, all the time; the shape of the workflow (a chain) does
+///   not count against it, waits for resources and engine overhead do.
+/// - **average concurrency** = Σ run time / total time.
+/// - **commit wait** (the design's "context lock wait"): from the end of an
+///   agent's `run` until its writes are committed and journaled.
+/// - **utilisation** of cpu, memory and slots: units held, averaged over the
+///   total time, divided by the pool's units (cpu can exceed 1 by the
+///   oversubscription factor).
+/// - **critical path (measured)**: the longest chain over blocking
+///   dependencies with each agent's measured run time; **slack**: how much
+///   later an agent could have started without lengthening that chain. The
+///   **bottleneck** is the path's longest agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub run_id: String,
+    pub workflow: String,
+    /// `succeeded`, `failed`, `cancelled`, or `stopped` (the journal failed).
+    pub outcome: String,
+    #[serde(with = "secs")]
+    pub total_time: Duration,
+    /// Loading the components (compiling, or reading the compiled cache),
+    /// before any agent started.
+    #[serde(with = "secs")]
+    pub load_time: Duration,
+    /// In the workflow's order.
+    pub agents: Vec<AgentMetrics>,
+    pub groups: Vec<GroupMetrics>,
+    pub parallelism: Parallelism,
+    pub commit_wait: CommitWait,
+    pub resources: Utilisation,
+    pub cache: CacheMetrics,
+    pub retries: RetryMetrics,
+    pub validations: ValidationMetrics,
+    pub conflicts: ConflictMetrics,
+    pub decisions: Vec<DecisionMetrics>,
+    pub critical_path: CriticalPathMetrics,
+    /// A failure of the run itself.
+    pub error: Option<String>,
+    pub timeline: Timeline,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentMetrics {
+    pub agent: String,
+    /// `succeeded`, `partial`, `failed`, `skipped` or `cancelled`.
+    pub outcome: String,
+    /// Why it did not succeed (its error, or why it was skipped or partial).
+    pub detail: Option<String>,
+    /// The keys it committed (for a partial agent, its defaults).
+    pub keys: Vec<String>,
+    /// Its output came from the agent output cache.
+    pub cached: bool,
+    /// Restored from the journal of a resumed run.
+    pub resumed: bool,
+    /// Start of its first attempt and end of its last.
+    #[serde(with = "secs::option")]
+    pub start: Option<Duration>,
+    #[serde(with = "secs::option")]
+    pub end: Option<Duration>,
+    #[serde(with = "secs")]
+    pub queue_wait: Duration,
+    #[serde(with = "secs")]
+    pub run_time: Duration,
+    pub fuel_used: Option<u64>,
+    pub peak_memory_bytes: u64,
+    pub attempts: u32,
+    #[serde(with = "secs::option")]
+    pub commit_wait: Option<Duration>,
+    /// Template renders, and how many the render cache answered.
+    pub renders: u32,
+    pub renders_cached: u32,
+    /// Measured critical-path timing (see [`RunMetrics`]).
+    #[serde(with = "secs")]
+    pub earliest_start: Duration,
+    #[serde(with = "secs")]
+    pub slack: Duration,
+    pub critical: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMetrics {
+    pub group: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub agents: Vec<String>,
+    #[serde(with = "secs::option")]
+    pub start: Option<Duration>,
+    #[serde(with = "secs::option")]
+    pub end: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parallelism {
+    /// Σ run time of the agents.
+    #[serde(with = "secs")]
+    pub agent_time: Duration,
+    pub average_concurrency: f64,
+    pub effective_concurrency: u32,
+    pub concurrency_limit: u32,
+    pub cores: u32,
+    pub widest_group: u32,
+    pub efficiency: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitWait {
+    #[serde(with = "secs")]
+    pub total: Duration,
+    #[serde(with = "secs")]
+    pub max: Duration,
+    /// The agent that waited longest.
+    pub max_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Utilisation {
+    /// The pool's units.
+    pub cpu_units: u32,
+    pub memory_units: u32,
+    pub slots: u32,
+    /// Units held on average over the run, and at most.
+    pub cpu_average: f64,
+    pub memory_average: f64,
+    pub slots_average: f64,
+    pub cpu_peak: u32,
+    pub memory_peak: u32,
+    pub slots_peak: u32,
+    /// Averages divided by the pool's units.
+    pub cpu_ratio: f64,
+    pub memory_ratio: f64,
+    pub slots_ratio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheMetrics {
+    /// Agents whose output came from the agent output cache, of the agents
+    /// that ran or hit in this run.
+    pub agent_hits: u32,
+    pub agent_lookups: u32,
+    pub agent_hit_ratio: Option<f64>,
+    /// Template renders answered by the render cache, of all renders.
+    pub render_hits: u32,
+    pub renders: u32,
+    pub render_hit_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryMetrics {
+    /// Attempts started in this run, and those beyond each agent's first.
+    pub attempts: u32,
+    pub retries: u32,
+    /// retries / attempts.
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationMetrics {
+    /// Validations that ran, and those that rejected or errored.
+    pub ran: u32,
+    pub failed: u32,
+    /// failed / ran.
+    pub failure_rate: Option<f64>,
+    pub list: Vec<ValidationMetric>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationMetric {
+    pub validator: String,
+    pub subject: String,
+    pub group: Option<String>,
+    /// `passed`, `rejected`, `error` or `skipped`.
+    pub outcome: String,
+    /// `warn` or `fail`.
+    pub on_failure: String,
+    /// The error, or why it was skipped.
+    pub detail: Option<String>,
+    pub findings: Vec<FindingMetric>,
+    #[serde(with = "secs::option")]
+    pub elapsed: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingMetric {
+    /// `info`, `warning` or `error`.
+    pub severity: String,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictMetrics {
+    /// Commits in the run (inputs included), and conflicts per commit.
+    pub commits: u32,
+    pub frequency: Option<f64>,
+    pub list: Vec<ConflictMetric>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictMetric {
+    pub key: String,
+    pub agent: String,
+    pub other: String,
+    pub base_version: u64,
+    pub ours_hash: String,
+    pub theirs_hash: String,
+    pub resolution: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionMetrics {
+    pub group: String,
+    #[serde(with = "secs")]
+    pub at: Duration,
+    pub decision: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriticalPathMetrics {
+    pub agents: Vec<String>,
+    #[serde(with = "secs")]
+    pub length: Duration,
+    /// length / total time.
+    pub coverage: Option<f64>,
+    pub bottleneck: Option<Bottleneck>,
+    /// What the numbers imply, in a sentence.
+    pub finding: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bottleneck {
+    pub agent: String,
+    #[serde(with = "secs")]
+    pub run_time: Duration,
+    /// Its part of the critical path's length.
+    pub share: f64,
+}
+
+fn ratio(part: f64, whole: f64) -> Option<f64> {
+    (whole > 0.0).then(|| part / whole)
+}
+
+impl RunMetrics {
+    /// The metrics of `report`, a run of `workflow`, on a machine with
+    /// `cores` cores (see [`RunMetrics::new`] for this machine's).
+    pub fn with_cores(workflow: &Workflow, report: &RunReport, cores: u32) -> Self {
+        let timeline = report.timeline.clone();
+        let total = report.elapsed;
+        let sum_spans = |agent: &str, kind: SpanKind| {
+            timeline.lane(agent).filter(|s| s.kind == kind).map(|s| s.duration()).sum::<Duration>()
+        };
+        // Measured durations in the workflow's order, for the critical path.
+        let run_times: Vec<Duration> =
+            workflow.agents.iter().map(|a| sum_spans(&a.id, SpanKind::Run)).collect();
+        let mut path = crate::plan::critical_path(workflow, &run_times);
+        // Agents that did not run (skipped, cached, resumed) take no time:
+        // they did not make the run longer.
+        path.agents
+            .retain(|id| workflow.agents.iter().zip(&run_times).any(|(a, t)| &a.id == id && !t.is_zero()));
+        let plan = crate::plan::plan(workflow);
+
+        let agents: Vec<AgentMetrics> = report
+            .agents
+            .iter()
+            .map(|a| {
+                let index = workflow.agents.iter().position(|w| w.id == a.agent);
+                let runs = || timeline.lane(&a.agent).filter(|s| s.kind == SpanKind::Run);
+                let (outcome, detail, keys) = match &a.status {
+                    AgentStatus::Succeeded { keys, .. } => ("succeeded", None, keys.clone()),
+                    AgentStatus::Partial { defaults, because, error } => {
+                        let detail = match error {
+                            Some(e) => format!("{because} (last error: {e})"),
+                            None => because.clone(),
+                        };
+                        ("partial", Some(detail), defaults.clone())
+                    }
+                    AgentStatus::Failed(e) => ("failed", Some(e.to_string()), Vec::new()),
+                    AgentStatus::Skipped { because } => ("skipped", Some(because.clone()), Vec::new()),
+                    AgentStatus::Cancelled => ("cancelled", Some("the run was cancelled".into()), Vec::new()),
+                };
+                AgentMetrics {
+                    agent: a.agent.clone(),
+                    outcome: outcome.to_owned(),
+                    detail,
+                    keys,
+                    cached: a.cached,
+                    resumed: a.resumed,
+                    start: runs().map(|s| s.start).min(),
+                    end: runs().map(|s| s.end).max(),
+                    queue_wait: sum_spans(&a.agent, SpanKind::Queued),
+                    run_time: sum_spans(&a.agent, SpanKind::Run),
+                    fuel_used: a.fuel_used,
+                    peak_memory_bytes: a.peak_memory,
+                    attempts: a.attempts,
+                    commit_wait: a.commit_wait,
+                    renders: a.renders,
+                    renders_cached: a.renders_cached,
+                    earliest_start: index.map_or(Duration::ZERO, |i| path.earliest[i]),
+                    slack: index.map_or(Duration::ZERO, |i| path.slack[i]),
+                    critical: index.is_some_and(|i| path.agents.contains(&workflow.agents[i].id)),
+                }
+            })
+            .collect();
+
+        let groups = report
+            .groups
+            .iter()
+            .map(|g| {
+                let span = timeline.lane(&g.group).find(|s| s.kind == SpanKind::Group);
+                let (outcome, detail) = match &g.status {
+                    GroupStatus::Succeeded => ("succeeded", None),
+                    GroupStatus::Failed { because } => ("failed", Some(because.clone())),
+                    GroupStatus::Cancelled => ("cancelled", None),
+                };
+                GroupMetrics {
+                    group: g.group.clone(),
+                    outcome: outcome.to_owned(),
+                    detail,
+                    agents: workflow
+                        .groups
+                        .iter()
+                        .find(|s| s.name == g.group)
+                        .map(|s| s.agents.clone())
+                        .unwrap_or_default(),
+                    start: span.map(|s| s.start),
+                    end: span.map(|s| s.end),
+                }
+            })
+            .collect();
+
+        // Parallelism.
+        let agent_time: Duration = agents.iter().map(|a| a.run_time).sum();
+        let total_secs = total.as_secs_f64();
+        let limit = workflow.resources.max_concurrent.max(1);
+        let widest = plan.groups.iter().map(|g| g.agents.len()).max().unwrap_or(1).max(1) as u32;
+        let effective = limit.min(cores.max(1)).min(widest);
+        let parallelism = Parallelism {
+            agent_time,
+            average_concurrency: ratio(agent_time.as_secs_f64(), total_secs).unwrap_or(0.0),
+            effective_concurrency: effective,
+            concurrency_limit: limit,
+            cores,
+            widest_group: widest,
+            efficiency: ratio(agent_time.as_secs_f64(), total_secs * f64::from(effective)).unwrap_or(0.0),
+        };
+
+        let max_wait =
+            agents.iter().filter_map(|a| a.commit_wait.map(|w| (w, &a.agent))).max_by_key(|(w, _)| *w);
+        let commit_wait = CommitWait {
+            total: agents.iter().filter_map(|a| a.commit_wait).sum(),
+            max: max_wait.map_or(Duration::ZERO, |(w, _)| w),
+            max_agent: max_wait.map(|(_, a)| a.clone()),
+        };
+
+        let resources = utilisation(workflow, &timeline, total);
+
+        let ran = |a: &&AgentMetrics| !a.resumed && (a.cached || a.attempts > 0);
+        let agent_hits = agents.iter().filter(|a| a.cached).count() as u32;
+        let agent_lookups = agents.iter().filter(ran).count() as u32;
+        let renders: u32 = agents.iter().map(|a| a.renders).sum();
+        let render_hits: u32 = agents.iter().map(|a| a.renders_cached).sum();
+        let cache = CacheMetrics {
+            agent_hits,
+            agent_lookups,
+            agent_hit_ratio: ratio(f64::from(agent_hits), f64::from(agent_lookups)),
+            render_hits,
+            renders,
+            render_hit_ratio: ratio(f64::from(render_hits), f64::from(renders)),
+        };
+
+        let attempts = timeline.spans.iter().filter(|s| s.kind == SpanKind::Run).count() as u32;
+        let started_agents =
+            agents.iter().filter(|a| timeline.lane(&a.agent).any(|s| s.kind == SpanKind::Run)).count() as u32;
+        let retries = attempts.saturating_sub(started_agents);
+        let retries =
+            RetryMetrics { attempts, retries, rate: ratio(f64::from(retries), f64::from(attempts)) };
+
+        let list: Vec<ValidationMetric> = report
+            .validations
+            .iter()
+            .map(|v| {
+                let finding = |f: &crate::runtime::Finding| FindingMetric {
+                    severity: match f.severity {
+                        Severity::Info => "info",
+                        Severity::Warning => "warning",
+                        Severity::Error => "error",
+                    }
+                    .to_owned(),
+                    key: f.key.clone(),
+                    message: f.message.clone(),
+                };
+                let (outcome, detail, findings) = match &v.outcome {
+                    ValidationOutcome::Passed { findings } => {
+                        ("passed", None, findings.iter().map(finding).collect())
+                    }
+                    ValidationOutcome::Rejected { findings } => {
+                        ("rejected", None, findings.iter().map(finding).collect())
+                    }
+                    ValidationOutcome::Error(e) => ("error", Some(e.to_string()), Vec::new()),
+                    ValidationOutcome::Skipped { because } => ("skipped", Some(because.clone()), Vec::new()),
+                };
+                ValidationMetric {
+                    validator: v.validator.clone(),
+                    subject: v.subject.clone(),
+                    group: v.group.clone(),
+                    outcome: outcome.to_owned(),
+                    on_failure: match v.on_failure {
+                        OnFailure::Warn => "warn",
+                        OnFailure::Fail => "fail",
+                    }
+                    .to_owned(),
+                    detail,
+                    findings,
+                    elapsed: v.elapsed,
+                }
+            })
+            .collect();
+        let ran_validations = list.iter().filter(|v| v.outcome != "skipped").count() as u32;
+        let failed = list.iter().filter(|v| v.outcome == "rejected" || v.outcome == "error").count() as u32;
+        let validations = ValidationMetrics {
+            ran: ran_validations,
+            failed,
+            failure_rate: ratio(f64::from(failed), f64::from(ran_validations)),
+            list,
+        };
+
+        let commits = timeline.marks.iter().filter(|m| m.kind == super::MarkKind::Commit).count() as u32;
+        let conflicts = ConflictMetrics {
+            commits,
+            frequency: ratio(report.conflicts.len() as f64, f64::from(commits)),
+            list: report
+                .conflicts
+                .iter()
+                .map(|c| ConflictMetric {
+                    key: c.key.clone(),
+                    agent: c.agent.clone(),
+                    other: c.other.clone(),
+                    base_version: c.base_version,
+                    ours_hash: c.ours_hash.clone(),
+                    theirs_hash: c.theirs_hash.clone(),
+                    resolution: c.resolution.to_string(),
+                })
+                .collect(),
+        };
+
+        let decisions = report
+            .groups
+            .iter()
+            .flat_map(|g| {
+                g.decisions.iter().map(|d| DecisionMetrics {
+                    group: g.group.clone(),
+                    at: d.at,
+                    decision: d.decision.name().to_owned(),
+                    reason: d.reason.clone(),
+                })
+            })
+            .collect();
+
+        let load_time: Duration =
+            timeline.spans.iter().filter(|s| s.kind == SpanKind::Load).map(|s| s.duration()).sum();
+        let critical_path = critical_path_metrics(&path, &agents, &parallelism, total, load_time);
+        let outcome = if report.cancelled {
+            "cancelled"
+        } else if report.error.is_some() {
+            "stopped"
+        } else if report.succeeded() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        Self {
+            run_id: report.run_id.clone(),
+            workflow: report.workflow.clone(),
+            outcome: outcome.to_owned(),
+            total_time: total,
+            load_time,
+            agents,
+            groups,
+            parallelism,
+            commit_wait,
+            resources,
+            cache,
+            retries,
+            validations,
+            conflicts,
+            decisions,
+            critical_path,
+            error: report.error.clone(),
+            timeline,
+        }
+    }
+
+    /// The metrics of `report`, a run of `workflow`, on this machine.
+    pub fn new(workflow: &Workflow, report: &RunReport) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        Self::with_cores(workflow, report, cores)
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&AgentMetrics> {
+        self.agents.iter().find(|a| a.agent == id)
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Plain data with string keys: serialisation cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Units held over time, from the pool samples (piecewise constant).
+fn utilisation(workflow: &Workflow, timeline: &Timeline, total: Duration) -> Utilisation {
+    let r = &workflow.resources;
+    let (mut cpu, mut memory, mut slots) = (0.0, 0.0, 0.0);
+    let mut last = (Duration::ZERO, 0u32, 0u32, 0u32);
+    for s in &timeline.pool {
+        let dt = s.at.min(total).saturating_sub(last.0).as_secs_f64();
+        cpu += dt * f64::from(last.1);
+        memory += dt * f64::from(last.2);
+        slots += dt * f64::from(last.3);
+        last = (s.at.min(total).max(last.0), s.cpu, s.memory, s.running);
+    }
+    let dt = total.saturating_sub(last.0).as_secs_f64();
+    cpu += dt * f64::from(last.1);
+    memory += dt * f64::from(last.2);
+    slots += dt * f64::from(last.3);
+    let t = total.as_secs_f64();
+    let avg = |x: f64| if t > 0.0 { x / t } else { 0.0 };
+    let (cpu, memory, slots) = (avg(cpu), avg(memory), avg(slots));
+    let part = |x: f64, units: u32| ratio(x, f64::from(units)).unwrap_or(0.0);
+    Utilisation {
+        cpu_units: r.cpu,
+        memory_units: r.memory,
+        slots: r.max_concurrent,
+        cpu_average: cpu,
+        memory_average: memory,
+        slots_average: slots,
+        cpu_peak: timeline.pool.iter().map(|s| s.cpu).max().unwrap_or(0),
+        memory_peak: timeline.pool.iter().map(|s| s.memory).max().unwrap_or(0),
+        slots_peak: timeline.pool.iter().map(|s| s.running).max().unwrap_or(0),
+        cpu_ratio: part(cpu, r.cpu),
+        memory_ratio: part(memory, r.memory),
+        slots_ratio: part(slots, r.max_concurrent),
+    }
+}
+
+fn critical_path_metrics(
+    path: &crate::plan::PathTiming,
+    agents: &[AgentMetrics],
+    parallelism: &Parallelism,
+    total: Duration,
+    load_time: Duration,
+) -> CriticalPathMetrics {
+    let on_path: Vec<&AgentMetrics> =
+        path.agents.iter().filter_map(|id| agents.iter().find(|a| &a.agent == id)).collect();
+    let length = path.length;
+    let coverage = ratio(length.as_secs_f64(), total.as_secs_f64());
+    let bottleneck =
+        on_path.iter().max_by_key(|a| a.run_time).filter(|a| !a.run_time.is_zero()).map(|a| Bottleneck {
+            agent: a.agent.clone(),
+            run_time: a.run_time,
+            share: ratio(a.run_time.as_secs_f64(), length.as_secs_f64()).unwrap_or(0.0),
+        });
+    let percent = |x: f64| format!("{:.0} %", x * 100.0);
+    let finding = match (&bottleneck, coverage) {
+        (None, _) | (_, None) => "no agent ran in this run: there is no critical path to speak of".to_owned(),
+        (Some(b), Some(c)) if c >= 0.8 => format!(
+            "the run is bound by its critical path ({} of the total time); `{}` is {} of it: making it faster, or splitting it, shortens the run",
+            percent(c),
+            b.agent,
+            percent(b.share)
+        ),
+        (Some(_), Some(c)) => {
+            let queued: Duration = agents.iter().map(|a| a.queue_wait).sum();
+            if load_time.as_secs_f64() >= 0.2 * total.as_secs_f64() {
+                format!(
+                    "the critical path is only {} of the total time; loading the components took {} of it ({:.1?}): a warm compiled-component cache shortens that",
+                    percent(c),
+                    percent(load_time.as_secs_f64() / total.as_secs_f64()),
+                    load_time
+                )
+            } else if queued.as_secs_f64() >= 0.2 * total.as_secs_f64() {
+                format!(
+                    "the critical path is only {} of the total time; agents waited {:.1?} in all for resources: the pool ({} at once on {} cores) is the bottleneck",
+                    percent(c),
+                    queued,
+                    parallelism.concurrency_limit,
+                    parallelism.cores
+                )
+            } else {
+                format!(
+                    "the critical path is only {} of the total time; the rest went to retry backoffs, barrier waits, validations and engine overhead",
+                    percent(c)
+                )
+            }
+        }
+    };
+    CriticalPathMetrics { agents: path.agents.clone(), length, coverage, bottleneck, finding }
+}

@@ -1,0 +1,315 @@
+//! A run's timeline: what each agent and group did, from when to when.
+//!
+//! The run loop feeds every event it sends to a [`TimelineRecorder`]
+//! (losslessly: not through the broadcast channel), which turns them into
+//! spans (queued, running, validating, backing off; groups), instant marks
+//! (commits, conflicts, cache hits, timeouts, barrier decisions) and samples
+//! of the resource pool's usage. Times are from the start of the run.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Event, EventKind, PoolUsage, secs};
+
+/// The lane of the [`SpanKind::Load`] span.
+pub const LOAD_LANE: &str = "components";
+
+/// What a span shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanKind {
+    /// In the ready queue, waiting for resources.
+    Queued,
+    /// An attempt of the agent's `run`.
+    Run,
+    /// A `validate` call of the agent (the validator) over `subject`.
+    Validate,
+    /// Waiting out a retry backoff.
+    Backoff,
+    /// A group, from its members' start to the end of its cross-validation.
+    Group,
+    /// Loading the components (lane `components`), before any agent starts.
+    Load,
+}
+
+/// Something with a start and an end, on a lane (an agent, or a group).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    /// The agent (for a group span, the group).
+    pub lane: String,
+    pub kind: SpanKind,
+    #[serde(with = "secs")]
+    pub start: Duration,
+    #[serde(with = "secs")]
+    pub end: Duration,
+    /// The attempt number, for a `run` span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The agent validated, for a `validate` span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// How it ended: `succeeded`, `failed`, `timed_out`, `partial`,
+    /// `cancelled`, `cached`, `skipped` (queued spans end `admitted`); for a
+    /// validation `passed`, `rejected` or `error`; for a group `succeeded`
+    /// or `failed`. `None` if nothing said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+impl Span {
+    pub fn duration(&self) -> Duration {
+        self.end.saturating_sub(self.start)
+    }
+}
+
+/// What an instant mark records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkKind {
+    /// A context commit (`detail`: version and keys).
+    Commit,
+    Conflict,
+    CacheHit,
+    /// An attempt ran out of time.
+    Timeout,
+    /// A group's barrier timeout passed.
+    GroupTimeout,
+    /// A group's barrier decided (`detail`: the decision and the reason).
+    Decision,
+}
+
+/// Something that happened at one instant, on a lane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The agent or group it concerns.
+    pub lane: String,
+    pub kind: MarkKind,
+    #[serde(with = "secs")]
+    pub at: Duration,
+    pub detail: String,
+}
+
+/// The pool's usage right after an admission or a release.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PoolSample {
+    #[serde(with = "secs")]
+    pub at: Duration,
+    pub cpu: u32,
+    pub memory: u32,
+    pub running: u32,
+}
+
+impl From<(Duration, PoolUsage)> for PoolSample {
+    fn from((at, p): (Duration, PoolUsage)) -> Self {
+        Self { at, cpu: p.cpu, memory: p.memory, running: p.running }
+    }
+}
+
+/// A run's spans, marks and pool samples, each list in time order of
+/// start. Every open span is closed at the run's end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub spans: Vec<Span>,
+    pub marks: Vec<Mark>,
+    pub pool: Vec<PoolSample>,
+    /// When the run ended.
+    #[serde(with = "secs")]
+    pub end: Duration,
+}
+
+impl Timeline {
+    /// The spans on `lane`, in order.
+    pub fn lane<'a>(&'a self, lane: &'a str) -> impl Iterator<Item = &'a Span> + 'a {
+        self.spans.iter().filter(move |s| s.lane == lane)
+    }
+}
+
+/// Builds a [`Timeline`] from a run's events.
+#[derive(Debug, Default)]
+pub struct TimelineRecorder {
+    timeline: Timeline,
+    /// The run's start on the sink's clock (its `RunStarted` event).
+    origin: Option<Duration>,
+    /// Open spans: (lane, what) → index in `spans`. `what` is the kind, and
+    /// for validations the subject.
+    open: HashMap<(String, SpanKind, Option<String>), usize>,
+    /// Per agent, its last `run` span, which the outcome event labels.
+    last_run: HashMap<String, usize>,
+}
+
+impl TimelineRecorder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(&mut self, event: &Event) {
+        let origin = *self.origin.get_or_insert(event.at);
+        let at = event.at.saturating_sub(origin);
+        match &event.kind {
+            EventKind::ComponentsLoaded { elapsed, .. } => {
+                self.open(LOAD_LANE, SpanKind::Load, None, at.saturating_sub(*elapsed), None);
+                self.close(LOAD_LANE, SpanKind::Load, None, at, Some("loaded"));
+            }
+            EventKind::Queued { agent } => {
+                self.close(agent, SpanKind::Backoff, None, at, None);
+                self.open(agent, SpanKind::Queued, None, at, None);
+            }
+            EventKind::Admitted { agent, validating, pool, .. } => {
+                self.timeline.pool.push((at, *pool).into());
+                match validating {
+                    None => self.close(agent, SpanKind::Queued, None, at, Some("admitted")),
+                    Some(subject) => {
+                        let span = self.open(agent, SpanKind::Validate, Some(subject.clone()), at, None);
+                        self.timeline.spans[span].subject = Some(subject.clone());
+                    }
+                }
+            }
+            EventKind::AgentStarted { agent, attempt } => {
+                let span = self.open(agent, SpanKind::Run, None, at, None);
+                self.timeline.spans[span].attempt = Some(*attempt);
+                self.last_run.insert(agent.clone(), span);
+            }
+            EventKind::Released { agent, validating, pool } => {
+                self.timeline.pool.push((at, *pool).into());
+                match validating {
+                    None => self.close(agent, SpanKind::Run, None, at, None),
+                    Some(subject) => self.close(agent, SpanKind::Validate, Some(subject.clone()), at, None),
+                }
+            }
+            EventKind::Committed { agent, version, keys } => {
+                self.mark(agent, MarkKind::Commit, at, format!("v{version}: {}", keys.join(", ")));
+            }
+            EventKind::Conflict { key, agent, other, resolution } => {
+                self.mark(agent, MarkKind::Conflict, at, format!("{key} (with {other}): {resolution}"));
+            }
+            EventKind::CacheHit { agent, saved } => {
+                self.close(agent, SpanKind::Queued, None, at, Some("cached"));
+                self.mark(agent, MarkKind::CacheHit, at, format!("saved {saved:.1?}"));
+            }
+            EventKind::TimedOut { agent, attempt, after } => {
+                self.label_run(agent, "timed_out");
+                self.mark(agent, MarkKind::Timeout, at, format!("attempt {attempt} after {after:.1?}"));
+            }
+            EventKind::AgentRetrying { agent, .. } => {
+                self.label_run(agent, "failed");
+                self.open(agent, SpanKind::Backoff, None, at, None);
+            }
+            EventKind::AgentSucceeded { agent, .. } => self.label_run(agent, "succeeded"),
+            EventKind::AgentFailed { agent, .. } => self.end_agent(agent, at, "failed"),
+            EventKind::AgentSkipped { agent, .. } => self.end_agent(agent, at, "skipped"),
+            EventKind::AgentPartial { agent, .. } => self.end_agent(agent, at, "partial"),
+            EventKind::AgentCancelled { agent } => self.end_agent(agent, at, "cancelled"),
+            EventKind::GroupStarted { group, .. } => {
+                self.open(group, SpanKind::Group, None, at, None);
+            }
+            EventKind::GroupTimedOut { group, running } => {
+                self.mark(group, MarkKind::GroupTimeout, at, format!("unfinished: {}", running.join(", ")));
+            }
+            EventKind::BarrierDecision { group, decision, reason } => {
+                self.mark(group, MarkKind::Decision, at, format!("{}: {reason}", decision.name()));
+            }
+            EventKind::Validated { validator, subject, passed, error, .. } => {
+                let outcome = match (error, passed) {
+                    (Some(_), _) => "error",
+                    (None, true) => "passed",
+                    (None, false) => "rejected",
+                };
+                let key = (validator.clone(), SpanKind::Validate, Some(subject.clone()));
+                // The span closed at its release; label the last one.
+                if let Some(span) = self
+                    .timeline
+                    .spans
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.lane == key.0 && s.kind == key.1 && s.subject == key.2)
+                {
+                    span.outcome = Some(outcome.to_owned());
+                }
+            }
+            EventKind::GroupDone { group, succeeded } => {
+                let outcome = if *succeeded { "succeeded" } else { "failed" };
+                self.close(group, SpanKind::Group, None, at, Some(outcome));
+            }
+            EventKind::RunDone { .. } => self.timeline.end = at,
+            EventKind::RunStarted { .. }
+            | EventKind::Progress { .. }
+            | EventKind::Log { .. }
+            | EventKind::RenderStarted { .. }
+            | EventKind::Rendered { .. } => {}
+        }
+    }
+
+    /// The timeline, every span still open closed at `end` (from the run's start).
+    pub fn finish(mut self, end: Duration) -> Timeline {
+        let end = end.max(self.timeline.end);
+        for (_, span) in self.open.drain() {
+            self.timeline.spans[span].end = end;
+        }
+        self.timeline.end = end;
+        self.timeline
+    }
+
+    fn open(
+        &mut self,
+        lane: &str,
+        kind: SpanKind,
+        what: Option<String>,
+        at: Duration,
+        outcome: Option<&str>,
+    ) -> usize {
+        let index = self.timeline.spans.len();
+        self.timeline.spans.push(Span {
+            lane: lane.to_owned(),
+            kind,
+            start: at,
+            end: at,
+            attempt: None,
+            subject: None,
+            outcome: outcome.map(str::to_owned),
+        });
+        if let Some(previous) = self.open.insert((lane.to_owned(), kind, what), index) {
+            // Never expected; keep the old one rather than leave it open.
+            self.timeline.spans[previous].end = at;
+        }
+        index
+    }
+
+    fn close(
+        &mut self,
+        lane: &str,
+        kind: SpanKind,
+        what: Option<String>,
+        at: Duration,
+        outcome: Option<&str>,
+    ) {
+        if let Some(index) = self.open.remove(&(lane.to_owned(), kind, what)) {
+            let span = &mut self.timeline.spans[index];
+            span.end = at;
+            if outcome.is_some() {
+                span.outcome = outcome.map(str::to_owned);
+            }
+        }
+    }
+
+    /// Label the agent's last `run` span, unless something labelled it already
+    /// (a timeout before the retry).
+    fn label_run(&mut self, agent: &str, outcome: &str) {
+        if let Some(&index) = self.last_run.get(agent) {
+            self.timeline.spans[index].outcome.get_or_insert_with(|| outcome.to_owned());
+        }
+    }
+
+    /// The agent is finished: close whatever it had open with `outcome`.
+    fn end_agent(&mut self, agent: &str, at: Duration, outcome: &str) {
+        for kind in [SpanKind::Queued, SpanKind::Backoff, SpanKind::Run] {
+            self.close(agent, kind, None, at, Some(outcome));
+        }
+        self.label_run(agent, outcome);
+    }
+
+    fn mark(&mut self, lane: &str, kind: MarkKind, at: Duration, detail: String) {
+        self.timeline.marks.push(Mark { lane: lane.to_owned(), kind, at, detail });
+    }
+}

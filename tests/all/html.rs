@@ -111,8 +111,10 @@ groups:
     for colour in ["#2f9e44", "#e03131"] {
         assert!(page.contains(&format!(r#"fill="{colour}""#)), "bars of both outcomes: {colour}");
     }
-    let dir = tempfile::Builder::new().prefix("ensemble-html-").tempdir().expect("temporary directory");
-    let dir = dir.keep();
+    // Kept for people who want to look, replaced by the next run.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-report");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("report directory");
     let html = dir.join("report.html");
     std::fs::write(&html, &page).expect("write report.html");
     let profile = dir.join("chromium-profile");

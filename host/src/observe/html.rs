@@ -371,7 +371,7 @@ fn agent_table(out: &mut String, m: &RunMetrics) {
             escape(&outcome),
             dur(a.queue_wait),
             dur(a.run_time),
-            a.fuel_used.map_or_else(|| "—".to_owned(), |f| f.to_string()),
+            a.fuel_used.map_or_else(|| "—".to_owned(), super::markdown::count),
             bytes(a.peak_memory_bytes),
             a.attempts,
             if a.cached { "yes" } else { "no" },

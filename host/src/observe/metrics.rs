@@ -1,5 +1,6 @@
 //! The design's metrics, computed from a finished run.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -271,25 +272,33 @@ impl RunMetrics {
     pub fn with_cores(workflow: &Workflow, report: &RunReport, cores: u32) -> Self {
         let timeline = report.timeline.clone();
         let total = report.elapsed;
+        // Spans by lane: workflows may have many thousands of agents.
+        let mut lanes: HashMap<&str, Vec<&super::Span>> = HashMap::new();
+        for span in &timeline.spans {
+            lanes.entry(span.lane.as_str()).or_default().push(span);
+        }
+        let lane = |id: &str| lanes.get(id).map(Vec::as_slice).unwrap_or_default().iter().copied();
         let sum_spans = |agent: &str, kind: SpanKind| {
-            timeline.lane(agent).filter(|s| s.kind == kind).map(|s| s.duration()).sum::<Duration>()
+            lane(agent).filter(|s| s.kind == kind).map(|s| s.duration()).sum::<Duration>()
         };
+        let index: HashMap<&str, usize> =
+            workflow.agents.iter().enumerate().map(|(i, a)| (a.id.as_str(), i)).collect();
         // Measured durations in the workflow's order, for the critical path.
         let run_times: Vec<Duration> =
             workflow.agents.iter().map(|a| sum_spans(&a.id, SpanKind::Run)).collect();
         let mut path = crate::plan::critical_path(workflow, &run_times);
         // Agents that did not run (skipped, cached, resumed) take no time:
         // they did not make the run longer.
-        path.agents
-            .retain(|id| workflow.agents.iter().zip(&run_times).any(|(a, t)| &a.id == id && !t.is_zero()));
+        path.agents.retain(|id| index.get(id.as_str()).is_some_and(|&i| !run_times[i].is_zero()));
+        let critical: HashSet<&str> = path.agents.iter().map(String::as_str).collect();
         let plan = crate::plan::plan(workflow);
 
         let agents: Vec<AgentMetrics> = report
             .agents
             .iter()
             .map(|a| {
-                let index = workflow.agents.iter().position(|w| w.id == a.agent);
-                let runs = || timeline.lane(&a.agent).filter(|s| s.kind == SpanKind::Run);
+                let index = index.get(a.agent.as_str()).copied();
+                let runs = || lane(&a.agent).filter(|s| s.kind == SpanKind::Run);
                 let (outcome, detail, keys) = match &a.status {
                     AgentStatus::Succeeded { keys, .. } => ("succeeded", None, keys.clone()),
                     AgentStatus::Partial { defaults, because, error } => {
@@ -322,7 +331,7 @@ impl RunMetrics {
                     renders_cached: a.renders_cached,
                     earliest_start: index.map_or(Duration::ZERO, |i| path.earliest[i]),
                     slack: index.map_or(Duration::ZERO, |i| path.slack[i]),
-                    critical: index.is_some_and(|i| path.agents.contains(&workflow.agents[i].id)),
+                    critical: critical.contains(a.agent.as_str()),
                 }
             })
             .collect();
@@ -331,7 +340,7 @@ impl RunMetrics {
             .groups
             .iter()
             .map(|g| {
-                let span = timeline.lane(&g.group).find(|s| s.kind == SpanKind::Group);
+                let span = lane(&g.group).find(|s| s.kind == SpanKind::Group);
                 let (outcome, detail) = match &g.status {
                     GroupStatus::Succeeded => ("succeeded", None),
                     GroupStatus::Failed { because } => ("failed", Some(because.clone())),
@@ -395,7 +404,7 @@ impl RunMetrics {
 
         let attempts = timeline.spans.iter().filter(|s| s.kind == SpanKind::Run).count() as u32;
         let started_agents =
-            agents.iter().filter(|a| timeline.lane(&a.agent).any(|s| s.kind == SpanKind::Run)).count() as u32;
+            agents.iter().filter(|a| lane(&a.agent).any(|s| s.kind == SpanKind::Run)).count() as u32;
         let retries = attempts.saturating_sub(started_agents);
         let retries =
             RetryMetrics { attempts, retries, rate: ratio(f64::from(retries), f64::from(attempts)) };

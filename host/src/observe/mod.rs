@@ -68,7 +68,7 @@ pub struct PoolUsage {
 
 /// What a group's smart barrier decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Decision {
     /// Every member succeeded.
     AllCompleted,

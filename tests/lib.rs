@@ -148,6 +148,36 @@ pub fn copier(from: &str, to: &str) -> Vec<u8> {
     ))
 }
 
+/// A no-op agent for overhead benchmarks, one component for any position
+/// in a chain: its config is `[FROM, TO]` (two keys of under 32 bytes, so
+/// MessagePack `[fixstr, fixstr]`); it copies the value of FROM to TO, or
+/// writes `"ok"` to TO when FROM is absent.
+pub fn relay() -> Vec<u8> {
+    core_agent(&agent_module(
+        &format!("{IMPORT_GET}\n  {IMPORT_PUT}"),
+        r#"(data (i32.const 3500) "\a2ok")"#,
+        &format!(
+            "(local $from i32) (local $flen i32) (local $to i32) (local $tlen i32)
+             ;; params 5 and 6: the config's address and length
+             (local.set $flen (i32.and (i32.load8_u offset=1 (local.get 5)) (i32.const 31)))
+             (local.set $from (i32.add (local.get 5) (i32.const 2)))
+             (local.set $tlen (i32.and (i32.load8_u (i32.add (local.get $from) (local.get $flen))) (i32.const 31)))
+             (local.set $to (i32.add (i32.add (local.get $from) (local.get $flen)) (i32.const 1)))
+             (call $get (local.get $from) (local.get $flen) (i32.const {RET}))
+             (if (i32.and (i32.eqz (i32.load8_u (i32.const {RET})))
+                          (i32.eq (i32.load8_u (i32.const {ret4})) (i32.const 1)))
+               (then (call $put (local.get $to) (local.get $tlen)
+                                (i32.load (i32.const {ret8})) (i32.load (i32.const {ret12})) (i32.const {ret16})))
+               (else (call $put (local.get $to) (local.get $tlen) (i32.const 3500) (i32.const 3) (i32.const {ret16}))))
+             (i32.const {OK})",
+            ret4 = RET + 4,
+            ret8 = RET + 8,
+            ret12 = RET + 12,
+            ret16 = RET + 16,
+        ),
+    ))
+}
+
 pub const IMPORT_PROGRESS: &str =
     r#"(import "ensemble:agent/progress@0.1.0" "report" (func $report (param f32 i32 i32)))"#;
 

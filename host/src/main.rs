@@ -12,11 +12,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let term = ensemble::cli::Terminal { interactive: std::io::stderr().is_terminal() };
+    // stderr stays unlocked: the live bars' ticker thread and agents' log
+    // lines (tokio workers) write to it while the command runs.
     let code = ensemble::cli::main_on(
         std::env::args_os(),
         term,
         &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
+        &mut std::io::stderr(),
     );
     ExitCode::from(code)
 }

@@ -248,3 +248,22 @@ fn cpu_units_weight_the_time_slices() {
     // 9/16 of light's time.
     assert!(heavy < light.mul_f64(0.8), "heavy {heavy:?} vs light {light:?}");
 }
+
+#[tokio::test]
+async fn one_relay_component_serves_a_whole_chain() {
+    // The benchmarks' no-op agent: its config says what to copy where.
+    let project = Project::new();
+    project.component("relay", &ensemble_tests::relay());
+    let workflow = project.workflow(
+        "agents:
+  a0: {component: relay.wasm, config: [none, a0.value]}
+  a1: {component: relay.wasm, needs: [a0], config: [a0.value, a1.value]}
+  a2: {component: relay.wasm, needs: [a1], config: [a1.value, a2.value]}
+",
+    );
+    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    assert!(report.succeeded(), "{report:#?}");
+    let value = |key: &str| report.context.get(key).map(|e| e.value.to_vec());
+    assert_eq!(value("a0.value"), Some(b"\xa2ok".to_vec()));
+    assert_eq!(value("a2.value"), value("a0.value"), "copied down the chain");
+}

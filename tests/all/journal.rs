@@ -152,3 +152,21 @@ fn a_journal_in_use_says_so() {
     let error = Journal::open(&path_of(&state, "busy")).expect_err("locked");
     assert!(error.to_string().contains("in use by another ensemble process"), "{error}");
 }
+
+#[tokio::test]
+async fn a_resumed_run_drops_the_report_of_its_previous_part() {
+    let project = Project::new();
+    project.component("a", &writer("a.value"));
+    let workflow = project.workflow("agents:\n  a: {component: a.wasm}\n");
+    let engine = ensemble_tests::engine();
+    let journal =
+        Arc::new(engine.create_journal(&workflow, &project.path().join("state"), "r1").expect("journal"));
+    let options = RunOptions { journal: Some(journal.clone()), ..Default::default() };
+    let report = engine.run(&workflow, options).await;
+    assert!(report.succeeded());
+    let journaled = journal.report().expect("readable").expect("a finished run has its report");
+    assert_eq!(journaled.agents.len(), 1);
+    // What a resume does first: until this part ends, there is no report.
+    journal.set_resumed(&journal.run().expect("run record")).expect("resumed");
+    assert!(journal.report().expect("readable").is_none(), "no stale report from the previous part");
+}

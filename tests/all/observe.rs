@@ -9,7 +9,7 @@ use std::time::Duration;
 use ensemble::cache::AgentCache;
 use ensemble::observe::{self, SpanKind};
 use ensemble::{Event, EventKind, RunMetrics, RunOptions};
-use ensemble_tests::{Project, busy, fails_first, rejecting_validator, renderer};
+use ensemble_tests::{Project, busy, fails_first, rejecting_validator, renderer, writer};
 use serde_json::Value;
 
 use crate::{drain, run_cli};
@@ -205,7 +205,73 @@ fn check_trace(text: &str, total: Duration) -> Vec<Value> {
             other => panic!("unexpected phase {other}: {e}"),
         }
     }
+    // Slices on one lane nest or follow each other: viewers draw them as a stack.
+    let mut lanes: HashMap<(u64, u64), Vec<(f64, f64)>> = HashMap::new();
+    for e in events.iter().filter(|e| e["ph"] == "X") {
+        let (ts, dur) = (e["ts"].as_f64().unwrap_or(0.0), e["dur"].as_f64().unwrap_or(0.0));
+        let lane = (e["pid"].as_u64().unwrap_or(0), e["tid"].as_u64().unwrap_or(0));
+        lanes.entry(lane).or_default().push((ts, ts + dur));
+    }
+    for (lane, mut slices) in lanes {
+        slices.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        let mut open: Vec<f64> = Vec::new();
+        for (start, end) in slices {
+            while open.last().is_some_and(|&e| e <= start + 1e-3) {
+                open.pop();
+            }
+            if let Some(&outer) = open.last() {
+                assert!(
+                    end <= outer + 1e-3,
+                    "slices overlap on lane {lane:?}: [{start}, {end}] within one ending {outer}"
+                );
+            }
+            open.push(end);
+        }
+    }
     events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_fallback_shows_the_stopped_attempt_and_the_rerun() {
+    // At the barrier's timeout `broken` has failed and `slow` still runs:
+    // the barrier stops `slow` and re-runs both, one at a time. `after`
+    // needs only `broken`, but as a dependent of the group it waits for
+    // `slow` too, which puts `slow` on the measured critical path.
+    let project = Project::new();
+    project
+        .component("broken", &fails_first(1, "broken.value"))
+        .component("slow", &busy("slow.value", 40_000_000))
+        .component("after", &writer("after.value"));
+    let workflow = project.workflow(
+        "agents:
+  broken: {component: broken.wasm}
+  slow: {component: slow.wasm}
+  after: {component: after.wasm, needs: [broken]}
+groups:
+  g:
+    agents: [broken, slow]
+    barrier: {timeout: 40ms, on_timeout: [fallback_sequential]}
+",
+    );
+    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    assert!(report.succeeded(), "{report:#?}");
+    let m = report.metrics(&workflow);
+    assert_eq!(m.decisions.iter().map(|d| d.decision.as_str()).collect::<Vec<_>>(), ["fallback_sequential"]);
+    let runs: Vec<_> =
+        m.timeline.lane("slow").filter(|s| s.kind == SpanKind::Run).map(|s| s.outcome.as_deref()).collect();
+    assert_eq!(runs, [Some("stopped"), Some("succeeded")]);
+    for agent in ["broken", "slow", "after"] {
+        let mut spans: Vec<_> = m.timeline.lane(agent).collect();
+        spans.sort_by_key(|s| s.start);
+        for pair in spans.windows(2) {
+            assert!(pair[1].start >= pair[0].end, "{agent}: {:?} overlaps {:?}", pair[0], pair[1]);
+        }
+    }
+    assert_eq!(m.critical_path.agents, ["slow", "after"], "{:?}", m.agents);
+    assert_eq!(m.retries.retries, 2, "both members re-ran");
+    check_trace(&observe::trace::render(&m), m.total_time);
+    let page = observe::html::render(&m);
+    assert!(page.contains("stopped by the barrier"), "the legend names the stopped attempt");
 }
 
 #[tokio::test]
@@ -220,7 +286,7 @@ async fn the_trace_is_trace_event_json_with_a_lane_per_agent() {
         .filter(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["pid"] == 1)
         .filter_map(|e| e["args"]["name"].as_str())
         .collect();
-    for id in ["short", "long ★", "join ★", "checker", "components"] {
+    for id in ["short", "long ★", "join ★", "checker", "checker validates join", "(load)"] {
         assert!(lanes.contains(&id), "a lane for {id}: {lanes:?}");
     }
     let runs = events.iter().filter(|e| e["ph"] == "X" && e["cat"] == "run").count();
@@ -380,4 +446,27 @@ fn a_report_file_that_cannot_be_written_fails_the_command_and_says_why() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("cannot write the trace to") && err.contains("no/such/dir"), "{err}");
     assert!(out.contains("succeeded"), "the run itself is reported: {out}");
+}
+
+#[test]
+fn on_a_terminal_the_live_bars_draw_and_the_run_finishes() {
+    // `script` runs the real binary on a pseudo-terminal, so stderr is a
+    // terminal and the indicatif bars draw (and must not deadlock).
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("`script` (util-linux) is not installed: the terminal view is not exercised");
+        return;
+    }
+    let project = Project::new();
+    project.component("a", &busy("a.value", 2_000_000)).component("b", &busy("b.value", 2_000_000));
+    let path =
+        project.workflow_file("agents:\n  a: {component: a.wasm}\n  b: {component: b.wasm, needs: [a]}\n");
+    let command = format!("{} run {} --no-journal", env!("CARGO_BIN_EXE_ensemble-cli"), path.display());
+    let output = std::process::Command::new("timeout")
+        .args(["120", "script", "-qec", &command, "/dev/null"])
+        .output()
+        .expect("script runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{:?}: {shown}", output.status);
+    assert!(shown.contains("## workflow `workflow`") && shown.contains("succeeded"), "{shown}");
+    assert!(shown.contains("done     a"), "the lines above the bars: {shown}");
 }

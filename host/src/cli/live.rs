@@ -110,6 +110,7 @@ fn notable(kind: &EventKind) -> Option<String> {
             format!("partial  {agent}: {because}; defaults for {}", list(defaults))
         }
         EventKind::AgentCancelled { agent } => format!("cancel   {agent}"),
+        EventKind::AgentStopped { agent } => format!("stopped  {agent} (by its group's barrier)"),
         EventKind::TimedOut { agent, after, .. } => format!("timeout  {agent} after {after:.1?}"),
         EventKind::AgentRetrying { agent, attempt, after, .. } => {
             format!("retry    {agent}: attempt {attempt} in {after:.1?}")
@@ -140,65 +141,64 @@ pub(super) fn list(keys: &[String]) -> String {
     if keys.is_empty() { "nothing".to_owned() } else { keys.join(", ") }
 }
 
+/// Where an agent is, as far as the events tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+enum State {
+    Queued,
+    Running,
+    /// Waiting to retry, or stopped by its group's barrier (to re-run).
+    Waiting,
+    Done,
+    Failed,
+    /// Skipped or cancelled.
+    Off,
+}
+
 /// Totals and barrier states, from the events so far.
 #[derive(Debug, Default)]
 struct Totals {
     agents: usize,
-    done: usize,
-    failed: usize,
-    queued: usize,
-    running: usize,
-    /// Per group (in name order): its members, how many finished, its
-    /// barrier state.
-    groups: BTreeMap<String, (usize, usize, String)>,
-    group_of: HashMap<String, String>,
+    states: HashMap<String, State>,
+    /// How many agents are in each state (kept, not counted: runs can be large).
+    counts: [usize; 6],
+    /// Per running group (in name order): its members and barrier state.
+    groups: BTreeMap<String, (Vec<String>, String)>,
 }
 
 impl Totals {
     fn apply(&mut self, kind: &EventKind) {
-        let member_finished = |agent: &str, groups: &mut BTreeMap<String, (usize, usize, String)>| {
-            if let Some(group) = self.group_of.get(agent)
-                && let Some(g) = groups.get_mut(group)
-            {
-                g.1 += 1;
+        let mut set = |agent: &str, state: State| {
+            if let Some(old) = self.states.insert(agent.to_owned(), state) {
+                self.counts[old as usize] -= 1;
             }
+            self.counts[state as usize] += 1;
         };
         match kind {
             EventKind::RunStarted { agents, .. } => self.agents = *agents,
-            EventKind::Queued { .. } => self.queued += 1,
-            EventKind::Admitted { validating: None, .. } => self.queued = self.queued.saturating_sub(1),
-            EventKind::AgentStarted { .. } => self.running += 1,
-            EventKind::Released { validating: None, .. } => self.running = self.running.saturating_sub(1),
-            EventKind::AgentSucceeded { agent, .. } | EventKind::AgentPartial { agent, .. } => {
-                self.done += 1;
-                member_finished(agent, &mut self.groups);
+            EventKind::Queued { agent } => set(agent, State::Queued),
+            EventKind::AgentStarted { agent, .. } => set(agent, State::Running),
+            EventKind::AgentRetrying { agent, .. } | EventKind::AgentStopped { agent } => {
+                set(agent, State::Waiting)
             }
-            EventKind::CacheHit { agent, .. } => {
-                self.queued = self.queued.saturating_sub(1);
-                self.done += 1;
-                member_finished(agent, &mut self.groups);
-            }
-            EventKind::AgentFailed { agent, .. } => {
-                self.failed += 1;
-                member_finished(agent, &mut self.groups);
-            }
+            EventKind::AgentSucceeded { agent, .. }
+            | EventKind::AgentPartial { agent, .. }
+            | EventKind::CacheHit { agent, .. } => set(agent, State::Done),
+            EventKind::AgentFailed { agent, .. } => set(agent, State::Failed),
             EventKind::AgentSkipped { agent, .. } | EventKind::AgentCancelled { agent } => {
-                member_finished(agent, &mut self.groups);
+                set(agent, State::Off)
             }
             EventKind::GroupStarted { group, agents } => {
-                for a in agents {
-                    self.group_of.insert(a.clone(), group.clone());
-                }
-                self.groups.insert(group.clone(), (agents.len(), 0, "waiting for all".into()));
+                self.groups.insert(group.clone(), (agents.clone(), "waiting for all".into()));
             }
             EventKind::GroupTimedOut { group, .. } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    g.2 = "timed out".into();
+                    g.1 = "timed out".into();
                 }
             }
             EventKind::BarrierDecision { group, decision, .. } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    g.2 = decision.name().to_owned();
+                    g.1 = decision.name().to_owned();
                 }
             }
             EventKind::GroupDone { group, .. } => {
@@ -208,17 +208,26 @@ impl Totals {
         }
     }
 
+    fn count(&self, state: State) -> usize {
+        self.counts[state as usize]
+    }
+
     fn header(&self) -> String {
+        let failed = self.count(State::Failed);
         let mut text = format!(
             "{}/{} done · {} running · {} queued{}",
-            self.done,
+            self.count(State::Done),
             self.agents,
-            self.running,
-            self.queued,
-            if self.failed > 0 { format!(" · {} FAILED", self.failed) } else { String::new() }
+            self.count(State::Running),
+            self.count(State::Queued),
+            if failed > 0 { format!(" · {failed} FAILED") } else { String::new() }
         );
-        for (group, (members, finished, state)) in &self.groups {
-            text.push_str(&format!(" · group {group}: {finished}/{members}, {state}"));
+        for (group, (members, state)) in &self.groups {
+            let finished = members
+                .iter()
+                .filter(|m| matches!(self.states.get(*m), Some(State::Done | State::Failed | State::Off)))
+                .count();
+            text.push_str(&format!(" · group {group}: {finished}/{}, {state}", members.len()));
         }
         text
     }

@@ -55,7 +55,9 @@ pub(super) struct ExecArgs {
     #[arg(long, short)]
     quiet: bool,
     /// Stream the run's events to stdout as JSON lines (one object per event,
-    /// `"event"` names its kind, times in seconds); the summary then goes to stderr.
+    /// `"event"` names its kind, `"at"` the seconds since the start); the
+    /// summary then goes to stderr. A `{"event":"lagged","missed":N}` line
+    /// says the stream fell behind and lost N events.
     #[arg(long, value_name = "FORMAT", value_enum)]
     events: Option<EventFormat>,
     #[command(flatten)]
@@ -675,16 +677,20 @@ fn summarise(
 
 pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
     let path = journal::path_of(&args.state_dir, &args.run);
-    let metrics = match Journal::open(&path).and_then(|j| j.report()) {
-        Ok(Some(metrics)) => metrics,
-        Ok(None) => {
-            writeln!(
-                err,
-                "error: run `{}` has no report: it is still running, or it was killed (finish it with: ensemble resume {} --state-dir {})",
-                args.run,
-                args.run,
-                args.state_dir.display()
-            )?;
+    let read = Journal::open(&path).and_then(|j| Ok((j.report()?, j.run()?.status)));
+    let metrics = match read {
+        Ok((Some(metrics), _)) => metrics,
+        Ok((None, status)) => {
+            let why = if status == journal::RunStatus::Running {
+                format!(
+                    "it has not finished: it is running, was killed, or its journal failed (finish it with: ensemble resume {} --state-dir {})",
+                    args.run,
+                    args.state_dir.display()
+                )
+            } else {
+                "its journal was written by an ensemble without run reports".to_owned()
+            };
+            writeln!(err, "error: run `{}` has no report: {why}", args.run)?;
             return Ok(EXIT_INVALID);
         }
         Err(e) => {

@@ -213,7 +213,7 @@ impl Engine {
         record.resumed += 1;
         record.components = now;
         record.workflow_hash = file_hash(&workflow.path);
-        journal.set_run(&record)?;
+        journal.set_resumed(&record)?;
         options.journal = Some(journal);
         let mut execution = Execution::new(self.runtime.clone(), workflow, record.run_id.clone(), options);
         execution.restore(commits, agents).map_err(|(version, after)| ResumeError::Gap {
@@ -1503,6 +1503,9 @@ impl<'w> Execution<'w> {
     fn stop(&mut self, id: &str) -> Option<(Instant, Option<u64>, u64)> {
         let phase = self.phases.remove(id);
         self.queue.retain(|q| q.job != Job::Run(id.to_owned()));
+        if matches!(phase, Some(Phase::Queued | Phase::Running | Phase::BackingOff(_))) {
+            self.emit(EventKind::AgentStopped { agent: id.to_owned() });
+        }
         if phase != Some(Phase::Running) {
             return None;
         }
@@ -1775,6 +1778,7 @@ impl<'w> Execution<'w> {
             cancelled: self.cancelled,
             error: self.error,
             context: self.store.snapshot(),
+            agent_cache: self.cache.is_some(),
             timeline: Default::default(),
         };
         if let Some(cache) = &self.cache {

@@ -143,6 +143,8 @@ pub struct RunReport {
     pub error: Option<String>,
     /// The context as the run left it.
     pub context: Snapshot,
+    /// Whether the run used the agent output cache.
+    pub agent_cache: bool,
     /// What happened when: spans, marks and pool samples (see
     /// [`RunMetrics`](crate::observe::RunMetrics) for what is made of it).
     pub timeline: Timeline,

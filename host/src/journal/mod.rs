@@ -223,6 +223,18 @@ impl Journal {
         self.set_run(&run)
     }
 
+    /// Record a resumed run's record (status running again) and drop the
+    /// report of its previous part, in one transaction.
+    pub fn set_resumed(&self, run: &RunRecord) -> Result<(), JournalError> {
+        let bytes = encode(run);
+        self.write(|txn| {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("run", bytes.as_slice())?;
+            meta.remove("report")?;
+            Ok(())
+        })
+    }
+
     /// Record how the run ended and its report, in one transaction.
     pub fn finish(&self, status: RunStatus, report: &crate::observe::RunMetrics) -> Result<(), JournalError> {
         let mut run = self.run()?;
@@ -237,7 +249,8 @@ impl Journal {
     }
 
     /// The report of the run's last (resumed) part, once it has ended; `None`
-    /// while it runs, or if it was killed.
+    /// while it runs, if it was killed or its journal failed, or if an
+    /// ensemble older than run reports journaled it.
     pub fn report(&self) -> Result<Option<crate::observe::RunMetrics>, JournalError> {
         let what = "the run report";
         let txn = self.db.begin_read().map_err(|e| damaged(&self.path, "the file", e))?;

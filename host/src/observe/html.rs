@@ -4,10 +4,11 @@
 //! of inline script that record how many bars the browser laid out
 //! (`data-rendered-bars` on `#timeline`), for tests.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{MarkKind, RunMetrics, Span, SpanKind};
+use super::{Mark, MarkKind, RunMetrics, Span, SpanKind};
 
 /// Append formatted text to a `String` (which cannot fail).
 macro_rules! w {
@@ -85,17 +86,19 @@ fn colour(outcome: Option<&str>) -> &'static str {
         Some("failed" | "rejected" | "error") => "#e03131",
         Some("timed_out") => "#f76707",
         Some("partial") => "#f2c200",
+        Some("stopped") => "#c8a2c8",
         Some("cancelled" | "skipped") => "#adb5bd",
         Some("cached") => "#4c8ed9",
         _ => "#7b8794",
     }
 }
 
-const LEGEND: [(&str, &str); 7] = [
+const LEGEND: [(&str, &str); 8] = [
     ("succeeded", "succeeded"),
     ("failed", "failed"),
     ("timed_out", "timed out"),
     ("partial", "partial"),
+    ("stopped", "stopped by the barrier"),
     ("cancelled", "cancelled"),
     ("cached", "cached"),
     ("", "unknown"),
@@ -149,6 +152,19 @@ fn timeline(out: &mut String, m: &RunMetrics) {
     let total = m.total_time.max(m.timeline.end).max(end).as_secs_f64();
     let total = if total > 0.0 { total } else { 0.001 };
     let x = |t: Duration| LABEL + t.as_secs_f64().min(total) / total * CHART;
+    // Spans and marks by lane, group ones apart (a group may share an
+    // agent's name); runs can have many thousands of agents.
+    let is_group_mark = |k: &&Mark| matches!(k.kind, MarkKind::Decision | MarkKind::GroupTimeout);
+    let mut agent_spans: HashMap<&str, Vec<&Span>> = HashMap::new();
+    for s in spans.iter().filter(|s| !matches!(s.kind, SpanKind::Group | SpanKind::Load)) {
+        agent_spans.entry(s.lane.as_str()).or_default().push(s);
+    }
+    let mut agent_marks: HashMap<&str, Vec<&Mark>> = HashMap::new();
+    let mut group_marks: HashMap<&str, Vec<&Mark>> = HashMap::new();
+    for k in &m.timeline.marks {
+        let by_lane = if is_group_mark(&k) { &mut group_marks } else { &mut agent_marks };
+        by_lane.entry(k.lane.as_str()).or_default().push(k);
+    }
     // Rows above the agents: loading the components, then the groups.
     let mut group_spans: Vec<&Span> =
         spans.iter().filter(|s| matches!(s.kind, SpanKind::Group | SpanKind::Load)).collect();
@@ -199,7 +215,7 @@ fn timeline(out: &mut String, m: &RunMetrics) {
             dur(g.end),
             escape(g.outcome.as_deref().unwrap_or("unfinished"))
         );
-        for mark in m.timeline.marks.iter().filter(|k| !load && k.lane == g.lane) {
+        for mark in group_marks.get(g.lane.as_str()).into_iter().flatten().filter(|_| !load) {
             let (mx, my) = (x(mark.at), y + ROW / 2.0);
             let (shape, what) = match mark.kind {
                 MarkKind::Decision => ("#1c7ed6", "decision"),
@@ -227,7 +243,8 @@ fn timeline(out: &mut String, m: &RunMetrics) {
         }
         w!(out, "<text x=\"4\" y=\"{:.1}\">{star}{}</text>", y + 15.0, escape(&a.agent));
         let mut ran = false;
-        for s in spans.iter().filter(|s| s.lane == a.agent) {
+        let lane_spans = agent_spans.get(a.agent.as_str()).cloned().unwrap_or_default();
+        for s in &lane_spans {
             let (sx, sw) = (x(s.start), (x(s.end) - x(s.start)).max(2.0));
             match s.kind {
                 SpanKind::Queued => w!(
@@ -277,7 +294,7 @@ fn timeline(out: &mut String, m: &RunMetrics) {
                 SpanKind::Group | SpanKind::Load => {}
             }
         }
-        for mark in m.timeline.marks.iter().filter(|k| k.lane == a.agent) {
+        for mark in agent_marks.get(a.agent.as_str()).into_iter().flatten() {
             let mx = x(mark.at);
             let (stroke, what) = match mark.kind {
                 MarkKind::Commit => ("#222", "commit"),
@@ -303,7 +320,7 @@ fn timeline(out: &mut String, m: &RunMetrics) {
             } else {
                 a.outcome.as_str()
             };
-            let at = spans.iter().filter(|s| s.lane == a.agent).map(|s| s.end).max().unwrap_or_default();
+            let at = lane_spans.iter().map(|s| s.end).max().unwrap_or_default();
             let mx = x(at) + 6.0;
             w!(
                 out,
@@ -390,14 +407,14 @@ fn run_metrics(out: &mut String, m: &RunMetrics) {
     row(
         "parallel efficiency",
         format!(
-            "{} = Σ run time {} / (total {} × effective concurrency {} = min(limit {}, cores {}, widest group {}))",
+            "{} = Σ run time {} / (total {} × effective concurrency {} = min(limit {}, widest group {}); {} cores)",
             percent(p.efficiency),
             dur(p.agent_time),
             dur(m.total_time),
             p.effective_concurrency,
             p.concurrency_limit,
-            p.cores,
-            p.widest_group
+            p.widest_group,
+            p.cores
         ),
     );
     row("average concurrency", format!("{:.2}", p.average_concurrency));

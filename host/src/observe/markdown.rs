@@ -143,14 +143,14 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
     writeln!(s, "\n### Metrics\n")?;
     writeln!(
         s,
-        "- parallel efficiency: {:.2} (agent time {} / (total {} × effective concurrency {} = min({} at once, {} cores, widest group {})))",
+        "- parallel efficiency: {:.2} (agent time {} / (total {} × effective concurrency {} = min({} at once, widest group {})); {} cores",
         p.efficiency,
         duration(p.agent_time),
         duration(m.total_time),
         p.effective_concurrency,
         p.concurrency_limit,
-        p.cores,
-        p.widest_group
+        p.widest_group,
+        p.cores
     )?;
     writeln!(s, "- average concurrency: {:.2} agents", p.average_concurrency)?;
     writeln!(s, "- loading components: {}", duration(m.load_time))?;

@@ -21,10 +21,14 @@ use crate::workflow::{OnFailure, Workflow};
 ///   end of `run`); **queue wait**: the sum of its waits in the ready queue.
 /// - **parallel efficiency** = Σ run time / (total time × effective
 ///   concurrency), where effective concurrency = min(the pool's concurrent
-///   agent limit, the machine's cores, the widest group of the plan). 1.0
-///   means the engine kept as many agents busy as the workflow and the
-///   machine allow, all the time; the shape of the workflow (a chain) does
-///   not count against it, waits for resources and engine overhead do.
+///   agent limit, the widest group of the plan): the share of the agent
+///   slots the workflow could use that were busy. 1.0 means the engine kept
+///   as many agents running as the workflow's shape and the pool allow, all
+///   the time; waits for resources or barriers and engine overhead lower it.
+///   Run times are wall times, so agents sharing fewer cores than slots
+///   count their waits for a core (the machine's cores are reported beside
+///   it). It exceeds 1.0 only when the dependencies let more agents run at
+///   once than the plan's widest group holds.
 /// - **average concurrency** = Σ run time / total time.
 /// - **commit wait** (the design's "context lock wait"): from the end of an
 ///   agent's `run` until its writes are committed and journaled.
@@ -32,7 +36,8 @@ use crate::workflow::{OnFailure, Workflow};
 ///   total time, divided by the pool's units (cpu can exceed 1 by the
 ///   oversubscription factor).
 /// - **critical path (measured)**: the longest chain over blocking
-///   dependencies with each agent's measured run time; **slack**: how much
+///   dependencies (a dependent of a group member waits for the whole group)
+///   with each agent's measured run time; **slack**: how much
 ///   later an agent could have started without lengthening that chain. The
 ///   **bottleneck** is the path's longest agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,7 +165,7 @@ pub struct Utilisation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheMetrics {
     /// Agents whose output came from the agent output cache, of the agents
-    /// that ran or hit in this run.
+    /// that ran or hit in this run (none when the run had no cache).
     pub agent_hits: u32,
     pub agent_lookups: u32,
     pub agent_hit_ratio: Option<f64>,
@@ -172,7 +177,8 @@ pub struct CacheMetrics {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryMetrics {
-    /// Attempts started in this run, and those beyond each agent's first.
+    /// Attempts started (a resumed run's earlier parts included), and those
+    /// beyond each agent's first (sequential re-runs included).
     pub attempts: u32,
     pub retries: u32,
     /// retries / attempts.
@@ -286,7 +292,7 @@ impl RunMetrics {
         // Measured durations in the workflow's order, for the critical path.
         let run_times: Vec<Duration> =
             workflow.agents.iter().map(|a| sum_spans(&a.id, SpanKind::Run)).collect();
-        let mut path = crate::plan::critical_path(workflow, &run_times);
+        let mut path = crate::plan::critical_path(&with_group_edges(workflow), &run_times);
         // Agents that did not run (skipped, cached, resumed) take no time:
         // they did not make the run longer.
         path.agents.retain(|id| index.get(id.as_str()).is_some_and(|&i| !run_times[i].is_zero()));
@@ -367,7 +373,7 @@ impl RunMetrics {
         let total_secs = total.as_secs_f64();
         let limit = workflow.resources.max_concurrent.max(1);
         let widest = plan.groups.iter().map(|g| g.agents.len()).max().unwrap_or(1).max(1) as u32;
-        let effective = limit.min(cores.max(1)).min(widest);
+        let effective = limit.min(widest);
         let parallelism = Parallelism {
             agent_time,
             average_concurrency: ratio(agent_time.as_secs_f64(), total_secs).unwrap_or(0.0),
@@ -390,7 +396,7 @@ impl RunMetrics {
 
         let ran = |a: &&AgentMetrics| !a.resumed && (a.cached || a.attempts > 0);
         let agent_hits = agents.iter().filter(|a| a.cached).count() as u32;
-        let agent_lookups = agents.iter().filter(ran).count() as u32;
+        let agent_lookups = if report.agent_cache { agents.iter().filter(ran).count() as u32 } else { 0 };
         let renders: u32 = agents.iter().map(|a| a.renders).sum();
         let render_hits: u32 = agents.iter().map(|a| a.renders_cached).sum();
         let cache = CacheMetrics {
@@ -402,10 +408,8 @@ impl RunMetrics {
             render_hit_ratio: ratio(f64::from(render_hits), f64::from(renders)),
         };
 
-        let attempts = timeline.spans.iter().filter(|s| s.kind == SpanKind::Run).count() as u32;
-        let started_agents =
-            agents.iter().filter(|a| lane(&a.agent).any(|s| s.kind == SpanKind::Run)).count() as u32;
-        let retries = attempts.saturating_sub(started_agents);
+        let attempts: u32 = agents.iter().map(|a| a.attempts).sum();
+        let retries: u32 = agents.iter().map(|a| a.attempts.saturating_sub(1)).sum();
         let retries =
             RetryMetrics { attempts, retries, rate: ratio(f64::from(retries), f64::from(attempts)) };
 
@@ -584,8 +588,9 @@ fn critical_path_metrics(
     total: Duration,
     load_time: Duration,
 ) -> CriticalPathMetrics {
+    let by_id: HashMap<&str, &AgentMetrics> = agents.iter().map(|a| (a.agent.as_str(), a)).collect();
     let on_path: Vec<&AgentMetrics> =
-        path.agents.iter().filter_map(|id| agents.iter().find(|a| &a.agent == id)).collect();
+        path.agents.iter().filter_map(|id| by_id.get(id.as_str()).copied()).collect();
     let length = path.length;
     let coverage = ratio(length.as_secs_f64(), total.as_secs_f64());
     let bottleneck =
@@ -629,4 +634,44 @@ fn critical_path_metrics(
         }
     };
     CriticalPathMetrics { agents: path.agents.clone(), length, coverage, bottleneck, finding }
+}
+
+/// `workflow` with the waits groups add: a dependent of a group member (from
+/// outside the group) waits for every member.
+fn with_group_edges(workflow: &Workflow) -> std::borrow::Cow<'_, Workflow> {
+    use crate::workflow::{DependencyKind, Need};
+    if workflow.groups.is_empty() {
+        return std::borrow::Cow::Borrowed(workflow);
+    }
+    let mut augmented = workflow.clone();
+    let group_of: HashMap<&str, usize> = workflow
+        .groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, spec)| spec.agents.iter().map(move |a| (a.as_str(), g)))
+        .collect();
+    for agent in &mut augmented.agents {
+        let own = group_of.get(agent.id.as_str()).copied();
+        let mut groups: Vec<usize> = agent
+            .needs
+            .iter()
+            .filter(|n| n.kind.is_blocking())
+            .filter_map(|n| group_of.get(n.agent.as_str()).copied())
+            .filter(|g| Some(*g) != own)
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for g in groups {
+            for member in &workflow.groups[g].agents {
+                if !agent.needs.iter().any(|n| &n.agent == member && n.kind.is_blocking()) {
+                    agent.needs.push(Need {
+                        agent: member.clone(),
+                        kind: DependencyKind::Data,
+                        location: Default::default(),
+                    });
+                }
+            }
+        }
+    }
+    std::borrow::Cow::Owned(augmented)
 }

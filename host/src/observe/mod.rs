@@ -30,7 +30,9 @@ pub use metrics::{
     AgentMetrics, Bottleneck, CacheMetrics, CommitWait, ConflictMetrics, CriticalPathMetrics,
     DecisionMetrics, GroupMetrics, Parallelism, RetryMetrics, RunMetrics, Utilisation, ValidationMetrics,
 };
-pub use timeline::{LOAD_LANE, Mark, MarkKind, PoolSample, Span, SpanKind, Timeline, TimelineRecorder};
+pub use timeline::{
+    INPUTS_LANE, LOAD_LANE, Mark, MarkKind, PoolSample, Span, SpanKind, Timeline, TimelineRecorder,
+};
 
 /// How many events a subscriber may fall behind before it misses some.
 pub const EVENT_BUFFER: usize = 4096;
@@ -181,6 +183,10 @@ pub enum EventKind {
     },
     /// A barrier went on without an agent: its declared defaults stand in for it.
     AgentPartial { agent: String, defaults: Vec<String>, because: String },
+    /// A group's barrier stopped an unfinished member (aborted it, took it
+    /// out of the queue, or dropped its retry); an `agent_partial` event or
+    /// its sequential re-run follows.
+    AgentStopped { agent: String },
     /// An agent was stopped by a cancellation; nothing of it was committed.
     AgentCancelled { agent: String },
     /// A group's members were queued together.

@@ -66,13 +66,13 @@ pub fn render(m: &RunMetrics) -> String {
     e.one(
         "ensemble_run_parallel_efficiency_ratio",
         "gauge",
-        "Agent time / (wall time x effective concurrency); effective concurrency = min(concurrent agent limit, cores, widest group).",
+        "Agent time / (wall time x effective concurrency); effective concurrency = min(concurrent agent limit, widest group of the plan).",
         m.parallelism.efficiency,
     );
     e.one(
         "ensemble_run_effective_concurrency",
         "gauge",
-        "min(concurrent agent limit, cores, widest group of the plan).",
+        "min(concurrent agent limit, widest group of the plan).",
         f64::from(m.parallelism.effective_concurrency),
     );
     e.one(

@@ -6,15 +6,17 @@
 //! (commits, conflicts, cache hits, timeouts, barrier decisions) and samples
 //! of the resource pool's usage. Times are from the start of the run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Event, EventKind, PoolUsage, secs};
 
-/// The lane of the [`SpanKind::Load`] span.
-pub const LOAD_LANE: &str = "components";
+/// The lane of the [`SpanKind::Load`] span (not a valid agent id).
+pub const LOAD_LANE: &str = "(load)";
+/// The lane of the commit of the run's inputs (not a valid agent id).
+pub const INPUTS_LANE: &str = "(inputs)";
 
 /// What a span shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,7 +32,7 @@ pub enum SpanKind {
     Backoff,
     /// A group, from its members' start to the end of its cross-validation.
     Group,
-    /// Loading the components (lane `components`), before any agent starts.
+    /// Loading the components (lane [`LOAD_LANE`]), before any agent starts.
     Load,
 }
 
@@ -51,7 +53,8 @@ pub struct Span {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// How it ended: `succeeded`, `failed`, `timed_out`, `partial`,
-    /// `cancelled`, `cached`, `skipped` (queued spans end `admitted`); for a
+    /// `cancelled`, `cached`, `skipped`, `stopped` (by its group's barrier;
+    /// queued spans end `admitted`); for a
     /// validation `passed`, `rejected` or `error`; for a group `succeeded`
     /// or `failed`. `None` if nothing said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,11 +135,13 @@ pub struct TimelineRecorder {
     timeline: Timeline,
     /// The run's start on the sink's clock (its `RunStarted` event).
     origin: Option<Duration>,
-    /// Open spans: (lane, what) → index in `spans`. `what` is the kind, and
-    /// for validations the subject.
-    open: HashMap<(String, SpanKind, Option<String>), usize>,
+    /// Open spans: (lane, kind, subject of a validation) → indices in
+    /// `spans`, oldest first (the same validation can run twice at once).
+    open: HashMap<(String, SpanKind, Option<String>), VecDeque<usize>>,
     /// Per agent, its last `run` span, which the outcome event labels.
     last_run: HashMap<String, usize>,
+    /// Per (validator, subject), its last `validate` span.
+    last_validate: HashMap<(String, String), usize>,
 }
 
 impl TimelineRecorder {
@@ -159,7 +164,9 @@ impl TimelineRecorder {
             EventKind::Admitted { agent, validating, pool, .. } => {
                 self.timeline.pool.push((at, *pool).into());
                 match validating {
-                    None => self.close(agent, SpanKind::Queued, None, at, Some("admitted")),
+                    None => {
+                        self.close(agent, SpanKind::Queued, None, at, Some("admitted"));
+                    }
                     Some(subject) => {
                         let span = self.open(agent, SpanKind::Validate, Some(subject.clone()), at, None);
                         self.timeline.spans[span].subject = Some(subject.clone());
@@ -174,12 +181,21 @@ impl TimelineRecorder {
             EventKind::Released { agent, validating, pool } => {
                 self.timeline.pool.push((at, *pool).into());
                 match validating {
-                    None => self.close(agent, SpanKind::Run, None, at, None),
-                    Some(subject) => self.close(agent, SpanKind::Validate, Some(subject.clone()), at, None),
+                    None => {
+                        self.close(agent, SpanKind::Run, None, at, None);
+                    }
+                    Some(subject) => {
+                        if let Some(span) =
+                            self.close(agent, SpanKind::Validate, Some(subject.clone()), at, None)
+                        {
+                            self.last_validate.insert((agent.clone(), subject.clone()), span);
+                        }
+                    }
                 }
             }
             EventKind::Committed { agent, version, keys } => {
-                self.mark(agent, MarkKind::Commit, at, format!("v{version}: {}", keys.join(", ")));
+                let lane = if agent == crate::exec::INPUT_WRITER { INPUTS_LANE } else { agent };
+                self.mark(lane, MarkKind::Commit, at, format!("v{version}: {}", keys.join(", ")));
             }
             EventKind::Conflict { key, agent, other, resolution } => {
                 self.mark(agent, MarkKind::Conflict, at, format!("{key} (with {other}): {resolution}"));
@@ -201,6 +217,7 @@ impl TimelineRecorder {
             EventKind::AgentSkipped { agent, .. } => self.end_agent(agent, at, "skipped"),
             EventKind::AgentPartial { agent, .. } => self.end_agent(agent, at, "partial"),
             EventKind::AgentCancelled { agent } => self.end_agent(agent, at, "cancelled"),
+            EventKind::AgentStopped { agent } => self.end_agent(agent, at, "stopped"),
             EventKind::GroupStarted { group, .. } => {
                 self.open(group, SpanKind::Group, None, at, None);
             }
@@ -216,16 +233,9 @@ impl TimelineRecorder {
                     (None, true) => "passed",
                     (None, false) => "rejected",
                 };
-                let key = (validator.clone(), SpanKind::Validate, Some(subject.clone()));
-                // The span closed at its release; label the last one.
-                if let Some(span) = self
-                    .timeline
-                    .spans
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.lane == key.0 && s.kind == key.1 && s.subject == key.2)
-                {
-                    span.outcome = Some(outcome.to_owned());
+                // The span closed at its release; label it.
+                if let Some(&span) = self.last_validate.get(&(validator.clone(), subject.clone())) {
+                    self.timeline.spans[span].outcome = Some(outcome.to_owned());
                 }
             }
             EventKind::GroupDone { group, succeeded } => {
@@ -244,8 +254,10 @@ impl TimelineRecorder {
     /// The timeline, every span still open closed at `end` (from the run's start).
     pub fn finish(mut self, end: Duration) -> Timeline {
         let end = end.max(self.timeline.end);
-        for (_, span) in self.open.drain() {
-            self.timeline.spans[span].end = end;
+        for (_, spans) in self.open.drain() {
+            for span in spans {
+                self.timeline.spans[span].end = end;
+            }
         }
         self.timeline.end = end;
         self.timeline
@@ -269,13 +281,11 @@ impl TimelineRecorder {
             subject: None,
             outcome: outcome.map(str::to_owned),
         });
-        if let Some(previous) = self.open.insert((lane.to_owned(), kind, what), index) {
-            // Never expected; keep the old one rather than leave it open.
-            self.timeline.spans[previous].end = at;
-        }
+        self.open.entry((lane.to_owned(), kind, what)).or_default().push_back(index);
         index
     }
 
+    /// Close the oldest open span of `kind` on `lane`; its index.
     fn close(
         &mut self,
         lane: &str,
@@ -283,14 +293,19 @@ impl TimelineRecorder {
         what: Option<String>,
         at: Duration,
         outcome: Option<&str>,
-    ) {
-        if let Some(index) = self.open.remove(&(lane.to_owned(), kind, what)) {
-            let span = &mut self.timeline.spans[index];
-            span.end = at;
-            if outcome.is_some() {
-                span.outcome = outcome.map(str::to_owned);
-            }
+    ) -> Option<usize> {
+        let key = (lane.to_owned(), kind, what);
+        let open = self.open.get_mut(&key)?;
+        let index = open.pop_front()?;
+        if open.is_empty() {
+            self.open.remove(&key);
         }
+        let span = &mut self.timeline.spans[index];
+        span.end = at;
+        if outcome.is_some() {
+            span.outcome = outcome.map(str::to_owned);
+        }
+        Some(index)
     }
 
     /// Label the agent's last `run` span, unless something labelled it already

@@ -1,9 +1,11 @@
 //! A run as a Chrome trace (the trace-event JSON format that Perfetto and
 //! `chrome://tracing` open): agents as lanes of one process, with their
-//! queue waits, attempts, validations and backoffs as complete (`X`) slices;
-//! groups as lanes of a second process, their barrier decisions and timeouts
-//! as instant (`i`) events; commits, conflicts, cache hits and timeouts as
-//! instant events on the agent's lane; the pool's usage as a counter (`C`).
+//! queue waits, attempts and backoffs as complete (`X`) slices, and each
+//! validator's validations on a lane per subject; groups as lanes of a
+//! second process, each group a slice with its barrier (start to last
+//! decision) nested in it, barrier decisions and timeouts as instant (`i`)
+//! events; commits, conflicts, cache hits and timeouts as instant events on
+//! the agent's lane; the pool's usage as a counter (`C`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,41 +22,61 @@ fn micros(d: Duration) -> f64 {
     (d.as_nanos() as f64) / 1000.0
 }
 
-/// The trace of `m` as JSON text.
-pub fn render(m: &RunMetrics) -> String {
-    let mut events: Vec<Value> = Vec::new();
-    let mut lanes: HashMap<&str, (u32, u32)> = HashMap::new();
-    let meta = |events: &mut Vec<Value>, pid: u32, tid: u32, name: &str| {
+/// Thread ids per (process, lane name), named with metadata events as they
+/// are made.
+#[derive(Default)]
+struct Lanes {
+    ids: HashMap<(u32, String), u32>,
+    next: HashMap<u32, u32>,
+}
+
+impl Lanes {
+    fn add(&mut self, events: &mut Vec<Value>, pid: u32, lane: String, name: &str) -> (u32, u32) {
+        let next = self.next.entry(pid).or_insert(0);
+        *next += 1;
+        let tid = *next;
         events
             .push(json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}}));
         events.push(json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": {"sort_index": tid}}));
-    };
+        self.ids.insert((pid, lane), tid);
+        (pid, tid)
+    }
+
+    fn get(&mut self, events: &mut Vec<Value>, pid: u32, lane: &str) -> (u32, u32) {
+        match self.ids.get(&(pid, lane.to_owned())) {
+            Some(&tid) => (pid, tid),
+            None => self.add(events, pid, lane.to_owned(), lane),
+        }
+    }
+}
+
+/// The trace of `m` as JSON text.
+pub fn render(m: &RunMetrics) -> String {
+    let mut events: Vec<Value> = Vec::new();
     events.push(json!({"name": "process_name", "ph": "M", "pid": AGENTS, "tid": 0, "args": {"name": format!("agents: {}", m.workflow)}}));
     events.push(json!({"name": "process_name", "ph": "M", "pid": GROUPS, "tid": 0, "args": {"name": "groups and barriers"}}));
-    for (i, a) in m.agents.iter().enumerate() {
-        let tid = i as u32 + 1;
+    // Lanes: agents, then groups (a process of their own, so a group may share
+    // an agent's name), then validations (one lane per validator and
+    // subject, so concurrent validations never overlap on a lane) and the
+    // run's own lanes (loading, inputs), in order of appearance.
+    let mut lanes = Lanes::default();
+    for a in &m.agents {
         let name = if a.critical { format!("{} ★", a.agent) } else { a.agent.clone() };
-        meta(&mut events, AGENTS, tid, &name);
-        lanes.insert(&a.agent, (AGENTS, tid));
+        lanes.add(&mut events, AGENTS, a.agent.clone(), &name);
     }
-    for (i, g) in m.groups.iter().enumerate() {
-        let tid = i as u32 + 1;
-        meta(&mut events, GROUPS, tid, &g.group);
-        lanes.insert(&g.group, (GROUPS, tid));
-    }
-    // Lanes of neither (the run's inputs commit as `input`).
-    let mut extra = m.agents.len() as u32;
-    for lane in m.timeline.spans.iter().map(|s| &s.lane).chain(m.timeline.marks.iter().map(|k| &k.lane)) {
-        if !lanes.contains_key(lane.as_str()) {
-            extra += 1;
-            meta(&mut events, AGENTS, extra, lane);
-            lanes.insert(lane, (AGENTS, extra));
-        }
+    for g in &m.groups {
+        lanes.add(&mut events, GROUPS, g.group.clone(), &g.group);
     }
 
     for span in &m.timeline.spans {
-        let (pid, tid) = lanes[span.lane.as_str()];
         let outcome = span.outcome.as_deref().unwrap_or("");
+        let (pid, tid) = match (span.kind, &span.subject) {
+            (SpanKind::Group, _) => lanes.get(&mut events, GROUPS, &span.lane),
+            (SpanKind::Validate, Some(subject)) => {
+                lanes.get(&mut events, AGENTS, &format!("{} validates {subject}", span.lane))
+            }
+            _ => lanes.get(&mut events, AGENTS, &span.lane),
+        };
         let (name, cat) = match span.kind {
             SpanKind::Queued => ("queued".to_owned(), "queue"),
             SpanKind::Run => (format!("{} #{}", span.lane, span.attempt.unwrap_or(1)), "run"),
@@ -70,7 +92,7 @@ pub fn render(m: &RunMetrics) -> String {
             (_, "succeeded" | "passed") => "good",
             (_, "failed" | "rejected" | "error") => "terrible",
             (_, "timed_out") => "bad",
-            (_, "partial" | "cached") => "yellow",
+            (_, "partial" | "cached" | "stopped") => "yellow",
             _ => "generic_work",
         };
         let mut args = json!({"outcome": outcome});
@@ -88,9 +110,35 @@ pub fn render(m: &RunMetrics) -> String {
             "cname": colour,
             "args": args,
         }));
+        if span.kind == SpanKind::Group {
+            // The barrier: from the members' start to its last decision,
+            // nested in the group's span.
+            let decided = m
+                .timeline
+                .marks
+                .iter()
+                .filter(|k| k.kind == MarkKind::Decision && k.lane == span.lane)
+                .filter(|k| k.at >= span.start && k.at <= span.end)
+                .map(|k| k.at)
+                .max();
+            if let Some(decided) = decided {
+                events.push(json!({
+                    "name": "barrier",
+                    "cat": "barrier",
+                    "ph": "X",
+                    "ts": micros(span.start),
+                    "dur": micros(decided.saturating_sub(span.start)),
+                    "pid": pid,
+                    "tid": tid,
+                    "args": {},
+                }));
+            }
+        }
     }
     for mark in &m.timeline.marks {
-        let (pid, tid) = lanes[mark.lane.as_str()];
+        let pid =
+            if matches!(mark.kind, MarkKind::Decision | MarkKind::GroupTimeout) { GROUPS } else { AGENTS };
+        let (pid, tid) = lanes.get(&mut events, pid, &mark.lane);
         let name = match mark.kind {
             MarkKind::Commit => "commit",
             MarkKind::Conflict => "conflict",

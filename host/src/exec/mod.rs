@@ -1158,19 +1158,7 @@ impl<'w> Execution<'w> {
                 agent: agent.to_owned(),
                 at_ms: self.started.elapsed().as_millis() as u64,
                 writes: commit.keys.iter().cloned().zip(commit.values.iter().map(|v| v.to_vec())).collect(),
-                conflicts: commit
-                    .conflicts
-                    .iter()
-                    .map(|c| ConflictRecord {
-                        key: c.key.clone(),
-                        agent: c.agent.clone(),
-                        other: c.other.clone(),
-                        base_version: c.base_version,
-                        ours_hash: c.ours_hash.clone(),
-                        theirs_hash: c.theirs_hash.clone(),
-                        resolution: c.resolution.to_string(),
-                    })
-                    .collect(),
+                conflicts: commit.conflicts.iter().map(ConflictRecord::from).collect(),
             };
             if let Err(e) = journal.record_commit(&entry, Some(&record)) {
                 self.error = Some(format!("cannot journal the commit of agent `{agent}`: {e}"));

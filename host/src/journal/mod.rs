@@ -101,6 +101,20 @@ pub struct ConflictRecord {
     pub resolution: String,
 }
 
+impl From<&crate::context::Conflict> for ConflictRecord {
+    fn from(c: &crate::context::Conflict) -> Self {
+        Self {
+            key: c.key.clone(),
+            agent: c.agent.clone(),
+            other: c.other.clone(),
+            base_version: c.base_version,
+            ours_hash: c.ours_hash.clone(),
+            theirs_hash: c.theirs_hash.clone(),
+            resolution: c.resolution.to_string(),
+        }
+    }
+}
+
 /// One context version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRecord {

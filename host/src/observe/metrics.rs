@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SpanKind, Timeline, secs};
 use crate::exec::{AgentStatus, GroupStatus, RunReport, ValidationOutcome};
+use crate::journal::ConflictRecord;
 use crate::runtime::Severity;
 use crate::workflow::{OnFailure, Workflow};
 
@@ -224,18 +225,7 @@ pub struct ConflictMetrics {
     /// Commits in the run (inputs included), and conflicts per commit.
     pub commits: u32,
     pub frequency: Option<f64>,
-    pub list: Vec<ConflictMetric>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConflictMetric {
-    pub key: String,
-    pub agent: String,
-    pub other: String,
-    pub base_version: u64,
-    pub ours_hash: String,
-    pub theirs_hash: String,
-    pub resolution: String,
+    pub list: Vec<ConflictRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -466,19 +456,7 @@ impl RunMetrics {
         let conflicts = ConflictMetrics {
             commits,
             frequency: ratio(report.conflicts.len() as f64, f64::from(commits)),
-            list: report
-                .conflicts
-                .iter()
-                .map(|c| ConflictMetric {
-                    key: c.key.clone(),
-                    agent: c.agent.clone(),
-                    other: c.other.clone(),
-                    base_version: c.base_version,
-                    ours_hash: c.ours_hash.clone(),
-                    theirs_hash: c.theirs_hash.clone(),
-                    resolution: c.resolution.to_string(),
-                })
-                .collect(),
+            list: report.conflicts.iter().map(ConflictRecord::from).collect(),
         };
 
         let decisions = report

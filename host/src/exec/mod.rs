@@ -26,7 +26,7 @@ pub mod barrier;
 mod pool;
 mod report;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -130,7 +130,37 @@ impl Engine {
     /// happened to each agent, group and validation.
     pub async fn run(&self, workflow: &Workflow, options: RunOptions) -> RunReport {
         let run_id = options.run_id.clone().unwrap_or_else(|| new_run_id(workflow));
-        Execution::new(self.runtime.clone(), workflow, run_id, options).run().await
+        match self.execute(workflow, run_id, options, None).await {
+            Ok(report) => report,
+            Err(_) => unreachable!("nothing to restore, so no gap"),
+        }
+    }
+
+    /// Run the execution loop as a task of its own, so it and the agents it
+    /// spawns share the runtime's worker threads: a finished agent wakes
+    /// the loop on the thread it ran on, not across threads. Dropping the
+    /// returned future aborts the task (and so every agent).
+    async fn execute(
+        &self,
+        workflow: &Workflow,
+        run_id: String,
+        options: RunOptions,
+        restore: Option<(Vec<CommitRecord>, BTreeMap<String, AgentRecord>)>,
+    ) -> Result<RunReport, (u64, u64)> {
+        let (runtime, workflow) = (self.runtime.clone(), workflow.clone());
+        let task = tokio::spawn(async move {
+            let mut execution = Execution::new(runtime, &workflow, run_id, options);
+            if let Some((commits, agents)) = restore {
+                execution.restore(commits, agents)?;
+            }
+            Ok(execution.run().await)
+        });
+        match tokio_util::task::AbortOnDropHandle::new(task).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels it, and that drops us too.
+            Err(e) => panic!("the run's task was cancelled: {e}"),
+        }
     }
 
     /// A new run id for `workflow`.
@@ -215,13 +245,9 @@ impl Engine {
         record.workflow_hash = file_hash(&workflow.path);
         journal.set_resumed(&record)?;
         options.journal = Some(journal);
-        let mut execution = Execution::new(self.runtime.clone(), workflow, record.run_id.clone(), options);
-        execution.restore(commits, agents).map_err(|(version, after)| ResumeError::Gap {
-            run: record.run_id.clone(),
-            version,
-            after,
-        })?;
-        Ok(execution.run().await)
+        self.execute(workflow, record.run_id.clone(), options, Some((commits, agents)))
+            .await
+            .map_err(|(version, after)| ResumeError::Gap { run: record.run_id.clone(), version, after })
     }
 }
 
@@ -438,8 +464,19 @@ struct Execution<'w> {
     groups: Vec<GroupRun>,
     group_of: HashMap<String, usize>,
     validations: Vec<ValidationReport>,
-    /// (validator, subject) pairs of `validation` needs already scheduled or skipped.
-    validation_needs_seen: HashSet<(String, String)>,
+    /// (validator, subject) pairs of `validation` needs not yet scheduled or skipped.
+    validation_needs: Vec<(String, String)>,
+    /// Each agent's blocking dependents (the agents whose `data` needs name it).
+    dependents: HashMap<&'w str, Vec<&'w AgentSpec>>,
+    /// Per waiting agent, how many of its blocking needs are not met yet;
+    /// counted at the first `settle`, then kept up to date as agents and
+    /// groups finish, so settling costs what changed, not the workflow's size.
+    unmet: HashMap<String, usize>,
+    counted: bool,
+    /// Waiting agents to look at again: their last need was met, or one failed.
+    dirty: Vec<&'w AgentSpec>,
+    /// Retry backoffs: (when, agent). Entries whose agent moved on are stale.
+    backoffs: BTreeSet<(Instant, String)>,
     cancelled: bool,
     /// A run-level failure (the journal could not be written): the run stops.
     error: Option<String>,
@@ -524,7 +561,29 @@ impl<'w> Execution<'w> {
             groups,
             group_of,
             validations: Vec::new(),
-            validation_needs_seen: HashSet::new(),
+            validation_needs: workflow
+                .agents
+                .iter()
+                .flat_map(|v| {
+                    v.needs
+                        .iter()
+                        .filter(|n| n.kind == DependencyKind::Validation)
+                        .map(|n| (v.id.clone(), n.agent.clone()))
+                })
+                .collect(),
+            dependents: {
+                let mut dependents: HashMap<&'w str, Vec<&'w AgentSpec>> = HashMap::new();
+                for agent in &workflow.agents {
+                    for need in agent.blocking_needs() {
+                        dependents.entry(need).or_default().push(agent);
+                    }
+                }
+                dependents
+            },
+            unmet: HashMap::new(),
+            counted: false,
+            dirty: Vec::new(),
+            backoffs: BTreeSet::new(),
             cancelled: false,
             error: None,
             journal,
@@ -640,7 +699,7 @@ impl<'w> Execution<'w> {
                     break;
                 }
             }
-            let backing_off = self.phases.values().any(|p| matches!(p, Phase::BackingOff(_)));
+            let backing_off = self.next_backoff().is_some();
             if self.running.is_empty() && self.queue.is_empty() && !backing_off {
                 break;
             }
@@ -666,21 +725,32 @@ impl<'w> Execution<'w> {
         self.wrap_up()
     }
 
-    /// Load every component on blocking threads, concurrently.
+    /// Load every component on blocking threads, concurrently: each
+    /// distinct (file, grant) once, however many agents share it.
     async fn load_all(&self) -> HashMap<String, Result<AgentComponent, AgentError>> {
-        let mut loads = JoinSet::new();
+        let mut sharing: BTreeMap<(&Path, bool), Vec<&str>> = BTreeMap::new();
         for agent in &self.workflow.agents {
+            sharing.entry((agent.component.as_path(), agent.wasi)).or_default().push(&agent.id);
+        }
+        let mut loads = JoinSet::new();
+        for ((path, wasi), agents) in &sharing {
             let (runtime, id, path, wasi) =
-                (self.runtime.clone(), agent.id.clone(), agent.component.clone(), agent.wasi);
+                (self.runtime.clone(), agents[0].to_owned(), path.to_path_buf(), *wasi);
             loads.spawn_blocking(move || {
                 let loaded = runtime.load_file_granted(&id, &path, wasi);
-                (id, loaded)
+                ((path, wasi), loaded)
             });
         }
         let mut components = HashMap::new();
         while let Some(joined) = loads.join_next().await {
-            if let Ok((id, loaded)) = joined {
-                components.insert(id, loaded);
+            let Ok(((path, wasi), loaded)) = joined else { continue };
+            for id in sharing.get(&(path.as_path(), wasi)).into_iter().flatten() {
+                let loaded = match &loaded {
+                    Ok(component) => Ok(component.clone()),
+                    // The error names the agent: say it for each.
+                    Err(_) => self.runtime.load_file_granted(id, &path, wasi),
+                };
+                components.insert((*id).to_owned(), loaded);
             }
         }
         components
@@ -692,10 +762,12 @@ impl<'w> Execution<'w> {
     /// that cannot run, queue those that can, start and decide groups,
     /// schedule validations. Repeats until nothing changes.
     fn settle(&mut self) {
-        let wf = self.workflow;
+        if !self.counted {
+            self.count_unmet();
+        }
         loop {
             let mut changed = false;
-            for agent in &wf.agents {
+            while let Some(agent) = self.dirty.pop() {
                 if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
                     continue;
                 }
@@ -721,36 +793,100 @@ impl<'w> Execution<'w> {
         }
     }
 
-    fn readiness(&self, agent: &AgentSpec) -> Readiness {
-        let own_group = self.group_of.get(&agent.id);
-        let mut pending = false;
-        for need in agent.blocking_needs() {
-            if let Some(g) = self.group_of.get(need).filter(|g| Some(*g) != own_group) {
-                let group = &self.groups[*g];
-                if group.phase != GroupPhase::Done {
-                    pending = true;
-                    continue;
-                }
-                if group.report.status != GroupStatus::Succeeded {
-                    return Readiness::Blocked(format!(
-                        "it needs `{need}`, whose group `{}` did not succeed",
-                        group.report.group
-                    ));
+    /// Count every waiting agent's unmet needs (at the first `settle`: a
+    /// resumed run has restored agents by then); those with none, or with
+    /// a need that cannot be met, are looked at.
+    fn count_unmet(&mut self) {
+        self.counted = true;
+        let wf = self.workflow;
+        for agent in &wf.agents {
+            if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
+                continue;
+            }
+            let mut unmet = 0;
+            let mut blocked = false;
+            for need in agent.blocking_needs() {
+                match self.need_state(agent, need) {
+                    NeedState::Met => {}
+                    NeedState::Pending => unmet += 1,
+                    NeedState::Blocked(_) => blocked = true,
                 }
             }
-            match self.reports.get(need).map(|r| &r.status) {
-                None => pending = true,
-                Some(status) if status.is_usable() => {}
-                Some(AgentStatus::Failed(_)) => {
-                    return Readiness::Blocked(format!("it needs `{need}`, which failed"));
+            self.unmet.insert(agent.id.clone(), unmet);
+            if unmet == 0 || blocked {
+                self.dirty.push(agent);
+            }
+        }
+    }
+
+    /// `need` of the dependents of `finished` (an agent, or with `group`, a
+    /// member of that finished group) may be met now.
+    fn notify(&mut self, finished: &str, group: Option<usize>) {
+        if !self.counted {
+            return;
+        }
+        let Some(dependents) = self.dependents.get(finished).cloned() else { return };
+        for agent in dependents {
+            if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
+                continue;
+            }
+            let need_group = self.group_of.get(finished).copied();
+            let own_group = self.group_of.get(&agent.id).copied();
+            // A need on a member of another group is met when the group is
+            // done, not when the member is.
+            if need_group.is_some() && need_group != own_group && group.is_none() {
+                continue;
+            }
+            match self.need_state(agent, finished) {
+                NeedState::Met => {
+                    let unmet = self.unmet.entry(agent.id.clone()).or_insert(1);
+                    *unmet = unmet.saturating_sub(1);
+                    if *unmet == 0 {
+                        self.dirty.push(agent);
+                    }
                 }
-                Some(AgentStatus::Cancelled) => {
-                    return Readiness::Blocked(format!("it needs `{need}`, which was cancelled"));
-                }
-                Some(_) => return Readiness::Blocked(format!("it needs `{need}`, which was skipped")),
+                NeedState::Blocked(_) => self.dirty.push(agent),
+                NeedState::Pending => {}
+            }
+        }
+    }
+
+    fn readiness(&self, agent: &AgentSpec) -> Readiness {
+        let mut pending = false;
+        for need in agent.blocking_needs() {
+            match self.need_state(agent, need) {
+                NeedState::Met => {}
+                NeedState::Pending => pending = true,
+                NeedState::Blocked(because) => return Readiness::Blocked(because),
             }
         }
         if pending { Readiness::Pending } else { Readiness::Ready }
+    }
+
+    /// Whether `agent`'s blocking need on `need` is met.
+    fn need_state(&self, agent: &AgentSpec, need: &str) -> NeedState {
+        let own_group = self.group_of.get(&agent.id);
+        if let Some(g) = self.group_of.get(need).filter(|g| Some(*g) != own_group) {
+            let group = &self.groups[*g];
+            if group.phase != GroupPhase::Done {
+                return NeedState::Pending;
+            }
+            if group.report.status != GroupStatus::Succeeded {
+                return NeedState::Blocked(format!(
+                    "it needs `{need}`, whose group `{}` did not succeed",
+                    group.report.group
+                ));
+            }
+        }
+        match self.reports.get(need).map(|r| &r.status) {
+            None => NeedState::Pending,
+            Some(status) if status.is_usable() => NeedState::Met,
+            Some(AgentStatus::Failed(_)) => NeedState::Blocked(format!("it needs `{need}`, which failed")),
+            Some(AgentStatus::Cancelled) => {
+                NeedState::Blocked(format!("it needs `{need}`, which was cancelled"))
+            }
+            Some(_) => NeedState::Blocked(format!("it needs `{need}`, which was skipped")),
+        }
     }
 
     fn enqueue(&mut self, job: Job, exclusive: bool) {
@@ -978,23 +1114,28 @@ impl<'w> Execution<'w> {
     /// When the loop must wake up without a task finishing: a retry backoff
     /// ending, or a group's barrier timeout.
     fn next_timer(&self) -> Option<Instant> {
-        let backoffs = self.phases.values().filter_map(|p| match p {
-            Phase::BackingOff(at) => Some(*at),
-            _ => None,
-        });
         let deadlines =
             self.groups.iter().filter(|g| g.phase == GroupPhase::Running).filter_map(|g| g.deadline);
-        backoffs.chain(deadlines).min()
+        self.next_backoff().into_iter().chain(deadlines).min()
+    }
+
+    /// The earliest retry backoff still in force.
+    fn next_backoff(&self) -> Option<Instant> {
+        self.backoffs
+            .iter()
+            .find(|(at, id)| self.phases.get(id) == Some(&Phase::BackingOff(*at)))
+            .map(|(at, _)| *at)
     }
 
     fn timers(&mut self) {
         let now = Instant::now();
-        let due: Vec<String> = self
-            .phases
-            .iter()
-            .filter(|(_, p)| matches!(p, Phase::BackingOff(at) if *at <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut due = Vec::new();
+        while let Some((at, id)) = self.backoffs.first().cloned().filter(|(at, _)| *at <= now) {
+            self.backoffs.pop_first();
+            if self.phases.get(&id) == Some(&Phase::BackingOff(at)) {
+                due.push(id);
+            }
+        }
         for id in due {
             let exclusive = self.exclusive.contains(&id);
             self.enqueue(Job::Run(id), exclusive);
@@ -1120,6 +1261,7 @@ impl<'w> Execution<'w> {
                         .checked_add(after)
                         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
                     self.phases.insert(id.to_owned(), Phase::BackingOff(at));
+                    self.backoffs.insert((at, id.to_owned()));
                 } else {
                     self.finish(agent, AgentStatus::Failed(error), Some((started, None, 0)));
                 }
@@ -1226,7 +1368,7 @@ impl<'w> Execution<'w> {
         self.reports.insert(
             id.clone(),
             AgentReport {
-                agent: id,
+                agent: id.clone(),
                 status,
                 elapsed,
                 fuel_used,
@@ -1239,6 +1381,7 @@ impl<'w> Execution<'w> {
                 renders_cached,
             },
         );
+        self.notify(&id, None);
     }
 
     fn succeeded(&self, id: &str) -> bool {
@@ -1269,11 +1412,11 @@ impl<'w> Execution<'w> {
         let spec = &wf.groups[g];
         match self.groups[g].phase {
             GroupPhase::Pending => {
+                // A waiting member with no unmet need is ready (one whose
+                // need failed was skipped by now).
                 let all_ready = spec.agents.iter().all(|m| match self.phases.get(m) {
                     None => true,
-                    Some(Phase::Waiting) => {
-                        wf.agent(m).is_some_and(|a| matches!(self.readiness(a), Readiness::Ready))
-                    }
+                    Some(Phase::Waiting) => self.unmet.get(m) == Some(&0),
                     Some(_) => false,
                 });
                 if !all_ready {
@@ -1602,6 +1745,9 @@ impl<'w> Execution<'w> {
             succeeded: group.report.status == GroupStatus::Succeeded,
         };
         self.emit(done);
+        for member in self.members(g) {
+            self.notify(member, Some(g));
+        }
     }
 
     // ---- validation ----
@@ -1609,37 +1755,31 @@ impl<'w> Execution<'w> {
     /// Schedule `validation` needs whose validator and subject have both
     /// finished (groups included); true if any was scheduled or skipped.
     fn schedule_validation_needs(&mut self) -> bool {
-        let wf = self.workflow;
-        let mut changed = false;
-        for validator in &wf.agents {
-            for need in validator.needs.iter().filter(|n| n.kind == DependencyKind::Validation) {
-                let pair = (validator.id.clone(), need.agent.clone());
-                if self.validation_needs_seen.contains(&pair)
-                    || !self.settled(&pair.0)
-                    || !self.settled(&pair.1)
-                {
-                    continue;
-                }
-                self.validation_needs_seen.insert(pair.clone());
-                changed = true;
-                let (validator, subject) = pair;
-                if self.succeeded(&validator) && self.succeeded(&subject) {
-                    self.enqueue(Job::Validate { validator, subject, group: None }, false);
+        if self.validation_needs.is_empty() {
+            return false;
+        }
+        let (settled, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.validation_needs)
+            .into_iter()
+            .partition(|(validator, subject)| self.settled(validator) && self.settled(subject));
+        self.validation_needs = waiting;
+        let changed = !settled.is_empty();
+        for (validator, subject) in settled {
+            if self.succeeded(&validator) && self.succeeded(&subject) {
+                self.enqueue(Job::Validate { validator, subject, group: None }, false);
+            } else {
+                let because = if self.succeeded(&validator) {
+                    format!("`{subject}` did not succeed")
                 } else {
-                    let because = if self.succeeded(&validator) {
-                        format!("`{subject}` did not succeed")
-                    } else {
-                        format!("`{validator}` did not succeed")
-                    };
-                    self.validations.push(ValidationReport {
-                        validator,
-                        subject,
-                        group: None,
-                        on_failure: OnFailure::Warn,
-                        outcome: ValidationOutcome::Skipped { because },
-                        elapsed: None,
-                    });
-                }
+                    format!("`{validator}` did not succeed")
+                };
+                self.validations.push(ValidationReport {
+                    validator,
+                    subject,
+                    group: None,
+                    on_failure: OnFailure::Warn,
+                    outcome: ValidationOutcome::Skipped { because },
+                    elapsed: None,
+                });
             }
         }
         changed
@@ -1801,6 +1941,12 @@ impl<'w> Execution<'w> {
 
 enum Readiness {
     Ready,
+    Pending,
+    Blocked(String),
+}
+
+enum NeedState {
+    Met,
     Pending,
     Blocked(String),
 }

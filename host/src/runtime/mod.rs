@@ -382,6 +382,10 @@ impl std::fmt::Debug for Runtime {
 #[error("cannot create the wasm engine: {0}")]
 pub struct RuntimeError(String);
 
+/// Bytes of each pooled memory, table and stack kept resident between
+/// instances (zeroed with memset); the rest is released with madvise.
+const KEEP_RESIDENT: usize = 128 << 10;
+
 fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
     let mut cfg = Config::new();
     cfg.wasm_component_model(true);
@@ -401,7 +405,12 @@ fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
             .total_tables(n * 8)
             .total_stacks(n)
             .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
-            .table_elements(100_000);
+            .table_elements(100_000)
+            // Reset small instances with memset rather than madvise: most
+            // agents touch little, and a syscall per instance costs more.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     cfg

@@ -1,9 +1,9 @@
 //! How close the executor gets to the best possible makespan.
 //!
-//! Two workloads of CPU-bound wasm busy loops (~50 ms each, calibrated at
-//! start-up and printed):
-//! - seed shape: analyst → pm → [ux_expert ∥ architect] → developer → qa;
-//! - fan: 20 independent agents, then one join.
+//! BENCHMARKS.md, figure 2. Two workloads of CPU-bound wasm busy loops
+//! (~50 ms each, calibrated at start-up and printed):
+//! - W3, seed shape: analyst → pm → [ux_expert ∥ architect] → developer → qa;
+//! - W4, CPU fan: 20 independent agents, then one join.
 //!
 //! For each, with fuel metering on and off, the ratio makespan / lower bound,
 //! where the lower bound is max(critical path, total work / cores) computed
@@ -139,7 +139,7 @@ fn main() {
             alone.as_secs_f64() * 1e3
         );
         let slots = u32::try_from(cores).unwrap_or(2).max(3);
-        for (name, agents) in [("seed shape (6 agents)", seed_shape()), ("fan (20 + join)", fan(20))] {
+        for (name, agents) in [("W3 seed shape (6 agents)", seed_shape()), ("W4 fan (20 + join)", fan(20))] {
             let project = Project::new();
             let workflow = &workflow(&project, "w", &agents, iterations, slots);
             run(&tokio, &engine, workflow); // warm-up: compiles the components
@@ -153,7 +153,7 @@ fn main() {
                 .collect();
             let bound = median(bounds).1;
             let (min, med, max) = median(ratios);
-            println!("  {name:<22} bound {:>6.1} ms   ratio {min:.3} / {med:.3} / {max:.3}", bound * 1e3);
+            println!("  {name:<25} bound {:>6.1} ms   ratio {min:.3} / {med:.3} / {max:.3}", bound * 1e3);
         }
     }
 }

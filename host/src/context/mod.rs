@@ -35,11 +35,13 @@ pub struct Entry {
     pub version: u64,
 }
 
-/// An immutable view of the context at one version.
+/// An immutable view of the context at one version. A persistent map:
+/// taking one is O(1), and a commit while agents hold snapshots copies only
+/// the O(log n) nodes it changes, not the whole context.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     version: u64,
-    entries: Arc<BTreeMap<String, Entry>>,
+    entries: imbl::OrdMap<String, Entry>,
 }
 
 impl Snapshot {
@@ -226,7 +228,7 @@ impl ContextStore {
         }
         let version = self.current.version + 1;
         let writer: Arc<str> = Arc::from(agent);
-        let entries = Arc::make_mut(&mut self.current.entries);
+        let entries = &mut self.current.entries;
         let (mut keys, mut values) = (Vec::with_capacity(applied.len()), Vec::with_capacity(applied.len()));
         for (key, value) in applied {
             let entry = Entry { value: value.into(), writer: writer.clone(), version };
@@ -251,7 +253,7 @@ impl ContextStore {
             return false;
         }
         let writer: Arc<str> = Arc::from(agent);
-        let entries = Arc::make_mut(&mut self.current.entries);
+        let entries = &mut self.current.entries;
         for (key, value) in writes {
             let entry = Entry { value: value.into(), writer: writer.clone(), version };
             self.history.entry(key.clone()).or_default().push(entry.clone());

@@ -127,7 +127,9 @@ impl Engine {
 
     /// Run `workflow` to the end. Agents that fail do not stop the others;
     /// agents that need a failed agent are skipped. The report says what
-    /// happened to each agent, group and validation.
+    /// happened to each agent, group and validation. Call it within a tokio
+    /// runtime (the run is a task of its own, aborted if this future is
+    /// dropped); a multi-thread runtime lets agents use several cores.
     pub async fn run(&self, workflow: &Workflow, options: RunOptions) -> RunReport {
         let run_id = options.run_id.clone().unwrap_or_else(|| new_run_id(workflow));
         match self.execute(workflow, run_id, options, None).await {

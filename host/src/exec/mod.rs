@@ -256,12 +256,10 @@ impl Engine {
 /// Each agent's place in the ready queue: priority (highest first), then
 /// longest remaining path, then file order.
 fn ready_order(workflow: &Workflow) -> HashMap<String, usize> {
-    let plan = crate::plan::plan(workflow);
-    let planned: HashMap<&str, (u8, Duration)> =
-        plan.agents.iter().map(|p| (p.id.as_str(), (p.priority, p.remaining))).collect();
+    let keys = crate::plan::ready_keys(workflow);
     let mut ranked: Vec<(usize, &AgentSpec)> = workflow.agents.iter().enumerate().collect();
-    ranked.sort_by_key(|(index, agent)| {
-        let (priority, remaining) = planned.get(agent.id.as_str()).copied().unwrap_or_default();
+    ranked.sort_by_key(|(index, _)| {
+        let (priority, remaining) = keys.get(*index).copied().unwrap_or_default();
         (std::cmp::Reverse(priority), std::cmp::Reverse(remaining), *index)
     });
     ranked.into_iter().enumerate().map(|(rank, (_, agent))| (agent.id.clone(), rank)).collect()

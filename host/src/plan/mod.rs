@@ -224,39 +224,11 @@ impl Plan {
 /// [module docs](self) for the model.
 pub fn plan(workflow: &Workflow) -> Plan {
     let graph = DependencyGraph::new(workflow);
-    let n = workflow.agents.len();
     let estimates: Vec<Duration> =
         workflow.agents.iter().map(|a| a.estimate.unwrap_or(DEFAULT_ESTIMATE)).collect();
     let timing = Timing::new(&graph, &estimates);
     let grouping = Grouping::new(workflow, &graph, &timing.remaining);
-
-    // Priorities.
-    let mut validator = vec![false; n];
-    for (i, agent) in workflow.agents.iter().enumerate() {
-        validator[i] = agent.needs.iter().any(|need| need.kind == DependencyKind::Validation);
-    }
-    for cv in workflow.groups.iter().filter_map(|g| g.cross_validation.as_ref()) {
-        for v in &cv.validators {
-            if let Some(i) = graph.index_of(v) {
-                validator[i] = true;
-            }
-        }
-    }
-    let (priorities, reasons): (Vec<u8>, Vec<PriorityReason>) = workflow
-        .agents
-        .iter()
-        .enumerate()
-        .map(|(i, agent)| match agent.priority {
-            Some(p) => (p, PriorityReason::Declared),
-            None if timing.slack(i).is_zero() => (PRIORITY_CRITICAL, PriorityReason::CriticalPath),
-            None if validator[i] => (PRIORITY_VALIDATOR, PriorityReason::Validator),
-            None if grouping.groups[grouping.group_of[i]].agents.len() >= 2 => {
-                (PRIORITY_PARALLEL, PriorityReason::ParallelGroup)
-            }
-            None => (PRIORITY_OTHER, PriorityReason::Other),
-        })
-        .unzip();
-
+    let (priorities, reasons) = priorities(workflow, &graph, &timing, &grouping);
     let resources = &workflow.resources;
     let cpu_units = ((f64::from(resources.cpu) * resources.cpu_oversubscription).floor() as u32).max(1);
     let schedule = schedule::simulate(
@@ -313,6 +285,54 @@ pub fn plan(workflow: &Workflow) -> Plan {
         agents,
         edges: graph.edges().map(|(from, to, kind)| Edge { from: id(from), to: id(to), kind }).collect(),
     }
+}
+
+/// Each agent's priority and why (see the module docs), in workflow order.
+fn priorities(
+    workflow: &Workflow,
+    graph: &DependencyGraph<'_>,
+    timing: &Timing,
+    grouping: &Grouping,
+) -> (Vec<u8>, Vec<PriorityReason>) {
+    let n = workflow.agents.len();
+    let mut validator = vec![false; n];
+    for (i, agent) in workflow.agents.iter().enumerate() {
+        validator[i] = agent.needs.iter().any(|need| need.kind == DependencyKind::Validation);
+    }
+    for cv in workflow.groups.iter().filter_map(|g| g.cross_validation.as_ref()) {
+        for v in &cv.validators {
+            if let Some(i) = graph.index_of(v) {
+                validator[i] = true;
+            }
+        }
+    }
+    workflow
+        .agents
+        .iter()
+        .enumerate()
+        .map(|(i, agent)| match agent.priority {
+            Some(p) => (p, PriorityReason::Declared),
+            None if timing.slack(i).is_zero() => (PRIORITY_CRITICAL, PriorityReason::CriticalPath),
+            None if validator[i] => (PRIORITY_VALIDATOR, PriorityReason::Validator),
+            None if grouping.groups[grouping.group_of[i]].agents.len() >= 2 => {
+                (PRIORITY_PARALLEL, PriorityReason::ParallelGroup)
+            }
+            None => (PRIORITY_OTHER, PriorityReason::Other),
+        })
+        .unzip()
+}
+
+/// The order of the ready queue: per agent (workflow order), its priority
+/// and remaining path: what [`plan`] computes for it, without the makespan
+/// simulation.
+pub fn ready_keys(workflow: &Workflow) -> Vec<(u8, Duration)> {
+    let graph = DependencyGraph::new(workflow);
+    let estimates: Vec<Duration> =
+        workflow.agents.iter().map(|a| a.estimate.unwrap_or(DEFAULT_ESTIMATE)).collect();
+    let timing = Timing::new(&graph, &estimates);
+    let grouping = Grouping::new(workflow, &graph, &timing.remaining);
+    let (priorities, _) = priorities(workflow, &graph, &timing, &grouping);
+    priorities.into_iter().zip(timing.remaining).collect()
 }
 
 /// Critical-path timing over blocking dependencies with given durations.

@@ -281,6 +281,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
+    fn the_ready_queue_keys_are_the_plans(w in arbitrary_workflow()) {
+        let planned: Vec<(u8, Duration)> = plan(&w).agents.iter().map(|a| (a.priority, a.remaining)).collect();
+        prop_assert_eq!(super::ready_keys(&w), planned);
+    }
+
+    #[test]
     fn every_agent_is_in_exactly_one_group(w in arbitrary_workflow()) {
         let plan = plan(&w);
         let mut seen: HashMap<&str, usize> = HashMap::new();

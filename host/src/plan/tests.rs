@@ -283,7 +283,7 @@ proptest! {
     #[test]
     fn the_ready_queue_keys_are_the_plans(w in arbitrary_workflow()) {
         let planned: Vec<(u8, Duration)> = plan(&w).agents.iter().map(|a| (a.priority, a.remaining)).collect();
-        prop_assert_eq!(super::ready_keys(&w), planned);
+        prop_assert_eq!(ready_keys(&w), planned);
     }
 
     #[test]

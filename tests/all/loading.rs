@@ -76,3 +76,18 @@ async fn a_wasi_grant_lets_wasi_imports_link() {
     assert!(matches!(refused, AgentError::Link { .. }), "{refused}");
     assert!(refused.to_string().contains("wasi: true"), "the error says how to grant it: {refused}");
 }
+
+#[tokio::test]
+async fn a_broken_component_shared_by_two_agents_fails_each_by_name() {
+    let project = Project::new();
+    std::fs::write(project.path().join("broken.wasm"), b"\0asm\x0d\0\x01\0garbage").expect("write");
+    let workflow =
+        project.workflow("agents:\n  a: {component: broken.wasm}\n  b: {component: broken.wasm}\n");
+    let report = engine().run(&workflow, RunOptions::default()).await;
+    for id in ["a", "b"] {
+        match report.error(id) {
+            Some(AgentError::Load { agent, .. }) => assert_eq!(agent, id),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+}

@@ -14,8 +14,12 @@
 //!   discarded: a member's writes are committed the moment it succeeds.
 //! - Failed attempts are retried with jittered exponential backoff unless
 //!   the error says another attempt cannot help.
-//! - Cancelling ([`RunOptions::cancel`], or dropping the run's future) stops
-//!   running agents when their time slice ends; nothing of them is committed.
+//! - Cancelling ([`RunOptions::cancel`]) stops running agents when their time
+//!   slice ends; nothing of them is committed, and the report says so.
+//!   Dropping the run's future aborts the run's task instead: it stops at its
+//!   next await (an agent that just finished may still be committed) and
+//!   releases the journal once it has unwound, asynchronously; cancel and
+//!   await the report to know the run has stopped and its journal is free.
 //! - Agents share cores in time slices proportional to their cpu units:
 //!   an agent yields to the others every `cpu / 10` epoch ticks (at least 1).
 //!
@@ -69,7 +73,8 @@ pub struct RunOptions {
     pub events: EventSink,
     /// Cancel this to stop the run: running agents are interrupted at their
     /// next epoch tick and nothing of them is committed; what was committed
-    /// stays. Dropping the run's future has the same effect.
+    /// stays. (Dropping the run's future aborts it too, but asynchronously:
+    /// see the module docs.)
     pub cancel: CancellationToken,
     /// Where the run is journaled (see [`Engine::create_journal`]); `None`
     /// keeps it in memory only, and it cannot be resumed.
@@ -474,7 +479,7 @@ struct Execution<'w> {
     unmet: HashMap<String, usize>,
     counted: bool,
     /// Waiting agents to look at again: their last need was met, or one failed.
-    dirty: Vec<&'w AgentSpec>,
+    dirty: VecDeque<&'w AgentSpec>,
     /// Retry backoffs: (when, agent). Entries whose agent moved on are stale.
     backoffs: BTreeSet<(Instant, String)>,
     cancelled: bool,
@@ -570,7 +575,13 @@ impl<'w> Execution<'w> {
                         .filter(|n| n.kind == DependencyKind::Validation)
                         .map(|n| (v.id.clone(), n.agent.clone()))
                 })
-                .collect(),
+                .fold(Vec::new(), |mut pairs, pair| {
+                    // A workflow built in code may repeat one.
+                    if !pairs.contains(&pair) {
+                        pairs.push(pair);
+                    }
+                    pairs
+                }),
             dependents: {
                 let mut dependents: HashMap<&'w str, Vec<&'w AgentSpec>> = HashMap::new();
                 for agent in &workflow.agents {
@@ -582,7 +593,7 @@ impl<'w> Execution<'w> {
             },
             unmet: HashMap::new(),
             counted: false,
-            dirty: Vec::new(),
+            dirty: VecDeque::new(),
             backoffs: BTreeSet::new(),
             cancelled: false,
             error: None,
@@ -745,11 +756,8 @@ impl<'w> Execution<'w> {
         while let Some(joined) = loads.join_next().await {
             let Ok(((path, wasi), loaded)) = joined else { continue };
             for id in sharing.get(&(path.as_path(), wasi)).into_iter().flatten() {
-                let loaded = match &loaded {
-                    Ok(component) => Ok(component.clone()),
-                    // The error names the agent: say it for each.
-                    Err(_) => self.runtime.load_file_granted(id, &path, wasi),
-                };
+                // An error names the agent: say it for each.
+                let loaded = loaded.clone().map_err(|e| e.for_agent(id));
                 components.insert((*id).to_owned(), loaded);
             }
         }
@@ -767,7 +775,7 @@ impl<'w> Execution<'w> {
         }
         loop {
             let mut changed = false;
-            while let Some(agent) = self.dirty.pop() {
+            while let Some(agent) = self.dirty.pop_front() {
                 if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
                     continue;
                 }
@@ -814,7 +822,7 @@ impl<'w> Execution<'w> {
             }
             self.unmet.insert(agent.id.clone(), unmet);
             if unmet == 0 || blocked {
-                self.dirty.push(agent);
+                self.dirty.push_back(agent);
             }
         }
     }
@@ -842,10 +850,10 @@ impl<'w> Execution<'w> {
                     let unmet = self.unmet.entry(agent.id.clone()).or_insert(1);
                     *unmet = unmet.saturating_sub(1);
                     if *unmet == 0 {
-                        self.dirty.push(agent);
+                        self.dirty.push_back(agent);
                     }
                 }
-                NeedState::Blocked(_) => self.dirty.push(agent),
+                NeedState::Blocked(_) => self.dirty.push_back(agent),
                 NeedState::Pending => {}
             }
         }

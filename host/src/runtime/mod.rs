@@ -308,6 +308,25 @@ impl AgentError {
         }
     }
 
+    /// The same error for agent `id` (a component shared by several agents
+    /// fails to load for each of them). Errors that name no agent of their
+    /// own (ownership, conflicts) are returned as they are.
+    pub fn for_agent(self, id: &str) -> Self {
+        let id = id.to_owned();
+        match self {
+            Self::Load { path, reason, .. } => Self::Load { agent: id, path, reason },
+            Self::Link { path, import, .. } => Self::Link { agent: id, path, import },
+            Self::OutOfFuel { budget, .. } => Self::OutOfFuel { agent: id, budget },
+            Self::MemoryLimit { limit, requested, .. } => Self::MemoryLimit { agent: id, limit, requested },
+            Self::Timeout { after, .. } => Self::Timeout { agent: id, after },
+            Self::Trap { message, backtrace, said, .. } => Self::Trap { agent: id, message, backtrace, said },
+            Self::Returned { kind, message, .. } => Self::Returned { agent: id, kind, message },
+            Self::Host { message, .. } => Self::Host { agent: id, message },
+            Self::Stopped { reason, .. } => Self::Stopped { agent: id, reason },
+            other => other,
+        }
+    }
+
     /// Whether another attempt could succeed. Never for an unusable
     /// component, an ownership violation, or input the agent called invalid.
     pub fn is_retryable(&self) -> bool {
@@ -382,8 +401,8 @@ impl std::fmt::Debug for Runtime {
 #[error("cannot create the wasm engine: {0}")]
 pub struct RuntimeError(String);
 
-/// Bytes of each pooled memory, table and stack kept resident between
-/// instances (zeroed with memset); the rest is released with madvise.
+/// Bytes of each pooled memory and table kept resident between instances
+/// (zeroed with memset); the rest is released with madvise.
 const KEEP_RESIDENT: usize = 128 << 10;
 
 fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
@@ -409,8 +428,7 @@ fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
             // Reset small instances with memset rather than madvise: most
             // agents touch little, and a syscall per instance costs more.
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT)
-            .async_stack_keep_resident(KEEP_RESIDENT);
+            .table_keep_resident(KEEP_RESIDENT);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     cfg

@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a workflow and print each agent's outcome and the committed context.
+    /// Run a workflow: live progress, then a summary (outcomes, metrics, critical path) and the context.
     Run(runs::RunArgs),
     /// Finish a run that stopped (killed, cancelled, failed) from its journal.
     Resume(runs::ResumeArgs),

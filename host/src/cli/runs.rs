@@ -109,7 +109,7 @@ impl ReportFiles {
 pub(super) struct ReportArgs {
     /// The run (see `ensemble runs`).
     run: String,
-    /// Where the run's journal is [default: .ensemble].
+    /// Where the run's journal is.
     #[arg(long, value_name = "DIR", default_value = ".ensemble")]
     state_dir: PathBuf,
     /// Print the run report as JSON instead of the Markdown summary.
@@ -126,7 +126,7 @@ pub(super) struct ReportArgs {
 pub(super) struct ResumeArgs {
     /// The run to finish (see `ensemble runs`).
     run: String,
-    /// Where the run's journal is [default: .ensemble].
+    /// Where the run's journal is.
     #[arg(long, value_name = "DIR", default_value = ".ensemble")]
     state_dir: PathBuf,
     /// Resume even if the workflow file or a component changed since the run started.
@@ -138,7 +138,7 @@ pub(super) struct ResumeArgs {
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RunsArgs {
-    /// Where the journals are [default: .ensemble].
+    /// Where the journals are.
     #[arg(long, value_name = "DIR", default_value = ".ensemble")]
     state_dir: PathBuf,
 }
@@ -155,7 +155,7 @@ pub(super) struct ContextArgs {
     /// Print one JSON object of key → value instead of text.
     #[arg(long)]
     json: bool,
-    /// Where the run's journal is [default: .ensemble].
+    /// Where the run's journal is.
     #[arg(long, value_name = "DIR", default_value = ".ensemble")]
     state_dir: PathBuf,
 }

@@ -474,7 +474,7 @@ impl RunMetrics {
 
         let load_time: Duration =
             timeline.spans.iter().filter(|s| s.kind == SpanKind::Load).map(|s| s.duration()).sum();
-        let critical_path = critical_path_metrics(&path, &agents, &parallelism, total, load_time);
+        let critical_path = critical_path_metrics(&path, &agents, &parallelism, &resources, total, load_time);
         let outcome = if report.cancelled {
             "cancelled"
         } else if report.error.is_some() {
@@ -563,6 +563,7 @@ fn critical_path_metrics(
     path: &crate::plan::PathTiming,
     agents: &[AgentMetrics],
     parallelism: &Parallelism,
+    resources: &Utilisation,
     total: Duration,
     load_time: Duration,
 ) -> CriticalPathMetrics {
@@ -579,7 +580,7 @@ fn critical_path_metrics(
         });
     let percent = |x: f64| format!("{:.0} %", x * 100.0);
     let finding = match (&bottleneck, coverage) {
-        (None, _) | (_, None) => "no agent ran in this run: there is no critical path to speak of".to_owned(),
+        (None, _) | (_, None) => "no agent ran in this run (their outputs came from the cache or the journal, or none could start): there is no critical path to speak of".to_owned(),
         (Some(b), Some(c)) if c >= 0.8 => format!(
             "the run is bound by its critical path ({} of the total time); `{}` is {} of it: making it faster, or splitting it, shortens the run",
             percent(c),
@@ -588,12 +589,21 @@ fn critical_path_metrics(
         ),
         (Some(_), Some(c)) => {
             let queued: Duration = agents.iter().map(|a| a.queue_wait).sum();
+            let r = resources;
+            let pool_filled =
+                r.slots_peak >= r.slots || r.cpu_peak >= r.cpu_units || r.memory_peak >= r.memory_units;
             if load_time.as_secs_f64() >= 0.2 * total.as_secs_f64() {
                 format!(
                     "the critical path is only {} of the total time; loading the components took {} of it ({:.1?}): a warm compiled-component cache shortens that",
                     percent(c),
                     percent(load_time.as_secs_f64() / total.as_secs_f64()),
                     load_time
+                )
+            } else if queued.as_secs_f64() >= 0.2 * total.as_secs_f64() && !pool_filled {
+                format!(
+                    "the critical path is only {} of the total time; agents waited {:.1?} in all in the ready queue while the pool was never full: the run loop was busy committing (journal writes, cache hits), not short of resources",
+                    percent(c),
+                    queued
                 )
             } else if queued.as_secs_f64() >= 0.2 * total.as_secs_f64() {
                 format!(

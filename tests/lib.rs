@@ -333,6 +333,12 @@ pub fn plain(body: &str) -> Vec<u8> {
     core_agent(&agent_module("", "", body))
 }
 
+/// The min, median and max of benchmark samples (not empty).
+pub fn min_median_max<T: PartialOrd + Copy>(mut samples: Vec<T>) -> (T, T, T) {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    (samples[0], samples[samples.len() / 2], samples[samples.len() - 1])
+}
+
 /// A throwaway project: a temporary directory holding components and a workflow.
 #[derive(Debug)]
 pub struct Project {

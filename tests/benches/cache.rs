@@ -10,16 +10,11 @@
 //! Medians of `RUNS` (default 9). `cargo bench -p ensemble-tests --bench cache`
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ensemble::cache::AgentCache;
 use ensemble::{Engine, RunOptions, RuntimeConfig, Workflow};
-use ensemble_tests::{Project, busy};
-
-fn median(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
-    samples.sort();
-    (samples[0], samples[samples.len() / 2], samples[samples.len() - 1])
-}
+use ensemble_tests::{Project, busy, min_median_max};
 
 fn main() {
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(9);
@@ -60,8 +55,8 @@ fn main() {
         assert_eq!(hits, 6);
         warm.push(t);
     }
-    let (cmin, cmed, cmax) = median(cold);
-    let (wmin, wmed, wmax) = median(warm);
+    let (cmin, cmed, cmax) = min_median_max(cold);
+    let (wmin, wmed, wmax) = min_median_max(warm);
     println!("seed shape, 6 agents of ~50 ms, {runs} runs each (min / median / max)");
     println!("  cold  {cmin:>10.1?} / {cmed:>10.1?} / {cmax:>10.1?}");
     println!("  warm  {wmin:>10.1?} / {wmed:>10.1?} / {wmax:>10.1?}");
@@ -93,8 +88,8 @@ fn main() {
         cold.push(process(&state));
         warm.push(process(&state));
     }
-    let (cmin, cmed, cmax) = median(cold);
-    let (wmin, wmed, wmax) = median(warm);
+    let (cmin, cmed, cmax) = min_median_max(cold);
+    let (wmin, wmed, wmax) = min_median_max(warm);
     println!("`ensemble run` of the BMAD example (a process each), {runs} runs (min / median / max)");
     println!("  compiled cache cold  {cmin:>10.1?} / {cmed:>10.1?} / {cmax:>10.1?}");
     println!("  compiled cache warm  {wmin:>10.1?} / {wmed:>10.1?} / {wmax:>10.1?}");

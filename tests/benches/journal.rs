@@ -8,14 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ensemble::{Engine, RunOptions, RuntimeConfig, Workflow};
-use ensemble_tests::{Project, copier, writer};
+use ensemble_tests::{Project, copier, min_median_max, writer};
 
 const CHAIN: usize = 100;
-
-fn median(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
-    samples.sort();
-    (samples[0], samples[samples.len() / 2], samples[samples.len() - 1])
-}
 
 fn main() {
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(9);
@@ -49,8 +44,8 @@ fn main() {
         plain.push(once(false));
         durable.push(once(true));
     }
-    let (pmin, pmed, pmax) = median(plain);
-    let (dmin, dmed, dmax) = median(durable);
+    let (pmin, pmed, pmax) = min_median_max(plain);
+    let (dmin, dmed, dmax) = min_median_max(durable);
     let per = |d: Duration| d / CHAIN as u32;
     println!("chain of {CHAIN} agents, {runs} runs each (min / median / max per agent)");
     println!("  no journal  {:>9.1?} / {:>9.1?} / {:>9.1?}", per(pmin), per(pmed), per(pmax));

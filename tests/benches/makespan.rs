@@ -17,14 +17,9 @@
 use std::time::{Duration, Instant};
 
 use ensemble::{Engine, RunOptions, RuntimeConfig, Workflow};
-use ensemble_tests::{Project, busy};
+use ensemble_tests::{Project, busy, min_median_max};
 
 const TARGET: Duration = Duration::from_millis(50);
-
-fn median(mut samples: Vec<f64>) -> (f64, f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    (samples[0], samples[samples.len() / 2], samples[samples.len() - 1])
-}
 
 /// A workflow of busy agents: (id, needs) pairs.
 fn workflow(
@@ -83,7 +78,7 @@ fn calibrate(tokio: &tokio::runtime::Runtime, engine: &Engine) -> (u32, Duration
     for _ in 0..4 {
         let project = Project::new();
         let one = workflow(&project, "one", &[("one".into(), Vec::new())], iterations, 1);
-        let took = median((0..5).map(|_| run(tokio, engine, &one).as_secs_f64()).collect()).1;
+        let took = min_median_max((0..5).map(|_| run(tokio, engine, &one).as_secs_f64()).collect()).1;
         let scale = TARGET.as_secs_f64() / took;
         iterations = ((f64::from(iterations) * scale) as u32).max(1000);
         if (0.95..1.05).contains(&scale) {
@@ -92,7 +87,7 @@ fn calibrate(tokio: &tokio::runtime::Runtime, engine: &Engine) -> (u32, Duration
     }
     let project = Project::new();
     let one = workflow(&project, "one", &[("one".into(), Vec::new())], iterations, 1);
-    let alone = median((0..7).map(|_| run(tokio, engine, &one).as_secs_f64()).collect()).1;
+    let alone = min_median_max((0..7).map(|_| run(tokio, engine, &one).as_secs_f64()).collect()).1;
     (iterations, Duration::from_secs_f64(alone))
 }
 
@@ -151,8 +146,8 @@ fn main() {
                     run(&tokio, &engine, workflow).as_secs_f64() / bound
                 })
                 .collect();
-            let bound = median(bounds).1;
-            let (min, med, max) = median(ratios);
+            let bound = min_median_max(bounds).1;
+            let (min, med, max) = min_median_max(ratios);
             println!("  {name:<25} bound {:>6.1} ms   ratio {min:.3} / {med:.3} / {max:.3}", bound * 1e3);
         }
     }

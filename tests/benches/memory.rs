@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ensemble::{Engine, RunOptions, RuntimeConfig, Workflow};
-use ensemble_tests::{Project, busy};
+use ensemble_tests::{Project, busy, min_median_max};
 
 const SMALL: usize = 8;
 const LARGE: usize = 48;
@@ -39,11 +39,6 @@ fn workflow(project: &Project, n: usize) -> Workflow {
     let path = project.path().join(format!("m{n}.yaml"));
     std::fs::write(&path, yaml).expect("write");
     Workflow::load(&path).expect("valid")
-}
-
-fn stats(mut samples: Vec<f64>) -> (f64, f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    (samples[0], samples[samples.len() / 2], samples[samples.len() - 1])
 }
 
 fn main() {
@@ -97,11 +92,11 @@ fn main() {
         per_agent.push(slope / 1024.0);
         beyond.push((slope - PAGE) / 1024.0);
     }
-    let (min, med, max) = stats(per_agent);
+    let (min, med, max) = min_median_max(per_agent);
     println!(
         "host memory per concurrently running agent, {SMALL} vs {LARGE} at once, {runs} runs (min / median / max)"
     );
     println!("  resident set per agent          {min:>8.1} / {med:>8.1} / {max:>8.1} KiB");
-    let (min, med, max) = stats(beyond);
+    let (min, med, max) = min_median_max(beyond);
     println!("  beyond its 64 KiB linear memory {min:>8.1} / {med:>8.1} / {max:>8.1} KiB");
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use ensemble::context::Ownership;
 use ensemble::runtime::{AgentCall, Limits};
 use ensemble::{Engine, EventSink, RunOptions, RuntimeConfig, Workflow};
-use ensemble_tests::{Project, relay};
+use ensemble_tests::{Project, min_median_max, relay};
 
 mod raw {
     //! wasmtime alone: the floor any host of this component pays.
@@ -114,11 +114,6 @@ mod raw {
 const CHAIN: usize = 200;
 const LAYERS: usize = 10;
 const WIDTH: usize = 50;
-
-fn stats(mut samples: Vec<f64>) -> (f64, f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    (samples[0], samples[samples.len() / 2], samples[samples.len() - 1])
-}
 
 fn chain(project: &Project) -> Workflow {
     let mut yaml =
@@ -231,7 +226,7 @@ fn main() {
         e2.push(workflow(&w2));
     }
     let show = |name: &str, s: &[f64]| {
-        let (min, med, max) = stats(s.to_vec());
+        let (min, med, max) = min_median_max(s.to_vec());
         println!("  {name:<34} {min:>8.1} / {med:>8.1} / {max:>8.1} µs");
         med
     };

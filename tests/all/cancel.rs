@@ -43,6 +43,43 @@ async fn cancelling_stops_running_agents_and_keeps_what_was_committed() {
     assert_eq!(report.context.len(), 1, "nothing of the spinner");
 }
 
+/// An agent that is all there is to run is polled by the run's own task
+/// (no task of its own): cancelling and dropping stop it just the same.
+#[tokio::test]
+async fn a_lone_running_agent_is_stopped_by_cancel_and_by_drop() {
+    let project = Project::new();
+    project.component("quick", &writer("quick.value"));
+    project.component("spinner", &plain("(loop $spin (br $spin)) unreachable"));
+    let path = project.workflow_file(
+        "agents:\n  quick: {component: quick.wasm}\n  spinner: {component: spinner.wasm, needs: [quick]}\n",
+    );
+    let workflow = ensemble::Workflow::load(&path).expect("valid");
+    let engine = ensemble::Engine::new(ensemble::RuntimeConfig { max_instances: 1, ..Default::default() })
+        .expect("engine");
+    for _ in 0..2 {
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(200), engine.run(&workflow, RunOptions::default()));
+        assert!(dropped.await.is_err(), "the spinner never ends by itself");
+    }
+    let options = RunOptions::default();
+    let (cancel, mut events) = (options.cancel.clone(), options.events.subscribe());
+    let watcher = tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            if matches!(&event.kind, EventKind::AgentStarted { agent, .. } if agent == "spinner") {
+                cancel.cancel();
+            }
+        }
+    });
+    let report = tokio::time::timeout(Duration::from_secs(30), engine.run(&workflow, options))
+        .await
+        .expect("a cancelled run returns promptly: the dropped runs gave their slot back");
+    watcher.abort();
+    assert!(report.cancelled);
+    assert!(matches!(report.agent("spinner").map(|a| &a.status), Some(AgentStatus::Cancelled)));
+    assert!(report.context.get("quick.value").is_some());
+    assert_eq!(report.context.len(), 1, "nothing of the spinner");
+}
+
 #[tokio::test]
 async fn dropping_the_run_future_stops_its_agents() {
     let (_project, path) = project();

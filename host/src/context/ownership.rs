@@ -5,6 +5,7 @@
 //! workflow declares `shared` (the workflow check refuses anything else);
 //! there several agents may write, and the context store resolves conflicts.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A write outside the writer's prefixes.
@@ -23,26 +24,39 @@ pub struct OwnershipError {
 /// The owned prefixes of every agent of a workflow.
 #[derive(Debug, Clone, Default)]
 pub struct Ownership {
-    /// (prefix, agent), longest prefix first.
-    prefixes: Arc<Vec<(String, String)>>,
+    /// Prefix → its owners, in the order given (several only under a
+    /// shared prefix). A key is looked up by its own segment prefixes, so a
+    /// check costs the key's depth, not the workflow's size.
+    owners: Arc<HashMap<String, Vec<String>>>,
 }
 
 impl Ownership {
     pub fn new<'a>(owned: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut prefixes: Vec<(String, String)> =
-            owned.into_iter().map(|(prefix, agent)| (prefix.to_owned(), agent.to_owned())).collect();
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Self { prefixes: Arc::new(prefixes) }
+        let mut owners: HashMap<String, Vec<String>> = HashMap::new();
+        for (prefix, agent) in owned {
+            let agents = owners.entry(prefix.to_owned()).or_default();
+            if !agents.iter().any(|a| a == agent) {
+                agents.push(agent.to_owned());
+            }
+        }
+        Self { owners: Arc::new(owners) }
     }
 
-    /// The agent owning `key`, if any.
+    /// The owners of each prefix covering `key`, longest prefix first.
+    fn covering<'s, 'k>(&'s self, key: &'k str) -> impl Iterator<Item = &'s Vec<String>> + use<'s, 'k> {
+        std::iter::successors(Some(key.len()), |&end| key[..end].rfind('.'))
+            .filter_map(move |end| self.owners.get(&key[..end]))
+    }
+
+    /// The agent owning `key`, if any (under a shared prefix, the first
+    /// agent given).
     pub fn owner_of(&self, key: &str) -> Option<&str> {
-        self.prefixes.iter().find(|(prefix, _)| covers(prefix, key)).map(|(_, agent)| agent.as_str())
+        self.covering(key).next().and_then(|agents| agents.first()).map(String::as_str)
     }
 
     /// Whether `agent` may write `key`: one of its prefixes covers it.
     pub fn check(&self, agent: &str, key: &str) -> Result<(), OwnershipError> {
-        if self.prefixes.iter().any(|(prefix, owner)| owner == agent && covers(prefix, key)) {
+        if self.covering(key).any(|agents| agents.iter().any(|a| a == agent)) {
             return Ok(());
         }
         Err(OwnershipError {
@@ -86,6 +100,12 @@ mod tests {
             err.to_string(),
             "agent `pm` may not write `architect.stack`: it is owned by agent `architect`"
         );
+        let err = own.check("pm", "pm").and(own.check("pm", "pmx")).unwrap_err();
+        assert_eq!(err.owner, None);
+        let nested = Ownership::new([("a", "outer"), ("a.b", "inner")]);
+        assert_eq!(nested.owner_of("a.b.c"), Some("inner"));
+        assert_eq!(nested.owner_of("a.c"), Some("outer"));
+        assert!(nested.check("outer", "a.b.c").is_ok(), "the outer prefix covers it too");
         let err = own.check("pm", "qa.report").unwrap_err();
         assert_eq!(err.to_string(), "agent `pm` may not write `qa.report`: no agent owns it");
     }

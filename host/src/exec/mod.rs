@@ -31,7 +31,9 @@ mod pool;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -271,6 +273,14 @@ fn ready_order(workflow: &Workflow) -> HashMap<String, usize> {
 }
 
 /// Sleep until `at`, or for ever when there is nothing to wait for.
+/// The inline job's end; never, without one.
+async fn poll_inline(inline: &mut Option<Inline>) -> Ended {
+    match inline {
+        Some(inline) => (&mut inline.future).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -398,6 +408,22 @@ struct Queued {
     seq: u64,
 }
 
+/// A running job: a task of its own, or the lone job the loop polls
+/// itself (see [`Execution::start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TaskKey {
+    Spawned(tokio::task::Id),
+    Inline(u64),
+}
+
+type JobFuture = Pin<Box<dyn Future<Output = Ended> + Send>>;
+
+/// The job the loop runs on its own task.
+struct Inline {
+    key: u64,
+    future: JobFuture,
+}
+
 struct Task {
     job: Job,
     /// The context version the job's snapshot was taken at.
@@ -405,7 +431,8 @@ struct Task {
     exclusive: bool,
     pulse: Arc<Pulse>,
     started: Instant,
-    abort: AbortHandle,
+    /// `None` for the inline job: the loop drops its future instead.
+    abort: Option<AbortHandle>,
     /// Aborted on purpose: whatever it returns is dropped.
     discard: bool,
 }
@@ -449,6 +476,8 @@ struct Execution<'w> {
     store: ContextStore,
     components: HashMap<String, Result<AgentComponent, AgentError>>,
     order: HashMap<String, usize>,
+    /// Each agent's spec by id (`Workflow::agent` is a linear search).
+    by_id: HashMap<&'w str, &'w AgentSpec>,
     phases: HashMap<String, Phase>,
     reports: HashMap<String, AgentReport>,
     /// Attempts started so far, per agent.
@@ -464,8 +493,12 @@ struct Execution<'w> {
     queued_seq: u64,
     pool: ResourcePool,
     running: JoinSet<Ended>,
-    tasks: HashMap<tokio::task::Id, Task>,
-    run_task: HashMap<String, tokio::task::Id>,
+    /// Jobs admitted in this pass, started together by [`Self::start`].
+    starting: Vec<(Task, JobFuture)>,
+    inline: Option<Inline>,
+    inline_seq: u64,
+    tasks: HashMap<TaskKey, Task>,
+    run_task: HashMap<String, TaskKey>,
     groups: Vec<GroupRun>,
     group_of: HashMap<String, usize>,
     validations: Vec<ValidationReport>,
@@ -551,6 +584,7 @@ impl<'w> Execution<'w> {
             store: ContextStore::with_policies(&workflow.shared),
             components: HashMap::new(),
             order: ready_order(workflow),
+            by_id: workflow.agents.iter().map(|a| (a.id.as_str(), a)).collect(),
             phases: workflow.agents.iter().map(|a| (a.id.clone(), Phase::Waiting)).collect(),
             reports: HashMap::new(),
             attempts: HashMap::new(),
@@ -561,6 +595,9 @@ impl<'w> Execution<'w> {
             queued_seq: 0,
             pool: ResourcePool::new(&workflow.resources),
             running: JoinSet::new(),
+            starting: Vec::new(),
+            inline: None,
+            inline_seq: 0,
             tasks: HashMap::new(),
             run_task: HashMap::new(),
             groups,
@@ -611,6 +648,10 @@ impl<'w> Execution<'w> {
         }
     }
 
+    fn spec(&self, id: &str) -> Option<&'w AgentSpec> {
+        self.by_id.get(id).copied()
+    }
+
     /// Send an event, and record it in the run's timeline.
     fn emit(&mut self, kind: EventKind) {
         let event = self.events.stamp(kind);
@@ -634,9 +675,8 @@ impl<'w> Execution<'w> {
             }
             written.insert(commit.version, keys);
         }
-        let wf = self.workflow;
         for (id, record) in agents {
-            let Some(agent) = wf.agent(&id) else { continue };
+            let Some(agent) = self.spec(&id) else { continue };
             if !record.is_final() {
                 // It runs again: its attempts go on counting, with a fresh retry budget.
                 self.attempts.insert(id.clone(), record.attempts);
@@ -682,7 +722,7 @@ impl<'w> Execution<'w> {
             agents: self.workflow.agents.len(),
         });
         let loading = Instant::now();
-        self.components = self.load_all().await;
+        self.components = Self::load_all(&self.runtime, self.workflow).await;
         self.emit(EventKind::ComponentsLoaded { agents: self.components.len(), elapsed: loading.elapsed() });
         // Inputs go in first, as one commit (a resumed run has them already).
         if !self.inputs.is_empty() && self.store.snapshot().version() == 0 {
@@ -699,6 +739,7 @@ impl<'w> Execution<'w> {
         enum Woke {
             Cancelled,
             Joined(Result<(tokio::task::Id, Ended), tokio::task::JoinError>),
+            Inline(Ended),
             Timer,
         }
         while !self.cancelled && self.error.is_none() {
@@ -710,8 +751,9 @@ impl<'w> Execution<'w> {
                     break;
                 }
             }
+            self.start();
             let backing_off = self.next_backoff().is_some();
-            if self.running.is_empty() && self.queue.is_empty() && !backing_off {
+            if self.running.is_empty() && self.inline.is_none() && self.queue.is_empty() && !backing_off {
                 break;
             }
             let wake = self.next_timer();
@@ -719,6 +761,7 @@ impl<'w> Execution<'w> {
                 biased;
                 () = cancel.cancelled() => Woke::Cancelled,
                 Some(joined) = self.running.join_next_with_id() => Woke::Joined(joined),
+                ended = poll_inline(&mut self.inline) => Woke::Inline(ended),
                 () = sleep_until(wake) => Woke::Timer,
             };
             match woke {
@@ -726,7 +769,8 @@ impl<'w> Execution<'w> {
                     self.cancelled = true;
                     self.cancel_all().await;
                 }
-                Woke::Joined(joined) => self.joined(joined),
+                Woke::Joined(joined) => self.joined_task(joined),
+                Woke::Inline(ended) => self.joined_inline(ended),
                 Woke::Timer => self.timers(),
             }
         }
@@ -738,15 +782,18 @@ impl<'w> Execution<'w> {
 
     /// Load every component on blocking threads, concurrently: each
     /// distinct (file, grant) once, however many agents share it.
-    async fn load_all(&self) -> HashMap<String, Result<AgentComponent, AgentError>> {
+    async fn load_all(
+        runtime: &Runtime,
+        workflow: &Workflow,
+    ) -> HashMap<String, Result<AgentComponent, AgentError>> {
         let mut sharing: BTreeMap<(&Path, bool), Vec<&str>> = BTreeMap::new();
-        for agent in &self.workflow.agents {
+        for agent in &workflow.agents {
             sharing.entry((agent.component.as_path(), agent.wasi)).or_default().push(&agent.id);
         }
         let mut loads = JoinSet::new();
         for ((path, wasi), agents) in &sharing {
             let (runtime, id, path, wasi) =
-                (self.runtime.clone(), agents[0].to_owned(), path.to_path_buf(), *wasi);
+                (runtime.clone(), agents[0].to_owned(), path.to_path_buf(), *wasi);
             loads.spawn_blocking(move || {
                 let loaded = runtime.load_file_granted(&id, &path, wasi);
                 ((path, wasi), loaded)
@@ -833,23 +880,39 @@ impl<'w> Execution<'w> {
         if !self.counted {
             return;
         }
-        let Some(dependents) = self.dependents.get(finished).cloned() else { return };
-        for agent in dependents {
+        // Taken out while its agents are updated, and put back.
+        let Some((key, dependents)) = self.dependents.remove_entry(finished) else { return };
+        let need_group = self.group_of.get(finished).copied();
+        // The need's state depends on the dependent only through its group:
+        // worked out once per group, not once per dependent.
+        let mut states: Vec<(Option<usize>, NeedState)> = Vec::new();
+        for &agent in &dependents {
             if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
                 continue;
             }
-            let need_group = self.group_of.get(finished).copied();
             let own_group = self.group_of.get(&agent.id).copied();
             // A need on a member of another group is met when the group is
             // done, not when the member is.
             if need_group.is_some() && need_group != own_group && group.is_none() {
                 continue;
             }
-            match self.need_state(agent, finished) {
+            let state = match states.iter().find(|(g, _)| *g == own_group) {
+                Some((_, state)) => state.clone(),
+                None => {
+                    let state = self.need_state(agent, finished);
+                    states.push((own_group, state.clone()));
+                    state
+                }
+            };
+            match state {
                 NeedState::Met => {
-                    let unmet = self.unmet.entry(agent.id.clone()).or_insert(1);
-                    *unmet = unmet.saturating_sub(1);
-                    if *unmet == 0 {
+                    // (Counted for every waiting agent; without a count,
+                    // `settle` checks all its needs anyway.)
+                    let unmet = self.unmet.get_mut(agent.id.as_str()).map_or(0, |n| {
+                        *n = n.saturating_sub(1);
+                        *n
+                    });
+                    if unmet == 0 {
                         self.dirty.push_back(agent);
                     }
                 }
@@ -857,6 +920,7 @@ impl<'w> Execution<'w> {
                 NeedState::Pending => {}
             }
         }
+        self.dependents.insert(key, dependents);
     }
 
     fn readiness(&self, agent: &AgentSpec) -> Readiness {
@@ -915,12 +979,11 @@ impl<'w> Execution<'w> {
         if self.error.is_some() {
             return false;
         }
-        let wf = self.workflow;
         self.queue.sort_by_key(|q| (!q.exclusive, q.rank, q.seq));
         // Always look at the head: each pass admits it, fails it, or stops.
         let i = 0;
         while !self.queue.is_empty() {
-            let Some(agent) = wf.agent(self.queue[i].job.agent()) else {
+            let Some(agent) = self.spec(self.queue[i].job.agent()) else {
                 self.queue.remove(i);
                 continue;
             };
@@ -1025,7 +1088,7 @@ impl<'w> Execution<'w> {
     fn job_failed_to_start(&mut self, job: Job, error: AgentError) {
         match job {
             Job::Run(id) => {
-                if let Some(agent) = self.workflow.agent(&id) {
+                if let Some(agent) = self.spec(&id) {
                     self.finish(agent, AgentStatus::Failed(error), None);
                 }
             }
@@ -1037,7 +1100,7 @@ impl<'w> Execution<'w> {
 
     fn spawn(&mut self, queued: Queued) {
         let wf = self.workflow;
-        let Some(agent) = wf.agent(queued.job.agent()) else { return };
+        let Some(agent) = self.spec(queued.job.agent()) else { return };
         let Some(Ok(component)) = self.components.get(&agent.id).cloned() else { return };
         let pulse = Arc::new(Pulse::default());
         let memory_bytes = if queued.exclusive {
@@ -1086,15 +1149,15 @@ impl<'w> Execution<'w> {
             pool: self.pool.usage(),
         });
         let runtime = self.runtime.clone();
-        let abort = match validating {
+        let future: JobFuture = match validating {
             None => {
                 self.emit(EventKind::AgentStarted { agent: agent.id.clone(), attempt });
-                self.running.spawn(async move {
+                Box::pin(async move {
                     let outcome = runtime.run_agent(&component, call).await.map(|output| (None, output));
                     (outcome, Instant::now())
                 })
             }
-            Some(subject) => self.running.spawn(async move {
+            Some(subject) => Box::pin(async move {
                 let outcome = runtime
                     .validate_agent(&component, call, &subject)
                     .await
@@ -1102,21 +1165,58 @@ impl<'w> Execution<'w> {
                 (outcome, Instant::now())
             }),
         };
-        if let Job::Run(id) = &queued.job {
-            self.run_task.insert(id.clone(), abort.id());
+        let task = Task {
+            job: queued.job,
+            base,
+            exclusive: queued.exclusive,
+            pulse,
+            started: Instant::now(),
+            abort: None,
+            discard: false,
+        };
+        self.starting.push((task, future));
+    }
+
+    /// Start the jobs admitted in this pass. When one job is all there is to
+    /// run, the loop polls it on its own task: no task to spawn and no
+    /// worker to wake for it (a chain runs this way). Otherwise each job is
+    /// a task of its own, so jobs use every core.
+    fn start(&mut self) {
+        let lone = self.starting.len() == 1 && self.running.is_empty() && self.inline.is_none();
+        for (mut task, future) in std::mem::take(&mut self.starting) {
+            let key = if lone {
+                self.inline_seq += 1;
+                self.inline = Some(Inline { key: self.inline_seq, future });
+                TaskKey::Inline(self.inline_seq)
+            } else {
+                let abort = self.running.spawn(future);
+                let key = TaskKey::Spawned(abort.id());
+                task.abort = Some(abort);
+                key
+            };
+            if let Job::Run(id) = &task.job {
+                self.run_task.insert(id.clone(), key);
+            }
+            self.tasks.insert(key, task);
         }
-        self.tasks.insert(
-            abort.id(),
-            Task {
-                job: queued.job,
-                base,
-                exclusive: queued.exclusive,
-                pulse,
-                started: Instant::now(),
-                abort,
-                discard: false,
-            },
-        );
+    }
+
+    /// Stop a running job: its task is aborted, or the inline job's future
+    /// is dropped; either way it comes back to [`Self::joined`] as stopped,
+    /// and whatever it would have returned is discarded.
+    fn abort(&mut self, key: TaskKey) {
+        let Some(task) = self.tasks.get_mut(&key) else { return };
+        task.discard = true;
+        if let Some(abort) = &task.abort {
+            abort.abort();
+        }
+        if let (TaskKey::Inline(k), Some(inline)) = (key, &mut self.inline)
+            && inline.key == k
+        {
+            let agent = task.job.agent().to_owned();
+            let stopped = AgentError::Host { agent, message: "stopped".into() };
+            inline.future = Box::pin(std::future::ready((Err(stopped), Instant::now())));
+        }
     }
 
     /// When the loop must wake up without a task finishing: a retry backoff
@@ -1155,7 +1255,7 @@ impl<'w> Execution<'w> {
             }
             // Take in whatever finished meanwhile: it counts as completed.
             while let Some(joined) = self.running.try_join_next_with_id() {
-                self.joined(joined);
+                self.joined_task(joined);
             }
             self.settle();
             if self.groups[g].phase != GroupPhase::Running {
@@ -1172,21 +1272,29 @@ impl<'w> Execution<'w> {
 
     // ---- finished tasks ----
 
-    fn joined(&mut self, joined: Result<(tokio::task::Id, Ended), tokio::task::JoinError>) {
-        let (task_id, outcome, ended) = match joined {
-            Ok((id, (outcome, ended))) => (id, outcome, ended),
+    fn joined_task(&mut self, joined: Result<(tokio::task::Id, Ended), tokio::task::JoinError>) {
+        match joined {
+            Ok((id, ended)) => self.joined(TaskKey::Spawned(id), ended),
             Err(e) => {
-                let id = e.id();
-                let agent = self.tasks.get(&id).map(|t| t.job.agent().to_owned()).unwrap_or_default();
+                let key = TaskKey::Spawned(e.id());
+                let agent = self.tasks.get(&key).map(|t| t.job.agent().to_owned()).unwrap_or_default();
                 let message = format!("agent task failed: {e}");
-                (id, Err(AgentError::Host { agent, message }), Instant::now())
+                self.joined(key, (Err(AgentError::Host { agent, message }), Instant::now()));
             }
-        };
+        }
+    }
+
+    fn joined_inline(&mut self, ended: Ended) {
+        if let Some(inline) = self.inline.take() {
+            self.joined(TaskKey::Inline(inline.key), ended);
+        }
+    }
+
+    fn joined(&mut self, task_id: TaskKey, (outcome, ended): Ended) {
         let Some(task) = self.tasks.remove(&task_id) else { return };
-        let wf = self.workflow;
         if task.exclusive {
             self.pool.release_all();
-        } else if let Some(agent) = wf.agent(task.job.agent()) {
+        } else if let Some(agent) = self.spec(task.job.agent()) {
             self.pool.release(agent);
         }
         if let Job::Run(id) = &task.job {
@@ -1230,7 +1338,7 @@ impl<'w> Execution<'w> {
         ended: Instant,
         result: Result<AgentOutput, AgentError>,
     ) {
-        let Some(agent) = self.workflow.agent(id) else { return };
+        let Some(agent) = self.spec(id) else { return };
         let result = result.and_then(|output| {
             if let (Some(cache), Some(family)) = (&self.cache, self.family(agent)) {
                 cache.store(&family, &output.reads, &output.writes, ended - started);
@@ -1601,7 +1709,7 @@ impl<'w> Execution<'w> {
                 for member in &unfinished {
                     let backing_off = matches!(self.phases.get(member), Some(Phase::BackingOff(_)));
                     let pulse = self.stop(member);
-                    if let Some(agent) = wf.agent(member) {
+                    if let Some(agent) = self.spec(member) {
                         let error = match self.last_error.get(member).filter(|_| backing_off) {
                             Some(e) => e.clone(),
                             None => AgentError::Stopped {
@@ -1648,10 +1756,9 @@ impl<'w> Execution<'w> {
         if phase != Some(Phase::Running) {
             return None;
         }
-        let task_id = self.run_task.remove(id)?;
-        let task = self.tasks.get_mut(&task_id)?;
-        task.abort.abort();
-        task.discard = true;
+        let key = self.run_task.remove(id)?;
+        self.abort(key);
+        let task = self.tasks.get(&key)?;
         Some((task.started, task.pulse.read().fuel_used, 0))
     }
 
@@ -1672,7 +1779,7 @@ impl<'w> Execution<'w> {
             }
             let backing_off = matches!(self.phases.get(&member), Some(Phase::BackingOff(_)));
             let ran = self.stop(&member);
-            let Some(agent) = wf.agent(&member) else { continue };
+            let Some(agent) = self.spec(&member) else { continue };
             let (because, error) = match self.reports.remove(&member).map(|r| r.status) {
                 Some(AgentStatus::Failed(e)) => {
                     (format!("group `{}` went on without it after it failed", spec.name), Some(e))
@@ -1862,9 +1969,9 @@ impl<'w> Execution<'w> {
     /// Stop everything: running agents are interrupted (their writes are
     /// dropped), nothing new starts, committed results stay.
     async fn cancel_all(&mut self) {
-        for task in self.tasks.values_mut() {
-            task.abort.abort();
-            task.discard = true;
+        let keys: Vec<TaskKey> = self.tasks.keys().copied().collect();
+        for key in keys {
+            self.abort(key);
         }
         self.queue.clear();
         let wf = self.workflow;
@@ -1874,8 +1981,12 @@ impl<'w> Execution<'w> {
             self.finish(agent, AgentStatus::Cancelled, None);
         }
         // Wait for the aborted tasks, so their stores are gone when the run returns.
+        if let Some(inline) = self.inline.take() {
+            let ended = inline.future.await;
+            self.joined(TaskKey::Inline(inline.key), ended);
+        }
         while let Some(joined) = self.running.join_next_with_id().await {
-            self.joined(joined);
+            self.joined_task(joined);
         }
     }
 
@@ -1953,6 +2064,7 @@ enum Readiness {
     Blocked(String),
 }
 
+#[derive(Clone)]
 enum NeedState {
     Met,
     Pending,

@@ -91,6 +91,7 @@ fn main() {
             events: EventSink::new(),
             pulse: Default::default(),
             templates: None,
+            reads: None,
         };
         let samples: Vec<Duration> = (0..RUNS)
             .map(|_| {

@@ -37,5 +37,5 @@ pub use exec::{
     ValidationOutcome, ValidationReport,
 };
 pub use observe::{Decision, Event, EventKind, EventSink, RunMetrics, Timeline};
-pub use runtime::{AgentError, Runtime, RuntimeConfig};
+pub use runtime::{AgentError, HostLimits, Runtime, RuntimeConfig};
 pub use workflow::{Workflow, WorkflowError};

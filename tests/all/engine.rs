@@ -267,3 +267,50 @@ async fn one_relay_component_serves_a_whole_chain() {
     assert_eq!(value("a0.value"), Some(b"\xa2ok".to_vec()));
     assert_eq!(value("a2.value"), value("a0.value"), "copied down the chain");
 }
+
+/// The embedding case: one engine, 100 runs of one workflow at once. None
+/// deadlocks, and each ends exactly as the workflow run alone does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_runs_in_one_engine_each_end_as_one_alone() {
+    let project = Project::new();
+    project
+        .component("source", &writer("source.value"))
+        .component("left", &ensemble_tests::copier("source.value", "left.value"))
+        .component("right", &ensemble_tests::copier("source.value", "right.value"))
+        .component("join", &ensemble_tests::copier("left.value", "join.value"));
+    let workflow = std::sync::Arc::new(project.workflow(
+        "agents:
+  source: {component: source.wasm}
+  left: {component: left.wasm, needs: [source]}
+  right: {component: right.wasm, needs: [source]}
+  join: {component: join.wasm, needs: [left, right]}
+groups:
+  sides: {agents: [left, right]}
+",
+    ));
+    let engine = std::sync::Arc::new(ensemble_tests::engine());
+    let outcome = |report: &ensemble::RunReport| {
+        let context: Vec<(String, Vec<u8>)> =
+            report.context.iter().map(|(k, e)| (k.clone(), e.value.to_vec())).collect();
+        let statuses: Vec<(String, bool)> =
+            report.agents.iter().map(|a| (a.agent.clone(), a.status.is_usable())).collect();
+        (report.succeeded(), context, statuses)
+    };
+    let alone = outcome(&engine.run(&workflow, RunOptions::default()).await);
+    assert!(alone.0 && alone.1.len() == 4, "{alone:?}");
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (engine, workflow) = (engine.clone(), workflow.clone());
+        runs.spawn(async move { engine.run(&workflow, RunOptions::default()).await });
+    }
+    let all = tokio::time::timeout(std::time::Duration::from_secs(300), runs.join_all())
+        .await
+        .expect("100 concurrent runs end: no deadlock");
+    assert_eq!(all.len(), 100);
+    let mut ids = std::collections::HashSet::new();
+    for report in &all {
+        assert_eq!(outcome(report), alone, "a run among 100 ends as one alone");
+        assert!(ids.insert(report.run_id.clone()), "run ids are distinct");
+    }
+    assert_eq!(engine.runtime().load_stats().compiled, 4, "each component compiled once for all runs");
+}

@@ -180,6 +180,7 @@ fn main() {
         events: EventSink::new(),
         pulse: Default::default(),
         templates: None,
+        reads: None,
     };
 
     let per_agent = |took: Duration, n: usize| took.as_secs_f64() * 1e6 / n as f64;

@@ -17,7 +17,7 @@ pub mod ownership;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use ownership::{Ownership, OwnershipError};
+pub use ownership::{Ownership, OwnershipError, ReadPatterns};
 
 use crate::workflow::{ConflictPolicy, SharedPrefix};
 

@@ -67,6 +67,40 @@ impl Ownership {
     }
 }
 
+/// The keys an agent may read: its workflow `reads` patterns, plus the
+/// keys it owns. `x` reads `x` and everything under it, `x.*` everything
+/// under `x`, `x*` every key starting with `x`, `*` everything.
+#[derive(Debug, Clone)]
+pub struct ReadPatterns {
+    patterns: Arc<[String]>,
+}
+
+impl ReadPatterns {
+    pub fn new(patterns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self { patterns: patterns.into_iter().map(Into::into).collect() }
+    }
+
+    /// Whether a pattern admits `key` (ownership is checked apart).
+    pub fn admits(&self, key: &str) -> bool {
+        self.patterns.iter().any(|pattern| {
+            if pattern == "*" {
+                true
+            } else if let Some(stem) = pattern.strip_suffix(".*") {
+                key.strip_prefix(stem).is_some_and(|rest| rest.starts_with('.'))
+            } else if let Some(stem) = pattern.strip_suffix('*') {
+                key.starts_with(stem)
+            } else {
+                covers(pattern, key)
+            }
+        })
+    }
+
+    /// The patterns, as the workflow gives them.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
 /// Whether prefix `prefix` covers `key`: equal, or `key` continues with `.`.
 pub fn covers(prefix: &str, key: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
@@ -88,6 +122,19 @@ mod tests {
         assert!(!covers("pm", "pmx.stories"));
         assert!(overlap("a.b", "a"));
         assert!(!overlap("a.b", "a.c"));
+    }
+
+    #[test]
+    fn read_patterns_admit_what_they_say() {
+        let reads = ReadPatterns::new(["pm.*", "analyst", "arch*"]);
+        assert!(reads.admits("pm.stories") && reads.admits("pm.a.b"));
+        assert!(!reads.admits("pm") && !reads.admits("pmx.a"));
+        assert!(reads.admits("analyst") && reads.admits("analyst.users"));
+        assert!(!reads.admits("analystx"));
+        assert!(reads.admits("architect.stack") && reads.admits("arch"));
+        assert!(!reads.admits("qa.report"));
+        assert!(ReadPatterns::new(["*"]).admits("anything.at.all"));
+        assert!(!ReadPatterns::new(Vec::<String>::new()).admits("a"));
     }
 
     #[test]

@@ -1136,6 +1136,7 @@ impl<'w> Execution<'w> {
             events: self.events.clone(),
             pulse: pulse.clone(),
             templates: self.templates.clone().map(|t| t as Arc<dyn crate::runtime::Templates>),
+            reads: agent.reads.as_ref().map(|r| crate::context::ReadPatterns::new(r.iter().cloned())),
         };
         let validating = match &queued.job {
             Job::Validate { subject, .. } => Some(subject.clone()),

@@ -6,13 +6,13 @@
 //! `run` returns `ok`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::bindings::ContextError;
 use super::bindings::ensemble::agent::{context, log, progress, templates, types};
 use super::limits::Limiter;
 use super::{Pulse, Reads, Templates, listing_hash, value_hash};
-use crate::context::{Ownership, OwnershipError, Snapshot, StagedWrites, validate_key};
+use crate::context::{Ownership, OwnershipError, ReadPatterns, Snapshot, StagedWrites, validate_key};
 use crate::observe::{EventKind, EventSink, Level};
 
 /// The largest value an agent may `put`.
@@ -23,6 +23,86 @@ pub const MAX_STAGED_BYTES: usize = 64 << 20;
 pub const MAX_STAGED_KEYS: usize = 10_000;
 /// Longer log and progress messages are cut to this many bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Limits on the host-side resources one agent invocation can drive: what
+/// it stages for commit and how fast it logs. A `put` past a size or count
+/// limit is refused with `limit-exceeded` (an SDK agent fails with it); a
+/// log flood fails the agent with [`AgentError::LimitExceeded`](super::AgentError).
+/// Template data has its own limit ([`TemplateLimits`](crate::templates::TemplateLimits),
+/// 16 MiB by default), and keys are at most [`MAX_KEY_LEN`](crate::context::MAX_KEY_LEN) bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostLimits {
+    /// The largest value one `put` may write. Default [`MAX_VALUE_BYTES`] (16 MiB).
+    pub max_value_bytes: usize,
+    /// The most bytes one invocation may stage in total. Default [`MAX_STAGED_BYTES`] (64 MiB).
+    pub max_staged_bytes: usize,
+    /// The most keys one invocation may write. Default [`MAX_STAGED_KEYS`] (10 000).
+    pub max_staged_keys: usize,
+    /// Longer log and progress messages are cut to this many bytes. Default
+    /// [`MAX_MESSAGE_BYTES`] (4 KiB).
+    pub max_message_bytes: usize,
+    /// Log messages an agent may send in a burst. Default 1000.
+    pub log_burst: u32,
+    /// Log messages per second an agent may send once its burst is spent;
+    /// past that it fails. Default 100.
+    pub log_per_second: u32,
+    /// Progress events sent per second and agent. More frequent reports
+    /// still update what the barrier sees (the last report's time and
+    /// fraction) but send no event. Default 20.
+    pub progress_per_second: u32,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: MAX_VALUE_BYTES,
+            max_staged_bytes: MAX_STAGED_BYTES,
+            max_staged_keys: MAX_STAGED_KEYS,
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            log_burst: 1000,
+            log_per_second: 100,
+            progress_per_second: 20,
+        }
+    }
+}
+
+/// A host limit an agent went past; it fails the invocation.
+#[derive(Debug)]
+pub(crate) struct HostLimitExceeded(pub(crate) String);
+
+impl std::fmt::Display for HostLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HostLimitExceeded {}
+
+/// A token bucket: `burst` at once, then `rate` per second.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(burst: u32) -> Self {
+        Self { tokens: f64::from(burst), at: Instant::now() }
+    }
+
+    fn take(&mut self, burst: u32, rate: u32) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(rate);
+        self.tokens = (self.tokens + refill).min(f64::from(burst));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 pub(crate) struct AgentState {
     pub(crate) agent: Arc<str>,
@@ -44,6 +124,19 @@ pub(crate) struct AgentState {
     /// What it read from its snapshot.
     pub(crate) reads: Reads,
     pub(crate) templates: Option<Arc<dyn Templates>>,
+    limits: HostLimits,
+    logs: Bucket,
+    /// When the last progress event was sent.
+    progress_sent: Option<Instant>,
+    /// The latest report not sent yet (coalesced), sent at the end.
+    progress_held: Option<(f32, String)>,
+    /// Its `reads` patterns (`None`: it reads everything).
+    pub(crate) reads_allowed: Option<ReadPatterns>,
+    /// In `validate`: the agent validated, whose keys it may read.
+    pub(crate) subject: Option<String>,
+    /// The first key it read outside its patterns. It fails the invocation
+    /// whatever the agent does next.
+    pub(crate) read_refused: Option<String>,
     /// WASI 0.2, locked down: no files, environment, arguments or network;
     /// stdin is empty, stdout and stderr are discarded.
     wasi: wasmtime_wasi::WasiCtx,
@@ -68,8 +161,13 @@ impl AgentState {
         limiter: Limiter,
         events: EventSink,
         pulse: Arc<Pulse>,
+        limits: HostLimits,
     ) -> Self {
         Self {
+            limits,
+            logs: Bucket::new(limits.log_burst),
+            progress_sent: None,
+            progress_held: None,
             agent,
             snapshot,
             ownership,
@@ -83,6 +181,9 @@ impl AgentState {
             read_only: false,
             reads: Reads::default(),
             templates: None,
+            reads_allowed: None,
+            subject: None,
+            read_refused: None,
             wasi: locked_down_wasi(),
             table: wasmtime::component::ResourceTable::new(),
         }
@@ -93,9 +194,9 @@ fn key_error(key: &str) -> Option<ContextError> {
     validate_key(key).err().map(|e| ContextError::InvalidKey(e.to_string()))
 }
 
-fn cut(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE_BYTES {
-        let mut end = MAX_MESSAGE_BYTES;
+fn cut(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut end = max;
         while !message.is_char_boundary(end) {
             end -= 1;
         }
@@ -105,12 +206,40 @@ fn cut(mut message: String) -> String {
     message
 }
 
+impl AgentState {
+    /// Whether it may read `key`: a `reads` pattern admits it, it owns it,
+    /// or (in `validate`) its subject owns it.
+    fn may_read(&self, key: &str) -> bool {
+        let Some(reads) = &self.reads_allowed else { return true };
+        reads.admits(key)
+            || self.ownership.check(&self.agent, key).is_ok()
+            || self.subject.as_deref().is_some_and(|s| self.ownership.check(s, key).is_ok())
+    }
+}
+
+impl AgentState {
+    /// Send the last progress report if it was held back: watchers end on
+    /// the agent's latest word.
+    pub(crate) fn flush_progress(&mut self) {
+        if let Some((done, message)) = self.progress_held.take() {
+            let message = cut(message, self.limits.max_message_bytes);
+            self.events.send(EventKind::Progress { agent: self.agent.to_string(), done, message });
+        }
+    }
+}
+
 impl types::Host for AgentState {}
 
 impl context::Host for AgentState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, ContextError>> {
         if let Some(e) = key_error(&key) {
             return Ok(Err(e));
+        }
+        if !self.may_read(&key) {
+            let message =
+                format!("agent `{}` may not read `{key}`: it is outside its `reads` patterns", self.agent);
+            self.read_refused.get_or_insert(key);
+            return Ok(Err(ContextError::NotOwned(message)));
         }
         if let Some(staged) = self.staged.get(&key) {
             return Ok(Ok(Some(staged.clone())));
@@ -121,7 +250,9 @@ impl context::Host for AgentState {
     }
 
     fn keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, ContextError>> {
-        let mut keys: Vec<String> = self.snapshot.range(&prefix).map(|(k, _)| k.clone()).collect();
+        // A listing shows only what it may read.
+        let mut keys: Vec<String> =
+            self.snapshot.range(&prefix).map(|(k, _)| k.clone()).filter(|k| self.may_read(k)).collect();
         self.reads
             .listings
             .entry(prefix.clone())
@@ -151,22 +282,26 @@ impl context::Host for AgentState {
             self.violation.get_or_insert(violation);
             return Ok(Err(ContextError::NotOwned(message)));
         }
-        if value.len() > MAX_VALUE_BYTES {
+        let limits = self.limits;
+        if value.len() > limits.max_value_bytes {
             return Ok(Err(ContextError::LimitExceeded(format!(
-                "value of `{key}` is {} bytes; the limit is {MAX_VALUE_BYTES}",
-                value.len()
+                "value of `{key}` is {} bytes; the limit is {}",
+                value.len(),
+                limits.max_value_bytes
             ))));
         }
         let replaced = self.staged.get(&key).map_or(0, Vec::len);
         let staged_bytes = self.staged_bytes - replaced + value.len();
-        if staged_bytes > MAX_STAGED_BYTES {
+        if staged_bytes > limits.max_staged_bytes {
             return Ok(Err(ContextError::LimitExceeded(format!(
-                "staged writes would total {staged_bytes} bytes; the limit is {MAX_STAGED_BYTES}"
+                "staged writes would total {staged_bytes} bytes; the limit is {}",
+                limits.max_staged_bytes
             ))));
         }
-        if replaced == 0 && !self.staged.contains_key(&key) && self.staged.len() >= MAX_STAGED_KEYS {
+        if replaced == 0 && !self.staged.contains_key(&key) && self.staged.len() >= limits.max_staged_keys {
             return Ok(Err(ContextError::LimitExceeded(format!(
-                "an agent may write at most {MAX_STAGED_KEYS} keys"
+                "an agent may write at most {} keys",
+                limits.max_staged_keys
             ))));
         }
         self.staged_bytes = staged_bytes;
@@ -178,18 +313,35 @@ impl context::Host for AgentState {
 impl progress::Host for AgentState {
     fn report(&mut self, done: f32, message: String) -> wasmtime::Result<()> {
         let done = if done.is_nan() { 0.0 } else { done.clamp(0.0, 1.0) };
+        let now = Instant::now();
         self.pulse.update(|p| {
-            p.last_report = Some(Instant::now());
+            p.last_report = Some(now);
             p.done = done;
         });
-        self.events.send(EventKind::Progress { agent: self.agent.to_string(), done, message: cut(message) });
+        // Frequent reports are coalesced: the pulse has the latest, events
+        // go out at most `progress_per_second` times a second.
+        let interval = Duration::from_secs(1) / self.limits.progress_per_second.max(1);
+        if self.progress_sent.is_none_or(|at| now.duration_since(at) >= interval) {
+            self.progress_sent = Some(now);
+            self.progress_held = None;
+            let message = cut(message, self.limits.max_message_bytes);
+            self.events.send(EventKind::Progress { agent: self.agent.to_string(), done, message });
+        } else {
+            self.progress_held = Some((done, message));
+        }
         Ok(())
     }
 }
 
 impl log::Host for AgentState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let message = cut(message);
+        let HostLimits { log_burst, log_per_second, max_message_bytes, .. } = self.limits;
+        if !self.logs.take(log_burst, log_per_second) {
+            return Err(wasmtime::Error::new(HostLimitExceeded(format!(
+                "it logged faster than the host allows ({log_burst} messages at once, then {log_per_second} per second)"
+            ))));
+        }
+        let message = cut(message, max_message_bytes);
         let level = match level {
             log::Level::Trace => Level::Trace,
             log::Level::Debug => Level::Debug,

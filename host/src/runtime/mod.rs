@@ -36,10 +36,10 @@ use wasmtime::{
 };
 
 pub use bindings::{Finding, Severity, Validation};
-pub use host::{MAX_MESSAGE_BYTES, MAX_STAGED_BYTES, MAX_STAGED_KEYS, MAX_VALUE_BYTES};
+pub use host::{HostLimits, MAX_MESSAGE_BYTES, MAX_STAGED_BYTES, MAX_STAGED_KEYS, MAX_VALUE_BYTES};
 pub use limits::MAX_TABLE_ELEMENTS;
 
-use crate::context::{Ownership, OwnershipError, Snapshot, StagedWrites};
+use crate::context::{Ownership, OwnershipError, ReadPatterns, Snapshot, StagedWrites};
 use crate::observe::EventSink;
 use bindings::{AgentPre, Invocation};
 use compiled::CompiledCache;
@@ -71,6 +71,11 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Use the pooling allocator (falls back to on-demand if it cannot be reserved).
     pub pooling: bool,
+    /// What one agent may stage and how fast it may log.
+    pub host_limits: HostLimits,
+    /// The largest component file that is compiled; a larger one fails to
+    /// load (compiling costs time and memory in proportion). Default 256 MiB.
+    pub max_component_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -82,6 +87,8 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             epoch_tick: Duration::from_millis(10),
             pooling: true,
+            host_limits: HostLimits::default(),
+            max_component_bytes: 256 << 20,
         }
     }
 }
@@ -184,6 +191,8 @@ pub struct AgentCall {
     pub pulse: Arc<Pulse>,
     /// The template service; `None` answers every render with an error.
     pub templates: Option<Arc<dyn Templates>>,
+    /// The keys it may read besides its own; `None` reads everything.
+    pub reads: Option<ReadPatterns>,
 }
 
 /// What renders an agent's `templates.render` calls (the host's template
@@ -277,6 +286,12 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
+    /// It read a key outside its workflow `reads` patterns.
+    #[error("agent `{agent}` may not read `{key}`: it is outside its `reads` patterns ({})", patterns.join(", "))]
+    ReadRefused { agent: String, key: String, patterns: Vec<String> },
+    /// It went past a host limit that fails the invocation (a log flood).
+    #[error("agent `{agent}` exceeded a host limit: {message}")]
+    LimitExceeded { agent: String, message: String },
     #[error("agent `{agent}` failed: {message}")]
     Returned { agent: String, kind: ReturnedKind, message: String },
     #[error("agent `{agent}`: host error: {message}")]
@@ -302,7 +317,9 @@ impl AgentError {
             | Self::Trap { agent, .. }
             | Self::Returned { agent, .. }
             | Self::Host { agent, .. }
-            | Self::Stopped { agent, .. } => agent,
+            | Self::Stopped { agent, .. }
+            | Self::ReadRefused { agent, .. }
+            | Self::LimitExceeded { agent, .. } => agent,
             Self::Ownership(e) => &e.agent,
             Self::Conflict(e) => &e.0.agent,
         }
@@ -323,6 +340,8 @@ impl AgentError {
             Self::Returned { kind, message, .. } => Self::Returned { agent: id, kind, message },
             Self::Host { message, .. } => Self::Host { agent: id, message },
             Self::Stopped { reason, .. } => Self::Stopped { agent: id, reason },
+            Self::ReadRefused { key, patterns, .. } => Self::ReadRefused { agent: id, key, patterns },
+            Self::LimitExceeded { message, .. } => Self::LimitExceeded { agent: id, message },
             other => other,
         }
     }
@@ -335,6 +354,8 @@ impl AgentError {
             Self::Load { .. }
                 | Self::Link { .. }
                 | Self::Ownership(_)
+                | Self::ReadRefused { .. }
+                | Self::LimitExceeded { .. }
                 | Self::Stopped { .. }
                 | Self::Returned { kind: ReturnedKind::InvalidInput | ReturnedKind::Context, .. }
         )
@@ -377,6 +398,8 @@ struct Inner {
     slots: tokio::sync::Semaphore,
     fuel: bool,
     pooling: bool,
+    host_limits: HostLimits,
+    max_component_bytes: u64,
 }
 
 /// The wasmtime engine, linker and component cache of a process. Cheap to
@@ -473,6 +496,8 @@ impl Runtime {
                 slots: tokio::sync::Semaphore::new(slots),
                 fuel: config.fuel,
                 pooling,
+                host_limits: config.host_limits,
+                max_component_bytes: config.max_component_bytes,
             }),
         })
     }
@@ -515,6 +540,16 @@ impl Runtime {
         self.load_granted(agent, path, bytes, false)
     }
 
+    fn check_size(&self, size: u64) -> Result<(), String> {
+        let limit = self.inner.max_component_bytes;
+        if size > limit {
+            return Err(format!(
+                "the component is {size} bytes, more than the {limit} a component may have (`RuntimeConfig::max_component_bytes`)"
+            ));
+        }
+        Ok(())
+    }
+
     /// Like [`Runtime::load_file`], for an agent granted WASI 0.2 or not.
     pub fn load_file_granted(
         &self,
@@ -522,11 +557,12 @@ impl Runtime {
         path: &Path,
         wasi: bool,
     ) -> Result<AgentComponent, AgentError> {
-        let bytes = std::fs::read(path).map_err(|e| AgentError::Load {
-            agent: agent.to_owned(),
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let load_error =
+            |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
+        // Refuse an oversized file before reading it all.
+        let size = std::fs::metadata(path).map_err(|e| load_error(e.to_string()))?.len();
+        self.check_size(size).map_err(load_error)?;
+        let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
         self.load_granted(agent, path, &bytes, wasi)
     }
 
@@ -544,6 +580,7 @@ impl Runtime {
             |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
         let link_error =
             |import: String| AgentError::Link { agent: agent.to_owned(), path: path.to_owned(), import };
+        self.check_size(bytes.len() as u64).map_err(load_error)?;
         check_header(bytes).map_err(|r| load_error(r.to_owned()))?;
         let content_hash = blake3::hash(bytes).to_hex().to_string();
         let inner = &self.inner;
@@ -656,9 +693,15 @@ impl Runtime {
             Limiter::new(call.limits.memory_bytes),
             call.events,
             call.pulse.clone(),
+            inner.host_limits,
         );
         state.templates = call.templates.clone();
         state.read_only = matches!(entry, Entry::Validate(_));
+        state.reads_allowed = call.reads.clone();
+        if let Entry::Validate(subject) = entry {
+            // A validator reads what it validates.
+            state.subject = Some(subject.to_owned());
+        }
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         let fuel_budget = match (inner.fuel, call.limits.fuel) {
@@ -724,10 +767,15 @@ impl Runtime {
         };
 
         let fuel_used = fuel_budget.and_then(|budget| Some(budget - store.get_fuel().ok()?));
-        let state = store.into_data();
+        let mut state = store.into_data();
+        state.flush_progress();
         let agent = call.agent;
         if let Some(violation) = state.violation {
             return Err(AgentError::Ownership(violation));
+        }
+        if let Some(key) = state.read_refused {
+            let patterns = call.reads.map(|r| r.patterns().to_vec()).unwrap_or_default();
+            return Err(AgentError::ReadRefused { agent, key, patterns });
         }
         let memory_limit = |requested: usize| AgentError::MemoryLimit {
             agent: agent.clone(),
@@ -769,6 +817,9 @@ impl Runtime {
                 }
                 if let Some(requested) = state.limiter.refused {
                     return Err(memory_limit(requested));
+                }
+                if let Some(limit) = e.downcast_ref::<host::HostLimitExceeded>() {
+                    return Err(AgentError::LimitExceeded { agent, message: limit.0.clone() });
                 }
                 let backtrace = e.downcast_ref::<WasmBacktrace>().map(ToString::to_string);
                 let message = match e.downcast_ref::<Trap>() {

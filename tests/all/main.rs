@@ -1,6 +1,7 @@
 //! End-to-end tests of the ensemble library and command line: one test binary,
 //! one module per feature (wasmtime's layout).
 
+mod authority;
 mod barrier;
 mod bmad;
 mod cache;

@@ -158,7 +158,7 @@ const SHOWN_VALUE_CHARS: usize = 200;
 pub(super) fn print_context(out: &mut dyn Write, context: &Snapshot) -> std::io::Result<()> {
     writeln!(out, "context (version {}, {} keys):", context.version(), context.len())?;
     for (key, entry) in context.iter() {
-        let shown = match rmp_serde::from_slice::<serde_json::Value>(&entry.value) {
+        let shown = match crate::context::decode_value(&entry.value) {
             Ok(value) => value.to_string(),
             Err(_) => format!("<{} bytes, not MessagePack>", entry.value.len()),
         };

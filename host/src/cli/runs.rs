@@ -296,7 +296,7 @@ pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Wri
     };
     let wanted = |key: &str| args.key.as_deref().is_none_or(|k| crate::context::ownership::covers(k, key));
     let json = |bytes: &[u8]| {
-        rmp_serde::from_slice::<serde_json::Value>(bytes).unwrap_or_else(|_| {
+        crate::context::decode_value(bytes).unwrap_or_else(|_| {
             serde_json::Value::String(format!("<{} bytes, not MessagePack>", bytes.len()))
         })
     };

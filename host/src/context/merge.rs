@@ -89,7 +89,7 @@ fn merge_decoded(base: Option<&[u8]>, ours: &[u8], theirs: &[u8]) -> Result<Vec<
 /// overflow a 2 MiB thread stack while decoding, which aborts the process;
 /// 128 (about 60 nested maps) keeps decoding, merging and encoding far from
 /// that. Deeper values do not decode, so they conflict at the root.
-const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = 128;
 
 /// Exactly one MessagePack value, at most [`MAX_DEPTH`] deep, with no trailing bytes.
 fn decode(bytes: &[u8]) -> Option<Value> {

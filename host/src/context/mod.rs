@@ -24,6 +24,20 @@ use crate::workflow::{ConflictPolicy, SharedPrefix};
 /// The largest key, in bytes. Keys are names, not data.
 pub const MAX_KEY_LEN: usize = 256;
 
+/// An agent's value (MessagePack) as JSON, for showing it and for template
+/// data: exactly one value, at most [`merge::MAX_DEPTH`] deep (deeper would
+/// risk the stack of whatever thread decodes it), nothing after it, and map
+/// keys that are strings.
+pub fn decode_value(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let mut rest = bytes;
+    let value =
+        rmpv::decode::read_value_with_max_depth(&mut rest, merge::MAX_DEPTH).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes follow the value", rest.len()));
+    }
+    serde_json::to_value(&value).map_err(|e| e.to_string())
+}
+
 /// A committed value and who wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -605,7 +605,8 @@ impl Runtime {
             if PROVIDED_IMPORTS.contains(&name) {
                 continue;
             }
-            if name.starts_with("wasi:") {
+            // WASI 0.2 as `wasmtime-wasi` links it: never `wasi:http`.
+            if name.starts_with("wasi:") && !name.starts_with("wasi:http/") {
                 wasi_import.get_or_insert_with(|| name.to_owned());
                 continue;
             }

@@ -155,8 +155,8 @@ impl TemplateService {
     }
 
     fn render_now(&self, name: &str, data: &[u8]) -> Result<String, String> {
-        let value: serde_json::Value = rmp_serde::from_slice(data)
-            .map_err(|e| format!("template `{name}`: data is not MessagePack ({e})"))?;
+        let value = crate::context::decode_value(data)
+            .map_err(|e| format!("template `{name}`: data is not usable MessagePack ({e})"))?;
         let template = self.env.get_template(name).map_err(|e| describe(name, &self.dir, &e))?;
         template.render(minijinja::Value::from_serialize(&value)).map_err(|e| describe(name, &self.dir, &e))
     }
@@ -274,7 +274,7 @@ mod tests {
         let e = s.render("ag", "nope.md", &data(&serde_json::json!({})), &EventSink::new()).unwrap_err();
         assert!(e.contains("no template `nope.md`"), "{e}");
         let e = s.render("ag", "bad.md", b"\xc1", &EventSink::new()).unwrap_err();
-        assert!(e.contains("not MessagePack"), "{e}");
+        assert!(e.contains("not usable MessagePack"), "{e}");
     }
 
     #[test]

@@ -347,6 +347,12 @@ impl Workflow {
         Self::parse_with(&text, path, false)
     }
 
+    /// Like [`Workflow::parse`], but component files need not exist (as
+    /// [`Workflow::load_for_planning`]).
+    pub fn parse_for_planning(text: &str, path: impl AsRef<Path>) -> Result<Self, WorkflowError> {
+        Self::parse_with(text, path.as_ref(), false)
+    }
+
     fn parse_with(text: &str, path: &Path, check_components: bool) -> Result<Self, WorkflowError> {
         let invalid = |problems| WorkflowError::Invalid { path: path.to_owned(), problems };
         let file = file::parse(text).map_err(|p| invalid(vec![p]))?;

@@ -26,8 +26,8 @@ pub const MAX_KEY_LEN: usize = 256;
 
 /// An agent's value (MessagePack) as JSON, for showing it and for template
 /// data: exactly one value, at most [`merge::MAX_DEPTH`] deep (deeper would
-/// risk the stack of whatever thread decodes it), nothing after it, and map
-/// keys that are strings.
+/// risk the stack of whatever thread decodes it) and nothing after it. Map
+/// keys that are numbers or booleans become text; others are an error.
 pub fn decode_value(bytes: &[u8]) -> Result<serde_json::Value, String> {
     let mut rest = bytes;
     let value =
@@ -310,6 +310,18 @@ mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_values_decode_shallow_and_refuse_deep_nesting_without_overflowing() {
+        let value = decode_value(&[0x81, 0xa1, b'a', 0x92, 0x01, 0xa2, b'o', b'k']).unwrap();
+        assert_eq!(value, serde_json::json!({"a": [1, "ok"]}));
+        // 100 000 nested one-element arrays: refused, not a stack overflow.
+        let mut deep = vec![0x91u8; 100_000];
+        deep.push(0xc0);
+        assert!(decode_value(&deep).is_err());
+        assert!(decode_value(&[0x01, 0x02]).unwrap_err().contains("1 bytes follow"));
+        assert_eq!(decode_value(&[0x81, 0x01, 0x02]).unwrap(), serde_json::json!({"1": 2}), "keys as text");
+    }
 
     #[test]
     fn snapshots_do_not_see_later_commits() {

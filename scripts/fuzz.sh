@@ -27,17 +27,29 @@ export CARGO_TARGET_DIR=${ENSEMBLE_FUZZ_TARGET:-$PWD/target}
 # `--sanitizer none` passes no -Z flags, so stable Rust builds it.
 fuzz() { cargo fuzz run --sanitizer none "$@"; }
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# libFuzzer prints a line per new input: keep it for a failure, show the summary.
+quietly() {
+    if ! "$@" >"$log" 2>&1; then
+        tail -n 60 "$log"
+        echo "fuzzing failed: the input is under fuzz/artifacts/"
+        exit 1
+    fi
+    grep -E '^(Done|INFO: seed corpus)' "$log" | sed 's/^/   /' || true
+}
+
 for target in "${targets[@]}"; do
     echo "== $target: replaying fuzz/corpus/$target"
-    fuzz "$target" "corpus/$target" -- -runs=0
+    quietly fuzz "$target" "corpus/$target" -- -runs=0
     echo "== $target: fuzzing for ${seconds} s"
     if [ "$ci" = 1 ]; then
         # New inputs go to a scratch directory: the committed corpus stays as it is.
         scratch=$(mktemp -d)
-        fuzz "$target" "$scratch" "corpus/$target" -- -max_total_time="$seconds" -timeout=10
+        quietly fuzz "$target" "$scratch" "corpus/$target" -- -max_total_time="$seconds" -timeout=10
         rm -rf "$scratch"
     else
-        fuzz "$target" "corpus/$target" -- -max_total_time="$seconds" -timeout=10
+        quietly fuzz "$target" "corpus/$target" -- -max_total_time="$seconds" -timeout=10
     fi
 done
 echo "fuzzing: no crashes"

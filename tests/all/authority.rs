@@ -143,7 +143,8 @@ async fn granted_wasi_is_locked_down_and_a_sleeper_meets_its_deadline() {
   sleeper: {component: prober.wasm, wasi: true, config: sleep, timeout: 2s, owns: [sleeper]}
 ",
     );
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let engine = engine();
+    let report = engine.run(&workflow, RunOptions::default()).await;
     let entry =
         report.context.get("prober.report").unwrap_or_else(|| panic!("the prober reports: {report:#?}"));
     let text: String = rmp_serde::from_slice(&entry.value).expect("a string");
@@ -163,4 +164,8 @@ async fn granted_wasi_is_locked_down_and_a_sleeper_meets_its_deadline() {
         }
         other => panic!("the sleeper times out, got {other:?}"),
     }
+    // The engine is fine after it: the same component runs again.
+    let again = project.workflow("agents:\n  prober: {component: prober.wasm, wasi: true}\n");
+    let report = engine.run(&again, RunOptions::default()).await;
+    assert!(report.succeeded(), "the next run in the same engine works: {report:#?}");
 }

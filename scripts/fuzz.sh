@@ -33,7 +33,7 @@ trap 'rm -f "$log"' EXIT
 quietly() {
     if ! "$@" >"$log" 2>&1; then
         tail -n 60 "$log"
-        echo "fuzzing failed: the input is under fuzz/artifacts/"
+        echo "fuzzing failed: the input is under fuzz/artifacts/ (for a replay: in the corpus)"
         exit 1
     fi
     grep -E '^(Done|INFO: seed corpus)' "$log" | sed 's/^/   /' || true

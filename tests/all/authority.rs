@@ -136,13 +136,17 @@ async fn granted_wasi_is_locked_down_and_a_sleeper_meets_its_deadline() {
     let Some(prober) = prober() else { return };
     let project = Project::new();
     project.component("prober", &prober);
+    // A listener the prober tries to reach: nothing may arrive.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("address").port();
     // One component for both agents: compiled once.
-    let workflow = project.workflow(
+    let workflow = project.workflow(&format!(
         "agents:
-  prober: {component: prober.wasm, wasi: true}
-  sleeper: {component: prober.wasm, wasi: true, config: sleep, timeout: 2s, owns: [sleeper]}
-",
-    );
+  prober: {{component: prober.wasm, wasi: true, config: port {port}}}
+  sleeper: {{component: prober.wasm, wasi: true, config: sleep, timeout: 2s, owns: [sleeper]}}
+"
+    ));
     let engine = engine();
     let report = engine.run(&workflow, RunOptions::default()).await;
     let entry =
@@ -157,6 +161,10 @@ async fn granted_wasi_is_locked_down_and_a_sleeper_meets_its_deadline() {
     assert_eq!(found["clock"], serde_json::json!(true), "granted WASI has clocks: {found}");
     assert_eq!(found["random"], serde_json::json!(true), "granted WASI has randomness: {found}");
     assert!(!std::path::Path::new("/tmp/ensemble-prober").exists(), "nothing was written");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the agent reached the host's network: {other:?}"),
+    }
     match report.error("sleeper") {
         Some(AgentError::Timeout { agent, after }) => {
             assert_eq!(agent, "sleeper");

@@ -164,10 +164,48 @@ fn clearing_the_cache_leaves_other_files_alone() {
     std::fs::write(dir.path().join("runs/keep.redb"), b"journal").expect("write");
     let cache = AgentCache::open(dir.path(), 1 << 20, 1 << 20);
     let snapshot = ensemble::context::ContextStore::new().snapshot();
-    let family = ensemble::cache::Family { agent: "a", component: "c", config: &[], templates: None };
+    let family =
+        ensemble::cache::Family { agent: "a", component: "c", config: &[], templates: None, reads: None };
     cache.store(&family, &Default::default(), &Default::default(), std::time::Duration::ZERO);
     assert!(cache.lookup(&family, &snapshot).is_some());
     cache.clear().expect("cleared");
     assert!(cache.lookup(&family, &snapshot).is_none());
     assert!(dir.path().join("runs/keep.redb").exists(), "not a cache file: kept");
+}
+
+/// An agent with `reads` patterns that lists keys is cached like any other
+/// (its listing is recorded as the cache compares it), and narrowing its
+/// patterns makes it run again.
+#[tokio::test]
+async fn an_agent_with_read_patterns_that_lists_keys_is_cached() {
+    use ensemble_tests::{IMPORT_PUT, OK, RET, agent_module, core_agent};
+    let import_keys = r#"(import "ensemble:agent/context@0.1.0" "keys" (func $keys (param i32 i32 i32)))"#;
+    let lister = core_agent(&agent_module(
+        &format!("{import_keys}\n  {IMPORT_PUT}"),
+        r#"(data (i32.const 3000) "src") (data (i32.const 3100) "lister.value") (data (i32.const 3500) "\a2ok")"#,
+        &format!(
+            "(call $keys (i32.const 3000) (i32.const 0) (i32.const {RET}))
+             (call $put (i32.const 3100) (i32.const 12) (i32.const 3500) (i32.const 3) (i32.const {RET}))
+             (i32.const {OK})"
+        ),
+    ));
+    let project = Project::new();
+    project
+        .component("src", &writer("src.value"))
+        .component("other", &writer("other.value"))
+        .component("lister", &lister);
+    // It lists every key (prefix ""), `other.value` among them, which it may not read.
+    let workflow = |reads: &str| {
+        project.workflow(&format!(
+            "agents:\n  src: {{component: src.wasm}}\n  other: {{component: other.wasm}}\n  lister: {{component: lister.wasm, needs: [src, other], reads: [{reads}]}}\n"
+        ))
+    };
+    let engine = ensemble_tests::engine();
+    assert!(cached(&run(&engine, &workflow("src.*")).await).is_empty());
+    assert_eq!(cached(&run(&engine, &workflow("src.*")).await), ["src", "other", "lister"]);
+    assert_eq!(
+        cached(&run(&engine, &workflow("src.value")).await),
+        ["src", "other"],
+        "other patterns: it runs again"
+    );
 }

@@ -326,18 +326,21 @@ async fn hostile_agents_fail_alone_and_the_host_stays_bounded() {
     good_run(&engine, &project).await;
     let baseline = status_kib("VmRSS:");
     let mut seen = Vec::new();
-    for case in cases() {
+    // Each case twice: after `good` (alone, so the run loop polls it
+    // itself) and beside it (each a task of its own).
+    let both_ways = [("after", "    needs: [good]\n"), ("beside", "")];
+    for ((way, needs), case) in both_ways.iter().flat_map(|w| cases().into_iter().map(move |c| (w, c))) {
         let started = Instant::now();
         project.component("bad", &case.component);
         let workflow = project.workflow(&format!(
-            "agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n    needs: [good]\n{}",
+            "agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n{needs}{}",
             case.settings
         ));
+        let name = format!("{} ({way} the good agent)", case.name);
         let report =
             tokio::time::timeout(Duration::from_secs(120), engine.run(&workflow, RunOptions::default()))
                 .await
-                .unwrap_or_else(|_| panic!("{}: the run ends", case.name));
-        let name = case.name;
+                .unwrap_or_else(|_| panic!("{name}: the run ends"));
         assert!(
             matches!(report.agent("good").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })),
             "{name}: the good agent commits: {report:#?}"

@@ -45,6 +45,9 @@ pub struct Family<'a> {
     pub config: &'a [u8],
     /// blake3 of the templates directory, if the workflow has one.
     pub templates: Option<&'a str>,
+    /// Its `reads` patterns, if declared (narrowing them can change what it
+    /// may see).
+    pub reads: Option<&'a [String]>,
 }
 
 impl Family<'_> {
@@ -58,6 +61,13 @@ impl Family<'_> {
         ] {
             h.update(&(part.len() as u64).to_le_bytes());
             h.update(part);
+        }
+        if let Some(reads) = self.reads {
+            h.update(b"reads");
+            for pattern in reads {
+                h.update(&(pattern.len() as u64).to_le_bytes());
+                h.update(pattern.as_bytes());
+            }
         }
         h.finalize().to_hex()[..32].to_owned()
     }
@@ -386,7 +396,7 @@ mod tests {
     use crate::context::ContextStore;
 
     fn family(agent: &str) -> Family<'_> {
-        Family { agent, component: "c", config: &[], templates: None }
+        Family { agent, component: "c", config: &[], templates: None, reads: None }
     }
 
     fn reads_of(snapshot: &Snapshot, keys: &[&str]) -> Reads {

@@ -272,7 +272,6 @@ fn ready_order(workflow: &Workflow) -> HashMap<String, usize> {
     ranked.into_iter().enumerate().map(|(rank, (_, agent))| (agent.id.clone(), rank)).collect()
 }
 
-/// Sleep until `at`, or for ever when there is nothing to wait for.
 /// The inline job's end; never, without one.
 async fn poll_inline(inline: &mut Option<Inline>) -> Ended {
     match inline {
@@ -281,6 +280,35 @@ async fn poll_inline(inline: &mut Option<Inline>) -> Ended {
     }
 }
 
+/// A job's future with its panics caught, as a task's are by tokio: a
+/// panic in the inline job fails that job, not the whole run.
+struct CatchPanic {
+    agent: String,
+    future: JobFuture,
+}
+
+impl Future for CatchPanic {
+    type Output = Ended;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Ended> {
+        let this = &mut *self;
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
+        polled.unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let message = format!("agent task failed: it panicked: {why}");
+            std::task::Poll::Ready((
+                Err(AgentError::Host { agent: this.agent.clone(), message }),
+                Instant::now(),
+            ))
+        })
+    }
+}
+
+/// Sleep until `at`, or for ever when there is nothing to wait for.
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -369,6 +397,10 @@ fn new_run_id(workflow: &Workflow) -> String {
     hasher.update(workflow.path.as_os_str().as_encoded_bytes());
     hasher.update(&nanos.to_le_bytes());
     hasher.update(&std::process::id().to_le_bytes());
+    // Runs started in the same nanosecond (an embedding app starting many)
+    // still get distinct ids, and so distinct journals.
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    hasher.update(&STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
     hasher.finalize().to_hex()[..12].to_owned()
 }
 
@@ -1046,6 +1078,7 @@ impl<'w> Execution<'w> {
             component: &component.content_hash,
             config: &agent.config,
             templates: self.templates_hash.as_deref(),
+            reads: agent.reads.as_deref(),
         })
     }
 
@@ -1187,6 +1220,7 @@ impl<'w> Execution<'w> {
         for (mut task, future) in std::mem::take(&mut self.starting) {
             let key = if lone {
                 self.inline_seq += 1;
+                let future = Box::pin(CatchPanic { agent: task.job.agent().to_owned(), future });
                 self.inline = Some(Inline { key: self.inline_seq, future });
                 TaskKey::Inline(self.inline_seq)
             } else {
@@ -2070,4 +2104,22 @@ enum NeedState {
     Met,
     Pending,
     Blocked(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_the_inline_job_fails_the_job_not_the_run() {
+        let future: JobFuture = Box::pin(async { panic!("host bug") });
+        let (outcome, _) = CatchPanic { agent: "a".into(), future }.await;
+        match outcome {
+            Err(AgentError::Host { agent, message }) => {
+                assert_eq!(agent, "a");
+                assert!(message.contains("panicked: host bug"), "{message}");
+            }
+            other => panic!("expected a host error, got {other:?}"),
+        }
+    }
 }

@@ -250,13 +250,15 @@ impl context::Host for AgentState {
     }
 
     fn keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, ContextError>> {
-        // A listing shows only what it may read.
-        let mut keys: Vec<String> =
-            self.snapshot.range(&prefix).map(|(k, _)| k.clone()).filter(|k| self.may_read(k)).collect();
+        // The cache records the whole listing (what the output may depend
+        // on, conservatively: it is what a cache lookup compares); the agent
+        // sees only what it may read.
+        let listed: Vec<&String> = self.snapshot.range(&prefix).map(|(k, _)| k).collect();
         self.reads
             .listings
             .entry(prefix.clone())
-            .or_insert_with(|| listing_hash(keys.iter().map(String::as_str)));
+            .or_insert_with(|| listing_hash(listed.iter().map(|k| k.as_str())));
+        let mut keys: Vec<String> = listed.into_iter().filter(|k| self.may_read(k)).cloned().collect();
         keys.extend(
             self.staged
                 .range(prefix.clone()..)

@@ -273,7 +273,7 @@ mod tests {
         assert!(e.contains("bad.md:2"), "{e}");
         let e = s.render("ag", "nope.md", &data(&serde_json::json!({})), &EventSink::new()).unwrap_err();
         assert!(e.contains("no template `nope.md`"), "{e}");
-        let e = s.render("ag", "bad.md", b"\xc1", &EventSink::new()).unwrap_err();
+        let e = s.render("ag", "bad.md", b"\x92\x01", &EventSink::new()).unwrap_err();
         assert!(e.contains("not usable MessagePack"), "{e}");
     }
 

@@ -22,6 +22,9 @@
 //!   await the report to know the run has stopped and its journal is free.
 //! - Agents share cores in time slices proportional to their cpu units:
 //!   an agent yields to the others every `cpu / 10` epoch ticks (at least 1).
+//! - Each job is a task of its own, except one that is all there is to run
+//!   (a chain): the run's own task polls it, which saves a spawn and a
+//!   worker wake-up per agent.
 //!
 //! Architecture invariant: an agent's writes are committed atomically, before
 //! any agent that needs it starts; an agent never sees uncommitted writes.

@@ -139,13 +139,17 @@ pub(crate) struct AgentState {
     pub(crate) read_refused: Option<String>,
     /// WASI 0.2, locked down: no files, environment, arguments or network;
     /// stdin is empty, stdout and stderr are discarded.
-    wasi: wasmtime_wasi::WasiCtx,
+    /// Built at the first WASI call: most agents make none.
+    wasi: Option<wasmtime_wasi::WasiCtx>,
     table: wasmtime::component::ResourceTable,
 }
 
 impl wasmtime_wasi::WasiView for AgentState {
     fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
-        wasmtime_wasi::WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        wasmtime_wasi::WasiCtxView {
+            ctx: self.wasi.get_or_insert_with(locked_down_wasi),
+            table: &mut self.table,
+        }
     }
 }
 
@@ -184,7 +188,7 @@ impl AgentState {
             reads_allowed: None,
             subject: None,
             read_refused: None,
-            wasi: locked_down_wasi(),
+            wasi: None,
             table: wasmtime::component::ResourceTable::new(),
         }
     }

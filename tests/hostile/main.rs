@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use ensemble::runtime::ReturnedKind;
 use ensemble::{AgentError, AgentStatus, Engine, HostLimits, RunOptions, RuntimeConfig};
 use ensemble_tests::{
-    IMPORT_GET, IMPORT_PUT, OK, Project, RET, agent_module, component_wat, core_agent, plain, writer,
+    IMPORT_GET, IMPORT_PROGRESS, IMPORT_PUT, OK, Project, RET, agent_module, component_wat, core_agent,
+    plain, writer,
 };
 
 const IMPORT_LOG: &str = r#"(import "ensemble:agent/log@0.1.0" "log" (func $log (param i32 i32 i32)))"#;
-const IMPORT_PROGRESS: &str =
-    r#"(import "ensemble:agent/progress@0.1.0" "report" (func $report (param f32 i32 i32)))"#;
 
 /// Where a `put` error is kept, and returned from as `err(context(e))`.
 const SAVED: u32 = 5000;

@@ -93,9 +93,17 @@ pub const MAX_DEPTH: usize = 128;
 
 /// Exactly one MessagePack value, at most [`MAX_DEPTH`] deep, with no trailing bytes.
 fn decode(bytes: &[u8]) -> Option<Value> {
+    decode_exact(bytes).ok()
+}
+
+/// Like `decode`, saying why not.
+pub(crate) fn decode_exact(bytes: &[u8]) -> Result<Value, String> {
     let mut rest = bytes;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH).ok()?;
-    rest.is_empty().then_some(value)
+    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes follow the value", rest.len()));
+    }
+    Ok(value)
 }
 
 /// Merge three maps key by key. `path` is the maps' own path.

@@ -29,13 +29,7 @@ pub const MAX_KEY_LEN: usize = 256;
 /// risk the stack of whatever thread decodes it) and nothing after it. Map
 /// keys that are numbers or booleans become text; others are an error.
 pub fn decode_value(bytes: &[u8]) -> Result<serde_json::Value, String> {
-    let mut rest = bytes;
-    let value =
-        rmpv::decode::read_value_with_max_depth(&mut rest, merge::MAX_DEPTH).map_err(|e| e.to_string())?;
-    if !rest.is_empty() {
-        return Err(format!("{} bytes follow the value", rest.len()));
-    }
-    serde_json::to_value(&value).map_err(|e| e.to_string())
+    serde_json::to_value(merge::decode_exact(bytes)?).map_err(|e| e.to_string())
 }
 
 /// A committed value and who wrote it.

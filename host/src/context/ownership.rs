@@ -54,9 +54,14 @@ impl Ownership {
         self.covering(key).next().and_then(|agents| agents.first()).map(String::as_str)
     }
 
+    /// Whether one of `agent`'s prefixes covers `key`.
+    pub fn owns(&self, agent: &str, key: &str) -> bool {
+        self.covering(key).any(|agents| agents.iter().any(|a| a == agent))
+    }
+
     /// Whether `agent` may write `key`: one of its prefixes covers it.
     pub fn check(&self, agent: &str, key: &str) -> Result<(), OwnershipError> {
-        if self.covering(key).any(|agents| agents.iter().any(|a| a == agent)) {
+        if self.owns(agent, key) {
             return Ok(());
         }
         Err(OwnershipError {

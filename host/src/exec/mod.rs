@@ -513,6 +513,8 @@ struct Execution<'w> {
     order: HashMap<String, usize>,
     /// Each agent's spec by id (`Workflow::agent` is a linear search).
     by_id: HashMap<&'w str, &'w AgentSpec>,
+    /// The `reads` patterns of the agents that declare them, built once.
+    reads: HashMap<&'w str, crate::context::ReadPatterns>,
     phases: HashMap<String, Phase>,
     reports: HashMap<String, AgentReport>,
     /// Attempts started so far, per agent.
@@ -620,6 +622,14 @@ impl<'w> Execution<'w> {
             components: HashMap::new(),
             order: ready_order(workflow),
             by_id: workflow.agents.iter().map(|a| (a.id.as_str(), a)).collect(),
+            reads: workflow
+                .agents
+                .iter()
+                .filter_map(|a| {
+                    let patterns = a.reads.as_ref()?;
+                    Some((a.id.as_str(), crate::context::ReadPatterns::new(patterns.iter().cloned())))
+                })
+                .collect(),
             phases: workflow.agents.iter().map(|a| (a.id.clone(), Phase::Waiting)).collect(),
             reports: HashMap::new(),
             attempts: HashMap::new(),
@@ -1172,7 +1182,7 @@ impl<'w> Execution<'w> {
             events: self.events.clone(),
             pulse: pulse.clone(),
             templates: self.templates.clone().map(|t| t as Arc<dyn crate::runtime::Templates>),
-            reads: agent.reads.as_ref().map(|r| crate::context::ReadPatterns::new(r.iter().cloned())),
+            reads: self.reads.get(agent.id.as_str()).cloned(),
         };
         let validating = match &queued.job {
             Job::Validate { subject, .. } => Some(subject.clone()),

@@ -216,8 +216,8 @@ impl AgentState {
     fn may_read(&self, key: &str) -> bool {
         let Some(reads) = &self.reads_allowed else { return true };
         reads.admits(key)
-            || self.ownership.check(&self.agent, key).is_ok()
-            || self.subject.as_deref().is_some_and(|s| self.ownership.check(s, key).is_ok())
+            || self.ownership.owns(&self.agent, key)
+            || self.subject.as_deref().is_some_and(|s| self.ownership.owns(s, key))
     }
 }
 

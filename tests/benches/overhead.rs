@@ -18,8 +18,10 @@
 //!
 //! Prints per-agent min / median / max (wall time / agents for the
 //! workflows) and engine / raw and engine / runtime ratios of medians.
-//! `cargo bench -p ensemble-tests --bench overhead` (`RUNS=n`, default 15;
-//! `ONLY=w1|w2` runs just that workflow, for a profiler).
+//! `cargo bench -p ensemble-tests --bench overhead` (`RUNS=n`, default 15).
+//! For a profiler, `ONLY=w1|w2|raw|runtime` runs just that one, RUNS times,
+//! and prints its min / median / max; with `ONLY=w1`, `CHAIN=n` sets the
+//! chain's length (per-run costs show as a per-agent cost falling with n).
 
 use std::time::{Duration, Instant};
 
@@ -115,10 +117,10 @@ const CHAIN: usize = 200;
 const LAYERS: usize = 10;
 const WIDTH: usize = 50;
 
-fn chain(project: &Project) -> Workflow {
+fn chain(project: &Project, length: usize) -> Workflow {
     let mut yaml =
         String::from("name: w1\nagents:\n  a0: {component: relay.wasm, config: [none, a0.value]}\n");
-    for i in 1..CHAIN {
+    for i in 1..length {
         yaml.push_str(&format!(
             "  a{i}: {{component: relay.wasm, needs: [a{p}], config: [a{p}.value, a{i}.value]}}\n",
             p = i - 1
@@ -153,10 +155,13 @@ fn fan(project: &Project) -> Workflow {
 
 fn main() {
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(15);
+    let only = std::env::var("ONLY").ok();
     let project = Project::new();
     let component = relay();
     project.component("relay", &component);
-    let (w1, w2) = (chain(&project), fan(&project));
+    // `CHAIN=n` changes W1's length in `ONLY` mode (to tell per-run from per-agent costs).
+    let length = std::env::var("CHAIN").ok().and_then(|n| n.parse().ok()).filter(|_| only.is_some());
+    let (w1, w2) = (chain(&project, length.unwrap_or(CHAIN)), fan(&project));
     let config = rmp_serde::to_vec(&["a0.value", "a1.value"]).expect("msgpack");
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -206,12 +211,19 @@ fn main() {
         });
         per_agent(started.elapsed(), n)
     };
-    // For a profiler: `ONLY=w1` or `ONLY=w2` runs just that workflow RUNS times.
-    if let Ok(only) = std::env::var("ONLY") {
-        let w = if only == "w2" { &w2 } else { &w1 };
-        for _ in 0..runs {
-            workflow(w);
+    // For a profiler: just one workload, RUNS times.
+    if let Some(only) = only {
+        if only == "raw" || only == "runtime" {
+            let each = if only == "raw" { &raw_loop as &dyn Fn(usize) -> f64 } else { &runtime_loop };
+            let times: Vec<f64> = (0..runs).map(|_| each(CHAIN)).collect();
+            let (min, med, max) = min_median_max(times);
+            println!("{only} loop of {CHAIN}, per agent: {min:.1} / {med:.1} / {max:.1} µs");
+            return;
         }
+        let w = if only == "w2" { &w2 } else { &w1 };
+        let times: Vec<f64> = (0..runs).map(|_| workflow(w)).collect();
+        let (min, med, max) = min_median_max(times);
+        println!("{only} of {} agents, per agent: {min:.1} / {med:.1} / {max:.1} µs", w.agents.len());
         return;
     }
     // Warm-up of each.

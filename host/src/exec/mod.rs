@@ -265,14 +265,14 @@ impl Engine {
 
 /// Each agent's place in the ready queue: priority (highest first), then
 /// longest remaining path, then file order.
-fn ready_order(workflow: &Workflow) -> HashMap<String, usize> {
+fn ready_order(workflow: &Workflow) -> HashMap<&str, usize> {
     let keys = crate::plan::ready_keys(workflow);
     let mut ranked: Vec<(usize, &AgentSpec)> = workflow.agents.iter().enumerate().collect();
     ranked.sort_by_key(|(index, _)| {
         let (priority, remaining) = keys.get(*index).copied().unwrap_or_default();
         (std::cmp::Reverse(priority), std::cmp::Reverse(remaining), *index)
     });
-    ranked.into_iter().enumerate().map(|(rank, (_, agent))| (agent.id.clone(), rank)).collect()
+    ranked.into_iter().enumerate().map(|(rank, (_, agent))| (agent.id.as_str(), rank)).collect()
 }
 
 /// The inline job's end; never, without one.
@@ -419,25 +419,24 @@ enum Phase {
     Deferred,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Job {
-    Run(String),
-    Validate { validator: String, subject: String, group: Option<usize> },
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job<'w> {
+    Run(&'w str),
+    Validate { validator: &'w str, subject: &'w str, group: Option<usize> },
 }
 
-impl Job {
+impl<'w> Job<'w> {
     /// The agent whose component and units the job uses.
-    fn agent(&self) -> &str {
-        match self {
+    fn agent(&self) -> &'w str {
+        match *self {
             Self::Run(agent) | Self::Validate { validator: agent, .. } => agent,
         }
     }
 }
 
-#[derive(Debug)]
-struct Queued {
-    job: Job,
-    rank: usize,
+#[derive(Debug, Clone, Copy)]
+struct Queued<'w> {
+    job: Job<'w>,
     /// Runs alone with the whole pool (a sequential fallback).
     exclusive: bool,
     seq: u64,
@@ -459,8 +458,8 @@ struct Inline {
     future: JobFuture,
 }
 
-struct Task {
-    job: Job,
+struct Task<'w> {
+    job: Job<'w>,
     /// The context version the job's snapshot was taken at.
     base: u64,
     exclusive: bool,
@@ -489,12 +488,12 @@ enum GroupPhase {
     Done,
 }
 
-struct GroupRun {
+struct GroupRun<'w> {
     phase: GroupPhase,
     started: Option<Instant>,
     deadline: Option<Instant>,
     extensions: u32,
-    fallback: VecDeque<String>,
+    fallback: VecDeque<&'w str>,
     validations_pending: usize,
     /// Why a validation with `on_failure: fail` failed the group.
     validation_failed: Option<String>,
@@ -509,68 +508,70 @@ struct Execution<'w> {
     cancel: CancellationToken,
     ownership: Ownership,
     store: ContextStore,
-    components: HashMap<String, Result<AgentComponent, AgentError>>,
-    order: HashMap<String, usize>,
+    components: HashMap<&'w str, Result<AgentComponent, AgentError>>,
+    /// Each agent's place in the ready queue, worked out the first time two
+    /// jobs are queued at once (a chain never needs it).
+    order: Option<HashMap<&'w str, usize>>,
     /// Each agent's spec by id (`Workflow::agent` is a linear search).
     by_id: HashMap<&'w str, &'w AgentSpec>,
     /// The `reads` patterns of the agents that declare them, built once.
     reads: HashMap<&'w str, crate::context::ReadPatterns>,
-    phases: HashMap<String, Phase>,
-    reports: HashMap<String, AgentReport>,
+    phases: HashMap<&'w str, Phase>,
+    reports: HashMap<&'w str, AgentReport>,
     /// Attempts started so far, per agent.
-    attempts: HashMap<String, u32>,
+    attempts: HashMap<&'w str, u32>,
     /// Attempts that do not count against the retry policy (those before a
     /// sequential fallback).
-    retry_base: HashMap<String, u32>,
+    retry_base: HashMap<&'w str, u32>,
     /// Agents re-running in a sequential fallback.
-    exclusive: HashSet<String>,
+    exclusive: HashSet<&'w str>,
     /// The error of each agent's last failed attempt (for barrier reports).
-    last_error: HashMap<String, AgentError>,
-    queue: Vec<Queued>,
+    last_error: HashMap<&'w str, AgentError>,
+    queue: Vec<Queued<'w>>,
     queued_seq: u64,
     pool: ResourcePool,
     running: JoinSet<Ended>,
     /// Jobs admitted in this pass, started together by [`Self::start`].
-    starting: Vec<(Task, JobFuture)>,
+    starting: Vec<(Task<'w>, JobFuture)>,
     inline: Option<Inline>,
     inline_seq: u64,
-    tasks: HashMap<TaskKey, Task>,
-    run_task: HashMap<String, TaskKey>,
-    groups: Vec<GroupRun>,
-    group_of: HashMap<String, usize>,
+    tasks: HashMap<TaskKey, Task<'w>>,
+    run_task: HashMap<&'w str, TaskKey>,
+    groups: Vec<GroupRun<'w>>,
+    group_of: HashMap<&'w str, usize>,
     validations: Vec<ValidationReport>,
     /// (validator, subject) pairs of `validation` needs not yet scheduled or skipped.
-    validation_needs: Vec<(String, String)>,
+    validation_needs: Vec<(&'w str, &'w str)>,
     /// Each agent's blocking dependents (the agents whose `data` needs name it).
     dependents: HashMap<&'w str, Vec<&'w AgentSpec>>,
     /// Per waiting agent, how many of its blocking needs are not met yet;
     /// counted at the first `settle`, then kept up to date as agents and
     /// groups finish, so settling costs what changed, not the workflow's size.
-    unmet: HashMap<String, usize>,
+    unmet: HashMap<&'w str, usize>,
     counted: bool,
     /// Waiting agents to look at again: their last need was met, or one failed.
     dirty: VecDeque<&'w AgentSpec>,
     /// Retry backoffs: (when, agent). Entries whose agent moved on are stale.
-    backoffs: BTreeSet<(Instant, String)>,
+    backoffs: BTreeSet<(Instant, &'w str)>,
     cancelled: bool,
     /// A run-level failure (the journal could not be written): the run stops.
     error: Option<String>,
     journal: Option<Arc<Journal>>,
     conflicts: Vec<Conflict>,
     /// Per agent, the time its last successful result waited to be committed.
-    commit_wait: HashMap<String, Duration>,
+    commit_wait: HashMap<&'w str, Duration>,
     cache: Option<Arc<AgentCache>>,
     /// blake3 of the templates directory: part of every agent's cache family.
     templates_hash: Option<String>,
     /// Agents whose output came from the cache.
-    cached: HashSet<String>,
+    cached: HashSet<&'w str>,
     templates: Option<Arc<TemplateService>>,
     inputs: BTreeMap<String, Vec<u8>>,
     started: Instant,
     /// The run's timeline, from the events it sends.
     timeline: TimelineRecorder,
     /// Per agent, template renders and render-cache hits (all its calls).
-    renders: HashMap<String, (u32, u32)>,
+    renders: HashMap<&'w str, (u32, u32)>,
 }
 
 impl<'w> Execution<'w> {
@@ -609,7 +610,7 @@ impl<'w> Execution<'w> {
             .groups
             .iter()
             .enumerate()
-            .flat_map(|(g, spec)| spec.agents.iter().map(move |a| (a.clone(), g)))
+            .flat_map(|(g, spec)| spec.agents.iter().map(move |a| (a.as_str(), g)))
             .collect();
         Self {
             runtime,
@@ -620,7 +621,7 @@ impl<'w> Execution<'w> {
             ownership,
             store: ContextStore::with_policies(&workflow.shared),
             components: HashMap::new(),
-            order: ready_order(workflow),
+            order: None,
             by_id: workflow.agents.iter().map(|a| (a.id.as_str(), a)).collect(),
             reads: workflow
                 .agents
@@ -630,7 +631,7 @@ impl<'w> Execution<'w> {
                     Some((a.id.as_str(), crate::context::ReadPatterns::new(patterns.iter().cloned())))
                 })
                 .collect(),
-            phases: workflow.agents.iter().map(|a| (a.id.clone(), Phase::Waiting)).collect(),
+            phases: workflow.agents.iter().map(|a| (a.id.as_str(), Phase::Waiting)).collect(),
             reports: HashMap::new(),
             attempts: HashMap::new(),
             retry_base: HashMap::new(),
@@ -655,7 +656,7 @@ impl<'w> Execution<'w> {
                     v.needs
                         .iter()
                         .filter(|n| n.kind == DependencyKind::Validation)
-                        .map(|n| (v.id.clone(), n.agent.clone()))
+                        .map(|n| (v.id.as_str(), n.agent.as_str()))
                 })
                 .fold(Vec::new(), |mut pairs, pair| {
                     // A workflow built in code may repeat one.
@@ -722,10 +723,11 @@ impl<'w> Execution<'w> {
         }
         for (id, record) in agents {
             let Some(agent) = self.spec(&id) else { continue };
+            let key = agent.id.as_str();
             if !record.is_final() {
                 // It runs again: its attempts go on counting, with a fresh retry budget.
-                self.attempts.insert(id.clone(), record.attempts);
-                self.retry_base.insert(id, record.attempts);
+                self.attempts.insert(key, record.attempts);
+                self.retry_base.insert(key, record.attempts);
                 continue;
             }
             let keys = record.version.and_then(|v| written.get(&v).cloned()).unwrap_or_default();
@@ -738,10 +740,10 @@ impl<'w> Execution<'w> {
             } else {
                 AgentStatus::Succeeded { version: record.version.unwrap_or_default(), keys }
             };
-            self.attempts.insert(id.clone(), record.attempts);
-            self.phases.remove(&agent.id);
+            self.attempts.insert(key, record.attempts);
+            self.phases.remove(key);
             self.reports.insert(
-                id.clone(),
+                key,
                 AgentReport {
                     agent: id,
                     status,
@@ -829,9 +831,9 @@ impl<'w> Execution<'w> {
     /// distinct (file, grant) once, however many agents share it.
     async fn load_all(
         runtime: &Runtime,
-        workflow: &Workflow,
-    ) -> HashMap<String, Result<AgentComponent, AgentError>> {
-        let mut sharing: BTreeMap<(&Path, bool), Vec<&str>> = BTreeMap::new();
+        workflow: &'w Workflow,
+    ) -> HashMap<&'w str, Result<AgentComponent, AgentError>> {
+        let mut sharing: BTreeMap<(&Path, bool), Vec<&'w str>> = BTreeMap::new();
         for agent in &workflow.agents {
             sharing.entry((agent.component.as_path(), agent.wasi)).or_default().push(&agent.id);
         }
@@ -850,7 +852,7 @@ impl<'w> Execution<'w> {
             for id in sharing.get(&(path.as_path(), wasi)).into_iter().flatten() {
                 // An error names the agent: say it for each.
                 let loaded = loaded.clone().map_err(|e| e.for_agent(id));
-                components.insert((*id).to_owned(), loaded);
+                components.insert(*id, loaded);
             }
         }
         components
@@ -868,7 +870,7 @@ impl<'w> Execution<'w> {
         loop {
             let mut changed = false;
             while let Some(agent) = self.dirty.pop_front() {
-                if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
+                if self.phases.get(agent.id.as_str()) != Some(&Phase::Waiting) {
                     continue;
                 }
                 match self.readiness(agent) {
@@ -876,8 +878,8 @@ impl<'w> Execution<'w> {
                         self.finish(agent, AgentStatus::Skipped { because }, None);
                         changed = true;
                     }
-                    Readiness::Ready if !self.group_of.contains_key(&agent.id) => {
-                        self.enqueue(Job::Run(agent.id.clone()), false);
+                    Readiness::Ready if !self.group_of.contains_key(agent.id.as_str()) => {
+                        self.enqueue(Job::Run(&agent.id), false);
                         changed = true;
                     }
                     Readiness::Ready | Readiness::Pending => {}
@@ -900,7 +902,7 @@ impl<'w> Execution<'w> {
         self.counted = true;
         let wf = self.workflow;
         for agent in &wf.agents {
-            if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
+            if self.phases.get(agent.id.as_str()) != Some(&Phase::Waiting) {
                 continue;
             }
             let mut unmet = 0;
@@ -912,7 +914,7 @@ impl<'w> Execution<'w> {
                     NeedState::Blocked(_) => blocked = true,
                 }
             }
-            self.unmet.insert(agent.id.clone(), unmet);
+            self.unmet.insert(&agent.id, unmet);
             if unmet == 0 || blocked {
                 self.dirty.push_back(agent);
             }
@@ -932,10 +934,10 @@ impl<'w> Execution<'w> {
         // worked out once per group, not once per dependent.
         let mut states: Vec<(Option<usize>, NeedState)> = Vec::new();
         for &agent in &dependents {
-            if self.phases.get(&agent.id) != Some(&Phase::Waiting) {
+            if self.phases.get(agent.id.as_str()) != Some(&Phase::Waiting) {
                 continue;
             }
-            let own_group = self.group_of.get(&agent.id).copied();
+            let own_group = self.group_of.get(agent.id.as_str()).copied();
             // A need on a member of another group is met when the group is
             // done, not when the member is.
             if need_group.is_some() && need_group != own_group && group.is_none() {
@@ -982,7 +984,7 @@ impl<'w> Execution<'w> {
 
     /// Whether `agent`'s blocking need on `need` is met.
     fn need_state(&self, agent: &AgentSpec, need: &str) -> NeedState {
-        let own_group = self.group_of.get(&agent.id);
+        let own_group = self.group_of.get(agent.id.as_str());
         if let Some(g) = self.group_of.get(need).filter(|g| Some(*g) != own_group) {
             let group = &self.groups[*g];
             if group.phase != GroupPhase::Done {
@@ -1006,14 +1008,19 @@ impl<'w> Execution<'w> {
         }
     }
 
-    fn enqueue(&mut self, job: Job, exclusive: bool) {
-        if let Job::Run(id) = &job {
-            self.phases.insert(id.clone(), Phase::Queued);
-            self.emit(EventKind::Queued { agent: id.clone() });
+    fn enqueue(&mut self, job: Job<'w>, exclusive: bool) {
+        if let Job::Run(id) = job {
+            self.phases.insert(id, Phase::Queued);
+            self.emit(EventKind::Queued { agent: id.to_owned() });
         }
-        let rank = self.order.get(job.agent()).copied().unwrap_or(usize::MAX);
         self.queued_seq += 1;
-        self.queue.push(Queued { job, rank, exclusive, seq: self.queued_seq });
+        self.queue.push(Queued { job, exclusive, seq: self.queued_seq });
+    }
+
+    /// Each agent's place in the ready queue, worked out at the first need.
+    fn order(&mut self) -> &HashMap<&'w str, usize> {
+        let wf = self.workflow;
+        self.order.get_or_insert_with(|| ready_order(wf))
     }
 
     /// Admit queued jobs in order while they fit. An exclusive job (a
@@ -1024,7 +1031,12 @@ impl<'w> Execution<'w> {
         if self.error.is_some() {
             return false;
         }
-        self.queue.sort_by_key(|q| (!q.exclusive, q.rank, q.seq));
+        if self.queue.len() > 1 {
+            let wf = self.workflow;
+            let order = self.order.get_or_insert_with(|| ready_order(wf));
+            let rank = |job: &Job<'_>| order.get(job.agent()).copied().unwrap_or(usize::MAX);
+            self.queue.sort_by_key(|q| (!q.exclusive, rank(&q.job), q.seq));
+        }
         // Always look at the head: each pass admits it, fails it, or stops.
         let i = 0;
         while !self.queue.is_empty() {
@@ -1081,7 +1093,7 @@ impl<'w> Execution<'w> {
     }
 
     fn family<'a>(&'a self, agent: &'a AgentSpec) -> Option<Family<'a>> {
-        let Some(Ok(component)) = self.components.get(&agent.id) else { return None };
+        let Some(Ok(component)) = self.components.get(agent.id.as_str()) else { return None };
         if component.wasi {
             // Real clocks and randomness: its output may differ run to run.
             return None;
@@ -1105,13 +1117,13 @@ impl<'w> Execution<'w> {
         if hit.writes.keys().any(|key| self.ownership.check(&agent.id, key).is_err()) {
             return false;
         }
-        let attempts = self.attempts.get(&agent.id).copied().unwrap_or(0);
+        let attempts = self.attempts.get(agent.id.as_str()).copied().unwrap_or(0);
         let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
         let base = self.store.snapshot().version();
         match self.commit(&agent.id, base, hit.writes, record) {
             Ok(Some((version, keys))) => {
                 self.emit(EventKind::CacheHit { agent: agent.id.clone(), saved: hit.saved });
-                self.cached.insert(agent.id.clone());
+                self.cached.insert(&agent.id);
                 self.finish(agent, AgentStatus::Succeeded { version, keys }, None);
                 true
             }
@@ -1122,7 +1134,7 @@ impl<'w> Execution<'w> {
     }
 
     fn unusable_component(&self, agent: &AgentSpec) -> Option<AgentError> {
-        match self.components.get(&agent.id) {
+        match self.components.get(agent.id.as_str()) {
             Some(Ok(_)) => None,
             Some(Err(e)) => Some(e.clone()),
             None => {
@@ -1131,10 +1143,10 @@ impl<'w> Execution<'w> {
         }
     }
 
-    fn job_failed_to_start(&mut self, job: Job, error: AgentError) {
+    fn job_failed_to_start(&mut self, job: Job<'w>, error: AgentError) {
         match job {
             Job::Run(id) => {
-                if let Some(agent) = self.spec(&id) {
+                if let Some(agent) = self.spec(id) {
                     self.finish(agent, AgentStatus::Failed(error), None);
                 }
             }
@@ -1144,21 +1156,21 @@ impl<'w> Execution<'w> {
         }
     }
 
-    fn spawn(&mut self, queued: Queued) {
+    fn spawn(&mut self, queued: Queued<'w>) {
         let wf = self.workflow;
         let Some(agent) = self.spec(queued.job.agent()) else { return };
-        let Some(Ok(component)) = self.components.get(&agent.id).cloned() else { return };
+        let Some(Ok(component)) = self.components.get(agent.id.as_str()).cloned() else { return };
         let pulse = Arc::new(Pulse::default());
         let memory_bytes = if queued.exclusive {
             u64::from(self.pool.memory_capacity()).saturating_mul(wf.resources.memory_unit)
         } else {
             agent.memory_bytes(&wf.resources)
         };
-        let (attempt, timeout) = match &queued.job {
+        let (attempt, timeout) = match queued.job {
             Job::Run(id) => {
-                let n = self.attempts.entry(id.clone()).or_insert(0);
+                let n = self.attempts.entry(id).or_insert(0);
                 *n += 1;
-                self.phases.insert(id.clone(), Phase::Running);
+                self.phases.insert(id, Phase::Running);
                 (*n, agent.timeout)
             }
             Job::Validate { group, .. } => {
@@ -1166,7 +1178,7 @@ impl<'w> Execution<'w> {
                     .and_then(|g| wf.groups[g].cross_validation.as_ref())
                     .and_then(|cv| cv.timeout)
                     .or(agent.timeout);
-                (self.attempts.get(&agent.id).copied().unwrap_or(1).max(1), timeout)
+                (self.attempts.get(agent.id.as_str()).copied().unwrap_or(1).max(1), timeout)
             }
         };
         let snapshot = self.store.snapshot();
@@ -1184,13 +1196,13 @@ impl<'w> Execution<'w> {
             templates: self.templates.clone().map(|t| t as Arc<dyn crate::runtime::Templates>),
             reads: self.reads.get(agent.id.as_str()).cloned(),
         };
-        let validating = match &queued.job {
-            Job::Validate { subject, .. } => Some(subject.clone()),
+        let validating = match queued.job {
+            Job::Validate { subject, .. } => Some(subject),
             Job::Run(_) => None,
         };
         self.emit(EventKind::Admitted {
             agent: agent.id.clone(),
-            validating: validating.clone(),
+            validating: validating.map(str::to_owned),
             cpu: agent.cpu,
             memory: agent.memory,
             pool: self.pool.usage(),
@@ -1204,13 +1216,16 @@ impl<'w> Execution<'w> {
                     (outcome, Instant::now())
                 })
             }
-            Some(subject) => Box::pin(async move {
-                let outcome = runtime
-                    .validate_agent(&component, call, &subject)
-                    .await
-                    .map(|(v, output)| (Some(v), output));
-                (outcome, Instant::now())
-            }),
+            Some(subject) => {
+                let subject = subject.to_owned();
+                Box::pin(async move {
+                    let outcome = runtime
+                        .validate_agent(&component, call, &subject)
+                        .await
+                        .map(|(v, output)| (Some(v), output));
+                    (outcome, Instant::now())
+                })
+            }
         };
         let task = Task {
             job: queued.job,
@@ -1242,8 +1257,8 @@ impl<'w> Execution<'w> {
                 task.abort = Some(abort);
                 key
             };
-            if let Job::Run(id) = &task.job {
-                self.run_task.insert(id.clone(), key);
+            if let Job::Run(id) = task.job {
+                self.run_task.insert(id, key);
             }
             self.tasks.insert(key, task);
         }
@@ -1312,7 +1327,7 @@ impl<'w> Execution<'w> {
             let running = self.unfinished_members(g);
             self.emit(EventKind::GroupTimedOut {
                 group: self.workflow.groups[g].name.clone(),
-                running: running.clone(),
+                running: running.iter().map(|m| (*m).to_owned()).collect(),
             });
             self.decide(g, true);
         }
@@ -1345,14 +1360,14 @@ impl<'w> Execution<'w> {
         } else if let Some(agent) = self.spec(task.job.agent()) {
             self.pool.release(agent);
         }
-        if let Job::Run(id) = &task.job {
-            let renders = self.renders.entry(id.clone()).or_default();
+        if let Job::Run(id) = task.job {
+            let renders = self.renders.entry(id).or_default();
             let pulse = task.pulse.read();
             renders.0 += pulse.renders;
             renders.1 += pulse.renders_cached;
         }
-        let validating = match &task.job {
-            Job::Validate { subject, .. } => Some(subject.clone()),
+        let validating = match task.job {
+            Job::Validate { subject, .. } => Some(subject.to_owned()),
             Job::Run(_) => None,
         };
         self.emit(EventKind::Released {
@@ -1360,7 +1375,7 @@ impl<'w> Execution<'w> {
             validating,
             pool: self.pool.usage(),
         });
-        if let Job::Run(id) = &task.job
+        if let Job::Run(id) = task.job
             && self.run_task.get(id) == Some(&task_id)
         {
             self.run_task.remove(id);
@@ -1370,7 +1385,7 @@ impl<'w> Execution<'w> {
         }
         match task.job {
             Job::Run(id) => {
-                self.completed(&id, task.started, task.base, ended, outcome.map(|(_, output)| output))
+                self.completed(id, task.started, task.base, ended, outcome.map(|(_, output)| output))
             }
             Job::Validate { validator, subject, group } => {
                 self.validated(validator, subject, group, Some(task.started), outcome)
@@ -1380,7 +1395,7 @@ impl<'w> Execution<'w> {
 
     fn completed(
         &mut self,
-        id: &str,
+        id: &'w str,
         started: Instant,
         base: u64,
         ended: Instant,
@@ -1401,7 +1416,7 @@ impl<'w> Execution<'w> {
         });
         match result {
             Ok((fuel_used, peak_memory, (version, keys))) => {
-                self.commit_wait.insert(id.to_owned(), ended.elapsed());
+                self.commit_wait.insert(id, ended.elapsed());
                 self.emit(EventKind::AgentSucceeded { agent: id.to_owned(), elapsed: ended - started });
                 let status = AgentStatus::Succeeded { version, keys };
                 self.finish(agent, status, Some((started, fuel_used, peak_memory)));
@@ -1411,7 +1426,7 @@ impl<'w> Execution<'w> {
                 if let AgentError::Timeout { after, .. } = &error {
                     self.emit(EventKind::TimedOut { agent: id.to_owned(), attempt, after: *after });
                 }
-                self.last_error.insert(id.to_owned(), error.clone());
+                self.last_error.insert(id, error.clone());
                 let counted = attempt.saturating_sub(self.retry_base.get(id).copied().unwrap_or(0));
                 if error.is_retryable() && counted < agent.retry.attempts {
                     let after = backoff(&agent.retry, &self.run_id, id, counted);
@@ -1424,8 +1439,8 @@ impl<'w> Execution<'w> {
                     let at = Instant::now()
                         .checked_add(after)
                         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
-                    self.phases.insert(id.to_owned(), Phase::BackingOff(at));
-                    self.backoffs.insert((at, id.to_owned()));
+                    self.phases.insert(id, Phase::BackingOff(at));
+                    self.backoffs.insert((at, id));
                 } else {
                     self.finish(agent, AgentStatus::Failed(error), Some((started, None, 0)));
                 }
@@ -1489,29 +1504,34 @@ impl<'w> Execution<'w> {
         }
     }
 
-    fn finish(&mut self, agent: &AgentSpec, status: AgentStatus, ran: Option<(Instant, Option<u64>, u64)>) {
-        self.phases.remove(&agent.id);
-        let id = agent.id.clone();
+    fn finish(
+        &mut self,
+        agent: &'w AgentSpec,
+        status: AgentStatus,
+        ran: Option<(Instant, Option<u64>, u64)>,
+    ) {
+        let id = agent.id.as_str();
+        self.phases.remove(id);
         match &status {
             AgentStatus::Failed(error) => {
-                self.emit(EventKind::AgentFailed { agent: id.clone(), error: error.to_string() });
+                self.emit(EventKind::AgentFailed { agent: id.to_owned(), error: error.to_string() });
             }
             AgentStatus::Skipped { because } => {
-                self.emit(EventKind::AgentSkipped { agent: id.clone(), because: because.clone() });
+                self.emit(EventKind::AgentSkipped { agent: id.to_owned(), because: because.clone() });
             }
             AgentStatus::Partial { defaults, because, .. } => self.emit(EventKind::AgentPartial {
-                agent: id.clone(),
+                agent: id.to_owned(),
                 defaults: defaults.clone(),
                 because: because.clone(),
             }),
-            AgentStatus::Cancelled => self.emit(EventKind::AgentCancelled { agent: id.clone() }),
+            AgentStatus::Cancelled => self.emit(EventKind::AgentCancelled { agent: id.to_owned() }),
             AgentStatus::Succeeded { .. } => {}
         }
         let (elapsed, fuel_used, peak_memory) = match ran {
             Some((started, fuel, memory)) => (Some(started.elapsed()), fuel, memory),
             None => (None, None, 0),
         };
-        let attempts = self.attempts.get(&id).copied().unwrap_or(0);
+        let attempts = self.attempts.get(id).copied().unwrap_or(0);
         let journaled = match &status {
             AgentStatus::Succeeded { .. } => None,
             AgentStatus::Partial { defaults, .. } if !defaults.is_empty() => None,
@@ -1522,17 +1542,17 @@ impl<'w> Execution<'w> {
         };
         if let Some((outcome, message)) = journaled {
             self.journal_agent(
-                &id,
+                id,
                 &AgentRecord { outcome: outcome.into(), version: None, attempts, message },
             );
         }
-        let commit_wait = self.commit_wait.get(&id).copied();
-        let cached = self.cached.contains(&id);
-        let (renders, renders_cached) = self.renders.get(&id).copied().unwrap_or_default();
+        let commit_wait = self.commit_wait.get(id).copied();
+        let cached = self.cached.contains(id);
+        let (renders, renders_cached) = self.renders.get(id).copied().unwrap_or_default();
         self.reports.insert(
-            id.clone(),
+            id,
             AgentReport {
-                agent: id.clone(),
+                agent: id.to_owned(),
                 status,
                 elapsed,
                 fuel_used,
@@ -1545,7 +1565,7 @@ impl<'w> Execution<'w> {
                 renders_cached,
             },
         );
-        self.notify(&id, None);
+        self.notify(id, None);
     }
 
     fn succeeded(&self, id: &str) -> bool {
@@ -1560,13 +1580,13 @@ impl<'w> Execution<'w> {
     }
 
     /// Members queued, running or waiting out a backoff.
-    fn unfinished_members(&self, g: usize) -> Vec<String> {
+    fn unfinished_members(&self, g: usize) -> Vec<&'w str> {
         self.members(g)
             .iter()
+            .map(String::as_str)
             .filter(|m| {
-                matches!(self.phases.get(*m), Some(Phase::Queued | Phase::Running | Phase::BackingOff(_)))
+                matches!(self.phases.get(m), Some(Phase::Queued | Phase::Running | Phase::BackingOff(_)))
             })
-            .cloned()
             .collect()
     }
 
@@ -1578,9 +1598,9 @@ impl<'w> Execution<'w> {
             GroupPhase::Pending => {
                 // A waiting member with no unmet need is ready (one whose
                 // need failed was skipped by now).
-                let all_ready = spec.agents.iter().all(|m| match self.phases.get(m) {
+                let all_ready = spec.agents.iter().all(|m| match self.phases.get(m.as_str()) {
                     None => true,
-                    Some(Phase::Waiting) => self.unmet.get(m) == Some(&0),
+                    Some(Phase::Waiting) => self.unmet.get(m.as_str()) == Some(&0),
                     Some(_) => false,
                 });
                 if !all_ready {
@@ -1593,14 +1613,14 @@ impl<'w> Execution<'w> {
                 group.deadline = spec.barrier.timeout.and_then(|t| now.checked_add(t));
                 self.emit(EventKind::GroupStarted { group: spec.name.clone(), agents: spec.agents.clone() });
                 for member in &spec.agents {
-                    if self.phases.get(member) == Some(&Phase::Waiting) {
-                        self.enqueue(Job::Run(member.clone()), false);
+                    if self.phases.get(member.as_str()) == Some(&Phase::Waiting) {
+                        self.enqueue(Job::Run(member), false);
                     }
                 }
                 true
             }
             GroupPhase::Running => {
-                if spec.agents.iter().any(|m| self.phases.contains_key(m)) {
+                if spec.agents.iter().any(|m| self.phases.contains_key(m.as_str())) {
                     return false;
                 }
                 self.decide(g, false);
@@ -1612,8 +1632,8 @@ impl<'w> Execution<'w> {
                 }
                 if let Some(next) = self.groups[g].fallback.pop_front() {
                     let before = self.attempts.get(&next).copied().unwrap_or(0);
-                    self.retry_base.insert(next.clone(), before);
-                    self.exclusive.insert(next.clone());
+                    self.retry_base.insert(next, before);
+                    self.exclusive.insert(next);
                     self.enqueue(Job::Run(next), true);
                 } else {
                     let succeeded = spec.agents.iter().filter(|m| self.succeeded(m)).count();
@@ -1656,7 +1676,9 @@ impl<'w> Execution<'w> {
         let failed = spec
             .agents
             .iter()
-            .filter(|m| matches!(self.reports.get(*m).map(|r| &r.status), Some(AgentStatus::Failed(_))))
+            .filter(|m| {
+                matches!(self.reports.get(m.as_str()).map(|r| &r.status), Some(AgentStatus::Failed(_)))
+            })
             .count();
         let facts = Facts {
             members: spec.agents.len(),
@@ -1670,7 +1692,7 @@ impl<'w> Execution<'w> {
                     .iter()
                     .filter(|m| {
                         matches!(
-                            self.reports.get(*m).map(|r| &r.status),
+                            self.reports.get(m.as_str()).map(|r| &r.status),
                             Some(AgentStatus::Failed(e)) if !e.is_load_error()
                         )
                     })
@@ -1678,7 +1700,7 @@ impl<'w> Execution<'w> {
             timed_out,
             extensions: self.groups[g].extensions,
         };
-        let listed = |names: &[String]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let listed = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
         match barrier::decide(&spec.barrier, facts) {
             Verdict::AllCompleted => {
                 self.record(g, Decision::AllCompleted, "every member succeeded".into());
@@ -1711,20 +1733,21 @@ impl<'w> Execution<'w> {
                 self.finish_group(g, true, String::new());
             }
             Verdict::FallbackSequential => {
-                let rerun: Vec<String> = {
-                    let mut rerun: Vec<String> = spec
+                let rerun: Vec<&'w str> = {
+                    let mut rerun: Vec<&'w str> = spec
                         .agents
                         .iter()
+                        .map(String::as_str)
                         .filter(|m| {
                             unfinished.contains(m)
                                 || matches!(
-                                    self.reports.get(*m).map(|r| &r.status),
+                                    self.reports.get(m).map(|r| &r.status),
                                     Some(AgentStatus::Failed(e)) if !e.is_load_error()
                                 )
                         })
-                        .cloned()
                         .collect();
-                    rerun.sort_by_key(|m| self.order.get(m).copied());
+                    let order = self.order();
+                    rerun.sort_by_key(|m| order.get(m).copied());
                     rerun
                 };
                 let reason = if succeeded == 0 {
@@ -1734,10 +1757,10 @@ impl<'w> Execution<'w> {
                 };
                 tracing::warn!(group = %spec.name, "barrier falls back to sequential execution: {reason}");
                 self.record(g, Decision::FallbackSequential, reason);
-                for member in &rerun {
+                for &member in &rerun {
                     self.stop(member);
                     self.reports.remove(member);
-                    self.phases.insert(member.clone(), Phase::Deferred);
+                    self.phases.insert(member, Phase::Deferred);
                 }
                 let group = &mut self.groups[g];
                 group.fallback = rerun.into();
@@ -1754,14 +1777,14 @@ impl<'w> Execution<'w> {
                     format!("only {succeeded} of {} members succeeded", spec.agents.len())
                 };
                 self.record(g, Decision::GroupFailed, reason.clone());
-                for member in &unfinished {
+                for &member in &unfinished {
                     let backing_off = matches!(self.phases.get(member), Some(Phase::BackingOff(_)));
                     let pulse = self.stop(member);
                     if let Some(agent) = self.spec(member) {
                         let error = match self.last_error.get(member).filter(|_| backing_off) {
                             Some(e) => e.clone(),
                             None => AgentError::Stopped {
-                                agent: member.clone(),
+                                agent: member.to_owned(),
                                 reason: format!("group `{}` gave up on it at its barrier", spec.name),
                             },
                         };
@@ -1773,8 +1796,8 @@ impl<'w> Execution<'w> {
         }
     }
 
-    fn not_succeeded(&self, g: usize) -> Vec<String> {
-        self.members(g).iter().filter(|m| !self.succeeded(m)).cloned().collect()
+    fn not_succeeded(&self, g: usize) -> Vec<&'w str> {
+        self.members(g).iter().map(String::as_str).filter(|m| !self.succeeded(m)).collect()
     }
 
     fn record(&mut self, g: usize, decision: Decision, reason: String) {
@@ -1797,7 +1820,7 @@ impl<'w> Execution<'w> {
     /// Stop agent `id` wherever it is; its pulse and start time if it was running.
     fn stop(&mut self, id: &str) -> Option<(Instant, Option<u64>, u64)> {
         let phase = self.phases.remove(id);
-        self.queue.retain(|q| q.job != Job::Run(id.to_owned()));
+        self.queue.retain(|q| q.job != Job::Run(id));
         if matches!(phase, Some(Phase::Queued | Phase::Running | Phase::BackingOff(_))) {
             self.emit(EventKind::AgentStopped { agent: id.to_owned() });
         }
@@ -1822,20 +1845,20 @@ impl<'w> Execution<'w> {
             return;
         }
         for member in self.not_succeeded(g) {
-            if matches!(self.reports.get(&member).map(|r| &r.status), Some(AgentStatus::Partial { .. })) {
+            if matches!(self.reports.get(member).map(|r| &r.status), Some(AgentStatus::Partial { .. })) {
                 continue; // restored from the journal: its defaults are in already
             }
-            let backing_off = matches!(self.phases.get(&member), Some(Phase::BackingOff(_)));
-            let ran = self.stop(&member);
-            let Some(agent) = self.spec(&member) else { continue };
-            let (because, error) = match self.reports.remove(&member).map(|r| r.status) {
+            let backing_off = matches!(self.phases.get(member), Some(Phase::BackingOff(_)));
+            let ran = self.stop(member);
+            let Some(agent) = self.spec(member) else { continue };
+            let (because, error) = match self.reports.remove(member).map(|r| r.status) {
                 Some(AgentStatus::Failed(e)) => {
                     (format!("group `{}` went on without it after it failed", spec.name), Some(e))
                 }
                 Some(AgentStatus::Skipped { because }) => {
                     (format!("group `{}` went on without it ({because})", spec.name), None)
                 }
-                _ => match self.last_error.get(&member).filter(|_| backing_off) {
+                _ => match self.last_error.get(member).filter(|_| backing_off) {
                     Some(e) => (
                         format!("group `{}` went on without it while it waited to retry", spec.name),
                         Some(e.clone()),
@@ -1847,7 +1870,7 @@ impl<'w> Execution<'w> {
             let defaults = if defaults.is_empty() {
                 Vec::new()
             } else {
-                let attempts = self.attempts.get(&member).copied().unwrap_or(0);
+                let attempts = self.attempts.get(member).copied().unwrap_or(0);
                 let record = AgentRecord {
                     outcome: "partial".into(),
                     version: None,
@@ -1856,7 +1879,7 @@ impl<'w> Execution<'w> {
                 };
                 // Defaults are written against the current version: no conflict is possible.
                 let base = self.store.snapshot().version();
-                match self.commit(&member, base, defaults, record) {
+                match self.commit(member, base, defaults, record) {
                     Ok(Some((_, keys))) => keys,
                     _ => Vec::new(),
                 }
@@ -1869,11 +1892,7 @@ impl<'w> Execution<'w> {
                 for subject in spec.agents.iter().filter(|s| *s != validator) {
                     if self.succeeded(validator) && self.succeeded(subject) {
                         self.groups[g].validations_pending += 1;
-                        let job = Job::Validate {
-                            validator: validator.clone(),
-                            subject: subject.clone(),
-                            group: Some(g),
-                        };
+                        let job = Job::Validate { validator, subject, group: Some(g) };
                         self.enqueue(job, false);
                     } else {
                         let because = if self.succeeded(validator) {
@@ -1927,17 +1946,17 @@ impl<'w> Execution<'w> {
         self.validation_needs = waiting;
         let changed = !settled.is_empty();
         for (validator, subject) in settled {
-            if self.succeeded(&validator) && self.succeeded(&subject) {
+            if self.succeeded(validator) && self.succeeded(subject) {
                 self.enqueue(Job::Validate { validator, subject, group: None }, false);
             } else {
-                let because = if self.succeeded(&validator) {
+                let because = if self.succeeded(validator) {
                     format!("`{subject}` did not succeed")
                 } else {
                     format!("`{validator}` did not succeed")
                 };
                 self.validations.push(ValidationReport {
-                    validator,
-                    subject,
+                    validator: validator.to_owned(),
+                    subject: subject.to_owned(),
                     group: None,
                     on_failure: OnFailure::Warn,
                     outcome: ValidationOutcome::Skipped { because },
@@ -1959,8 +1978,8 @@ impl<'w> Execution<'w> {
 
     fn validated(
         &mut self,
-        validator: String,
-        subject: String,
+        validator: &str,
+        subject: &str,
         group: Option<usize>,
         started: Option<Instant>,
         outcome: Outcome,
@@ -1987,8 +2006,8 @@ impl<'w> Execution<'w> {
         };
         let group_name = group.map(|g| wf.groups[g].name.clone());
         self.emit(EventKind::Validated {
-            validator: validator.clone(),
-            subject: subject.clone(),
+            validator: validator.to_owned(),
+            subject: subject.to_owned(),
             group: group_name.clone(),
             passed,
             findings,
@@ -2003,8 +2022,8 @@ impl<'w> Execution<'w> {
             }
         }
         self.validations.push(ValidationReport {
-            validator,
-            subject,
+            validator: validator.to_owned(),
+            subject: subject.to_owned(),
             group: group_name,
             on_failure,
             outcome,
@@ -2024,7 +2043,7 @@ impl<'w> Execution<'w> {
         self.queue.clear();
         let wf = self.workflow;
         let unfinished: Vec<&AgentSpec> =
-            wf.agents.iter().filter(|a| self.phases.contains_key(&a.id)).collect();
+            wf.agents.iter().filter(|a| self.phases.contains_key(a.id.as_str())).collect();
         for agent in unfinished {
             self.finish(agent, AgentStatus::Cancelled, None);
         }
@@ -2041,7 +2060,8 @@ impl<'w> Execution<'w> {
     fn wrap_up(mut self) -> RunReport {
         let wf = self.workflow;
         // Validation rules out cycles, so nothing is left unless cancelled; be safe anyway.
-        let left: Vec<&AgentSpec> = wf.agents.iter().filter(|a| self.phases.contains_key(&a.id)).collect();
+        let left: Vec<&AgentSpec> =
+            wf.agents.iter().filter(|a| self.phases.contains_key(a.id.as_str())).collect();
         for agent in left {
             let status = if self.cancelled {
                 AgentStatus::Cancelled
@@ -2060,7 +2080,8 @@ impl<'w> Execution<'w> {
                 self.groups[g].report.elapsed = self.groups[g].started.map(|s| s.elapsed());
             }
         }
-        let agents: Vec<AgentReport> = wf.agents.iter().filter_map(|a| self.reports.remove(&a.id)).collect();
+        let agents: Vec<AgentReport> =
+            wf.agents.iter().filter_map(|a| self.reports.remove(a.id.as_str())).collect();
         let groups: Vec<GroupReport> = self.groups.into_iter().map(|g| g.report).collect();
         let mut report = RunReport {
             run_id: self.run_id,

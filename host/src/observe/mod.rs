@@ -21,6 +21,7 @@ pub mod prometheus;
 mod timeline;
 pub mod trace;
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -217,15 +218,19 @@ pub enum EventKind {
 }
 
 /// Where a run sends its events. Cloning shares the channel and the clock.
+///
+/// The channel (its [`EVENT_BUFFER`] slots) is made at the first
+/// [`subscribe`](Self::subscribe): until somebody listens, publishing costs
+/// nothing.
 #[derive(Debug, Clone)]
 pub struct EventSink {
-    tx: broadcast::Sender<Event>,
+    tx: Arc<OnceLock<broadcast::Sender<Event>>>,
     origin: Instant,
 }
 
 impl Default for EventSink {
     fn default() -> Self {
-        Self { tx: broadcast::channel(EVENT_BUFFER).0, origin: Instant::now() }
+        Self { tx: Arc::default(), origin: Instant::now() }
     }
 }
 
@@ -246,11 +251,13 @@ impl EventSink {
     /// Send an event made by [`stamp`](Self::stamp).
     pub fn publish(&self, event: Event) {
         // No subscriber is fine: nobody is listening.
-        let _ = self.tx.send(event);
+        if let Some(tx) = self.tx.get() {
+            let _ = tx.send(event);
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
+        self.tx.get_or_init(|| broadcast::channel(EVENT_BUFFER).0).subscribe()
     }
 }
 

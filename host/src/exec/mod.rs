@@ -276,7 +276,7 @@ fn ready_order(workflow: &Workflow) -> HashMap<&str, usize> {
 }
 
 /// The inline job's end; never, without one.
-async fn poll_inline(inline: &mut Option<Inline>) -> Ended {
+async fn poll_inline(inline: &mut Option<Inline<'_>>) -> Ended {
     match inline {
         Some(inline) => (&mut inline.future).await,
         None => std::future::pending().await,
@@ -285,12 +285,12 @@ async fn poll_inline(inline: &mut Option<Inline>) -> Ended {
 
 /// A job's future with its panics caught, as a task's are by tokio: a
 /// panic in the inline job fails that job, not the whole run.
-struct CatchPanic {
-    agent: String,
+struct CatchPanic<'w> {
+    agent: &'w str,
     future: JobFuture,
 }
 
-impl Future for CatchPanic {
+impl Future for CatchPanic<'_> {
     type Output = Ended;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Ended> {
@@ -304,7 +304,7 @@ impl Future for CatchPanic {
                 .unwrap_or_default();
             let message = format!("agent task failed: it panicked: {why}");
             std::task::Poll::Ready((
-                Err(AgentError::Host { agent: this.agent.clone(), message }),
+                Err(AgentError::Host { agent: this.agent.to_owned(), message }),
                 Instant::now(),
             ))
         })
@@ -453,9 +453,9 @@ enum TaskKey {
 type JobFuture = Pin<Box<dyn Future<Output = Ended> + Send>>;
 
 /// The job the loop runs on its own task.
-struct Inline {
+struct Inline<'w> {
     key: u64,
-    future: JobFuture,
+    future: CatchPanic<'w>,
 }
 
 struct Task<'w> {
@@ -533,7 +533,7 @@ struct Execution<'w> {
     running: JoinSet<Ended>,
     /// Jobs admitted in this pass, started together by [`Self::start`].
     starting: Vec<(Task<'w>, JobFuture)>,
-    inline: Option<Inline>,
+    inline: Option<Inline<'w>>,
     inline_seq: u64,
     tasks: HashMap<TaskKey, Task<'w>>,
     run_task: HashMap<&'w str, TaskKey>,
@@ -1248,7 +1248,7 @@ impl<'w> Execution<'w> {
         for (mut task, future) in std::mem::take(&mut self.starting) {
             let key = if lone {
                 self.inline_seq += 1;
-                let future = Box::pin(CatchPanic { agent: task.job.agent().to_owned(), future });
+                let future = CatchPanic { agent: task.job.agent(), future };
                 self.inline = Some(Inline { key: self.inline_seq, future });
                 TaskKey::Inline(self.inline_seq)
             } else {
@@ -1278,7 +1278,7 @@ impl<'w> Execution<'w> {
         {
             let agent = task.job.agent().to_owned();
             let stopped = AgentError::Host { agent, message: "stopped".into() };
-            inline.future = Box::pin(std::future::ready((Err(stopped), Instant::now())));
+            inline.future.future = Box::pin(std::future::ready((Err(stopped), Instant::now())));
         }
     }
 
@@ -2147,7 +2147,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_in_the_inline_job_fails_the_job_not_the_run() {
         let future: JobFuture = Box::pin(async { panic!("host bug") });
-        let (outcome, _) = CatchPanic { agent: "a".into(), future }.await;
+        let (outcome, _) = CatchPanic { agent: "a", future }.await;
         match outcome {
             Err(AgentError::Host { agent, message }) => {
                 assert_eq!(agent, "a");

@@ -6,7 +6,7 @@
 //! (commits, conflicts, cache hits, timeouts, barrier decisions) and samples
 //! of the resource pool's usage. Times are from the start of the run.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -135,13 +135,21 @@ pub struct TimelineRecorder {
     timeline: Timeline,
     /// The run's start on the sink's clock (its `RunStarted` event).
     origin: Option<Duration>,
-    /// Open spans: (lane, kind, subject of a validation) → indices in
-    /// `spans`, oldest first (the same validation can run twice at once).
-    open: HashMap<(String, SpanKind, Option<String>), VecDeque<usize>>,
-    /// Per agent, its last `run` span, which the outcome event labels.
-    last_run: HashMap<String, usize>,
+    /// Per lane (kept once seen, so an event allocates no key), its open
+    /// spans and its agent's last `run` span.
+    lanes: HashMap<String, Lane>,
     /// Per (validator, subject), its last `validate` span.
     last_validate: HashMap<(String, String), usize>,
+}
+
+/// What the recorder keeps of a lane.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Open spans: (kind, subject of a validation, index in `spans`), oldest
+    /// first (the same validation can run twice at once).
+    open: Vec<(SpanKind, Option<String>, usize)>,
+    /// The agent's last `run` span, which the outcome event labels.
+    last_run: Option<usize>,
 }
 
 impl TimelineRecorder {
@@ -168,7 +176,7 @@ impl TimelineRecorder {
                         self.close(agent, SpanKind::Queued, None, at, Some("admitted"));
                     }
                     Some(subject) => {
-                        let span = self.open(agent, SpanKind::Validate, Some(subject.clone()), at, None);
+                        let span = self.open(agent, SpanKind::Validate, Some(subject), at, None);
                         self.timeline.spans[span].subject = Some(subject.clone());
                     }
                 }
@@ -176,7 +184,7 @@ impl TimelineRecorder {
             EventKind::AgentStarted { agent, attempt } => {
                 let span = self.open(agent, SpanKind::Run, None, at, None);
                 self.timeline.spans[span].attempt = Some(*attempt);
-                self.last_run.insert(agent.clone(), span);
+                self.lane(agent).last_run = Some(span);
             }
             EventKind::Released { agent, validating, pool } => {
                 self.timeline.pool.push((at, *pool).into());
@@ -185,9 +193,7 @@ impl TimelineRecorder {
                         self.close(agent, SpanKind::Run, None, at, None);
                     }
                     Some(subject) => {
-                        if let Some(span) =
-                            self.close(agent, SpanKind::Validate, Some(subject.clone()), at, None)
-                        {
+                        if let Some(span) = self.close(agent, SpanKind::Validate, Some(subject), at, None) {
                             self.last_validate.insert((agent.clone(), subject.clone()), span);
                         }
                     }
@@ -254,8 +260,8 @@ impl TimelineRecorder {
     /// The timeline, every span still open closed at `end` (from the run's start).
     pub fn finish(mut self, end: Duration) -> Timeline {
         let end = end.max(self.timeline.end);
-        for (_, spans) in self.open.drain() {
-            for span in spans {
+        for lane in self.lanes.values() {
+            for &(_, _, span) in &lane.open {
                 self.timeline.spans[span].end = end;
             }
         }
@@ -263,11 +269,19 @@ impl TimelineRecorder {
         self.timeline
     }
 
+    /// The recorder's state of `lane`, made at its first use.
+    fn lane(&mut self, lane: &str) -> &mut Lane {
+        if !self.lanes.contains_key(lane) {
+            self.lanes.insert(lane.to_owned(), Lane::default());
+        }
+        self.lanes.get_mut(lane).expect("just inserted")
+    }
+
     fn open(
         &mut self,
         lane: &str,
         kind: SpanKind,
-        what: Option<String>,
+        what: Option<&str>,
         at: Duration,
         outcome: Option<&str>,
     ) -> usize {
@@ -281,7 +295,7 @@ impl TimelineRecorder {
             subject: None,
             outcome: outcome.map(str::to_owned),
         });
-        self.open.entry((lane.to_owned(), kind, what)).or_default().push_back(index);
+        self.lane(lane).open.push((kind, what.map(str::to_owned), index));
         index
     }
 
@@ -290,16 +304,13 @@ impl TimelineRecorder {
         &mut self,
         lane: &str,
         kind: SpanKind,
-        what: Option<String>,
+        what: Option<&str>,
         at: Duration,
         outcome: Option<&str>,
     ) -> Option<usize> {
-        let key = (lane.to_owned(), kind, what);
-        let open = self.open.get_mut(&key)?;
-        let index = open.pop_front()?;
-        if open.is_empty() {
-            self.open.remove(&key);
-        }
+        let open = &mut self.lanes.get_mut(lane)?.open;
+        let position = open.iter().position(|(k, w, _)| *k == kind && w.as_deref() == what)?;
+        let (_, _, index) = open.remove(position);
         let span = &mut self.timeline.spans[index];
         span.end = at;
         if outcome.is_some() {
@@ -311,7 +322,7 @@ impl TimelineRecorder {
     /// Label the agent's last `run` span, unless something labelled it already
     /// (a timeout before the retry).
     fn label_run(&mut self, agent: &str, outcome: &str) {
-        if let Some(&index) = self.last_run.get(agent) {
+        if let Some(index) = self.lanes.get(agent).and_then(|lane| lane.last_run) {
             self.timeline.spans[index].outcome.get_or_insert_with(|| outcome.to_owned());
         }
     }

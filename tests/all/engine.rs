@@ -299,9 +299,16 @@ groups:
     let alone = outcome(&engine.run(&workflow, RunOptions::default()).await);
     assert!(alone.0 && alone.1.len() == 4, "{alone:?}");
     let mut runs = tokio::task::JoinSet::new();
-    for _ in 0..100 {
+    for i in 0..100 {
         let (engine, workflow) = (engine.clone(), workflow.clone());
-        runs.spawn(async move { engine.run(&workflow, RunOptions::default()).await });
+        // Half share the workflow with the run's task, half have it copied.
+        runs.spawn(async move {
+            if i % 2 == 0 {
+                engine.run_shared(workflow, RunOptions::default()).await
+            } else {
+                engine.run(&workflow, RunOptions::default()).await
+            }
+        });
     }
     let all = tokio::time::timeout(std::time::Duration::from_secs(300), runs.join_all())
         .await

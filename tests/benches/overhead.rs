@@ -23,6 +23,7 @@
 //! and prints its min / median / max; with `ONLY=w1`, `CHAIN=n` sets the
 //! chain's length (per-run costs show as a per-agent cost falling with n).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ensemble::context::Ownership;
@@ -161,7 +162,9 @@ fn main() {
     project.component("relay", &component);
     // `CHAIN=n` changes W1's length in `ONLY` mode (to tell per-run from per-agent costs).
     let length = std::env::var("CHAIN").ok().and_then(|n| n.parse().ok()).filter(|_| only.is_some());
-    let (w1, w2) = (chain(&project, length.unwrap_or(CHAIN)), fan(&project));
+    // Shared with each run's task, as an app running a workflow many times
+    // would (`Engine::run` copies the workflow for its task).
+    let (w1, w2) = (Arc::new(chain(&project, length.unwrap_or(CHAIN))), Arc::new(fan(&project)));
     let config = rmp_serde::to_vec(&["a0.value", "a1.value"]).expect("msgpack");
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -189,9 +192,9 @@ fn main() {
     };
 
     let per_agent = |took: Duration, n: usize| took.as_secs_f64() * 1e6 / n as f64;
-    let workflow = |w: &Workflow| {
+    let workflow = |w: &Arc<Workflow>| {
         let started = Instant::now();
-        let report = tokio.block_on(engine.run(w, RunOptions::default()));
+        let report = tokio.block_on(engine.run_shared(w.clone(), RunOptions::default()));
         assert!(report.succeeded(), "{:?}", report.error);
         per_agent(started.elapsed(), w.agents.len())
     };

@@ -140,8 +140,16 @@ impl Engine {
     /// happened to each agent, group and validation. Call it within a tokio
     /// runtime (the run is a task of its own, aborted if this future is
     /// dropped); a multi-thread runtime lets agents use several cores.
+    ///
+    /// The run's task gets a copy of `workflow`; [`run_shared`](Self::run_shared)
+    /// saves that copy when the same workflow runs many times.
     pub async fn run(&self, workflow: &Workflow, options: RunOptions) -> RunReport {
-        let run_id = options.run_id.clone().unwrap_or_else(|| new_run_id(workflow));
+        self.run_shared(Arc::new(workflow.clone()), options).await
+    }
+
+    /// [`run`](Self::run) a workflow the caller shares with the run's task.
+    pub async fn run_shared(&self, workflow: Arc<Workflow>, options: RunOptions) -> RunReport {
+        let run_id = options.run_id.clone().unwrap_or_else(|| new_run_id(&workflow));
         match self.execute(workflow, run_id, options, None).await {
             Ok(report) => report,
             Err(_) => unreachable!("nothing to restore, so no gap"),
@@ -154,12 +162,12 @@ impl Engine {
     /// returned future aborts the task (and so every agent).
     async fn execute(
         &self,
-        workflow: &Workflow,
+        workflow: Arc<Workflow>,
         run_id: String,
         options: RunOptions,
         restore: Option<(Vec<CommitRecord>, BTreeMap<String, AgentRecord>)>,
     ) -> Result<RunReport, (u64, u64)> {
-        let (runtime, workflow) = (self.runtime.clone(), workflow.clone());
+        let runtime = self.runtime.clone();
         let task = tokio::spawn(async move {
             let mut execution = Execution::new(runtime, &workflow, run_id, options);
             if let Some((commits, agents)) = restore {
@@ -257,7 +265,7 @@ impl Engine {
         record.workflow_hash = file_hash(&workflow.path);
         journal.set_resumed(&record)?;
         options.journal = Some(journal);
-        self.execute(workflow, record.run_id.clone(), options, Some((commits, agents)))
+        self.execute(Arc::new(workflow.clone()), record.run_id.clone(), options, Some((commits, agents)))
             .await
             .map_err(|(version, after)| ResumeError::Gap { run: record.run_id.clone(), version, after })
     }

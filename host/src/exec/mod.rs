@@ -33,7 +33,7 @@ pub mod barrier;
 mod pool;
 mod report;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -271,9 +271,14 @@ impl Engine {
     }
 }
 
+/// The run loop's maps: keyed by agent ids and looked up several times per
+/// agent, so hashed with a fast (per-process seeded) hasher, not SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// Each agent's place in the ready queue: priority (highest first), then
 /// longest remaining path, then file order.
-fn ready_order(workflow: &Workflow) -> HashMap<&str, usize> {
+fn ready_order(workflow: &Workflow) -> Map<&str, usize> {
     let keys = crate::plan::ready_keys(workflow);
     let mut ranked: Vec<(usize, &AgentSpec)> = workflow.agents.iter().enumerate().collect();
     ranked.sort_by_key(|(index, _)| {
@@ -516,25 +521,25 @@ struct Execution<'w> {
     cancel: CancellationToken,
     ownership: Ownership,
     store: ContextStore,
-    components: HashMap<&'w str, Result<AgentComponent, AgentError>>,
+    components: Map<&'w str, Result<AgentComponent, AgentError>>,
     /// Each agent's place in the ready queue, worked out the first time two
     /// jobs are queued at once (a chain never needs it).
-    order: Option<HashMap<&'w str, usize>>,
+    order: Option<Map<&'w str, usize>>,
     /// Each agent's spec by id (`Workflow::agent` is a linear search).
-    by_id: HashMap<&'w str, &'w AgentSpec>,
+    by_id: Map<&'w str, &'w AgentSpec>,
     /// The `reads` patterns of the agents that declare them, built once.
-    reads: HashMap<&'w str, crate::context::ReadPatterns>,
-    phases: HashMap<&'w str, Phase>,
-    reports: HashMap<&'w str, AgentReport>,
+    reads: Map<&'w str, crate::context::ReadPatterns>,
+    phases: Map<&'w str, Phase>,
+    reports: Map<&'w str, AgentReport>,
     /// Attempts started so far, per agent.
-    attempts: HashMap<&'w str, u32>,
+    attempts: Map<&'w str, u32>,
     /// Attempts that do not count against the retry policy (those before a
     /// sequential fallback).
-    retry_base: HashMap<&'w str, u32>,
+    retry_base: Map<&'w str, u32>,
     /// Agents re-running in a sequential fallback.
-    exclusive: HashSet<&'w str>,
+    exclusive: Set<&'w str>,
     /// The error of each agent's last failed attempt (for barrier reports).
-    last_error: HashMap<&'w str, AgentError>,
+    last_error: Map<&'w str, AgentError>,
     queue: Vec<Queued<'w>>,
     queued_seq: u64,
     pool: ResourcePool,
@@ -543,19 +548,19 @@ struct Execution<'w> {
     starting: Vec<(Task<'w>, JobFuture)>,
     inline: Option<Inline<'w>>,
     inline_seq: u64,
-    tasks: HashMap<TaskKey, Task<'w>>,
-    run_task: HashMap<&'w str, TaskKey>,
+    tasks: Map<TaskKey, Task<'w>>,
+    run_task: Map<&'w str, TaskKey>,
     groups: Vec<GroupRun<'w>>,
-    group_of: HashMap<&'w str, usize>,
+    group_of: Map<&'w str, usize>,
     validations: Vec<ValidationReport>,
     /// (validator, subject) pairs of `validation` needs not yet scheduled or skipped.
     validation_needs: Vec<(&'w str, &'w str)>,
     /// Each agent's blocking dependents (the agents whose `data` needs name it).
-    dependents: HashMap<&'w str, Vec<&'w AgentSpec>>,
+    dependents: Map<&'w str, Vec<&'w AgentSpec>>,
     /// Per waiting agent, how many of its blocking needs are not met yet;
     /// counted at the first `settle`, then kept up to date as agents and
     /// groups finish, so settling costs what changed, not the workflow's size.
-    unmet: HashMap<&'w str, usize>,
+    unmet: Map<&'w str, usize>,
     counted: bool,
     /// Waiting agents to look at again: their last need was met, or one failed.
     dirty: VecDeque<&'w AgentSpec>,
@@ -567,19 +572,19 @@ struct Execution<'w> {
     journal: Option<Arc<Journal>>,
     conflicts: Vec<Conflict>,
     /// Per agent, the time its last successful result waited to be committed.
-    commit_wait: HashMap<&'w str, Duration>,
+    commit_wait: Map<&'w str, Duration>,
     cache: Option<Arc<AgentCache>>,
     /// blake3 of the templates directory: part of every agent's cache family.
     templates_hash: Option<String>,
     /// Agents whose output came from the cache.
-    cached: HashSet<&'w str>,
+    cached: Set<&'w str>,
     templates: Option<Arc<TemplateService>>,
     inputs: BTreeMap<String, Vec<u8>>,
     started: Instant,
     /// The run's timeline, from the events it sends.
     timeline: TimelineRecorder,
     /// Per agent, template renders and render-cache hits (all its calls).
-    renders: HashMap<&'w str, (u32, u32)>,
+    renders: Map<&'w str, (u32, u32)>,
 }
 
 impl<'w> Execution<'w> {
@@ -628,7 +633,7 @@ impl<'w> Execution<'w> {
             cancel,
             ownership,
             store: ContextStore::with_policies(&workflow.shared),
-            components: HashMap::new(),
+            components: Map::default(),
             order: None,
             by_id: workflow.agents.iter().map(|a| (a.id.as_str(), a)).collect(),
             reads: workflow
@@ -640,11 +645,11 @@ impl<'w> Execution<'w> {
                 })
                 .collect(),
             phases: workflow.agents.iter().map(|a| (a.id.as_str(), Phase::Waiting)).collect(),
-            reports: HashMap::new(),
-            attempts: HashMap::new(),
-            retry_base: HashMap::new(),
-            exclusive: HashSet::new(),
-            last_error: HashMap::new(),
+            reports: Map::default(),
+            attempts: Map::default(),
+            retry_base: Map::default(),
+            exclusive: Set::default(),
+            last_error: Map::default(),
             queue: Vec::new(),
             queued_seq: 0,
             pool: ResourcePool::new(&workflow.resources),
@@ -652,8 +657,8 @@ impl<'w> Execution<'w> {
             starting: Vec::new(),
             inline: None,
             inline_seq: 0,
-            tasks: HashMap::new(),
-            run_task: HashMap::new(),
+            tasks: Map::default(),
+            run_task: Map::default(),
             groups,
             group_of,
             validations: Vec::new(),
@@ -674,7 +679,7 @@ impl<'w> Execution<'w> {
                     pairs
                 }),
             dependents: {
-                let mut dependents: HashMap<&'w str, Vec<&'w AgentSpec>> = HashMap::new();
+                let mut dependents: Map<&'w str, Vec<&'w AgentSpec>> = Map::default();
                 for agent in &workflow.agents {
                     for need in agent.blocking_needs() {
                         dependents.entry(need).or_default().push(agent);
@@ -682,7 +687,7 @@ impl<'w> Execution<'w> {
                 }
                 dependents
             },
-            unmet: HashMap::new(),
+            unmet: Map::default(),
             counted: false,
             dirty: VecDeque::new(),
             backoffs: BTreeSet::new(),
@@ -690,15 +695,15 @@ impl<'w> Execution<'w> {
             error: None,
             journal,
             conflicts: Vec::new(),
-            commit_wait: HashMap::new(),
+            commit_wait: Map::default(),
             cache,
             templates_hash,
-            cached: HashSet::new(),
+            cached: Set::default(),
             templates,
             inputs,
             started: Instant::now(),
             timeline: TimelineRecorder::new(),
-            renders: HashMap::new(),
+            renders: Map::default(),
         }
     }
 
@@ -721,7 +726,7 @@ impl<'w> Execution<'w> {
         commits: Vec<CommitRecord>,
         agents: BTreeMap<String, AgentRecord>,
     ) -> Result<(), (u64, u64)> {
-        let mut written: HashMap<u64, Vec<String>> = HashMap::new();
+        let mut written: Map<u64, Vec<String>> = Map::default();
         for commit in commits {
             let keys = commit.writes.iter().map(|(k, _)| k.clone()).collect();
             if !self.store.replay(&commit.agent, commit.version, commit.writes) {
@@ -840,7 +845,7 @@ impl<'w> Execution<'w> {
     async fn load_all(
         runtime: &Runtime,
         workflow: &'w Workflow,
-    ) -> HashMap<&'w str, Result<AgentComponent, AgentError>> {
+    ) -> Map<&'w str, Result<AgentComponent, AgentError>> {
         let mut sharing: BTreeMap<(&Path, bool), Vec<&'w str>> = BTreeMap::new();
         for agent in &workflow.agents {
             sharing.entry((agent.component.as_path(), agent.wasi)).or_default().push(&agent.id);
@@ -854,7 +859,7 @@ impl<'w> Execution<'w> {
                 ((path, wasi), loaded)
             });
         }
-        let mut components = HashMap::new();
+        let mut components = Map::default();
         while let Some(joined) = loads.join_next().await {
             let Ok(((path, wasi), loaded)) = joined else { continue };
             for id in sharing.get(&(path.as_path(), wasi)).into_iter().flatten() {
@@ -1026,7 +1031,7 @@ impl<'w> Execution<'w> {
     }
 
     /// Each agent's place in the ready queue, worked out at the first need.
-    fn order(&mut self) -> &HashMap<&'w str, usize> {
+    fn order(&mut self) -> &Map<&'w str, usize> {
         let wf = self.workflow;
         self.order.get_or_insert_with(|| ready_order(wf))
     }

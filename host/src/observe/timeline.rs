@@ -137,7 +137,7 @@ pub struct TimelineRecorder {
     origin: Option<Duration>,
     /// Per lane (kept once seen, so an event allocates no key), its open
     /// spans and its agent's last `run` span.
-    lanes: HashMap<String, Lane>,
+    lanes: HashMap<String, Lane, foldhash::fast::RandomState>,
     /// Per (validator, subject), its last `validate` span.
     last_validate: HashMap<(String, String), usize>,
 }

@@ -13,13 +13,16 @@
 //!   component with wasmtime alone (the engine's settings: component model,
 //!   fuel, epochs, pooling with 128 KiB kept resident), stub host functions,
 //!   synchronous calls, no scheduler, context or journal;
+//! - **raw, async on a fiber**: the same with `instantiate_async` and an
+//!   async `run`, as the engine must call agents to interrupt them (time
+//!   slices, deadlines, cancellation): what the fiber alone costs;
 //! - **runtime**: the same loop through `ensemble::Runtime::run_agent` (our
 //!   store, limits and host side of the WIT, no scheduler).
 //!
 //! Prints per-agent min / median / max (wall time / agents for the
 //! workflows) and engine / raw and engine / runtime ratios of medians.
 //! `cargo bench -p ensemble-tests --bench overhead` (`RUNS=n`, default 15).
-//! For a profiler, `ONLY=w1|w2|raw|runtime` runs just that one, RUNS times,
+//! For a profiler, `ONLY=w1|w2|raw|fiber|runtime` runs just that one, RUNS times,
 //! and prints its min / median / max; with `ONLY=w1`, `CHAIN=n` sets the
 //! chain's length (per-run costs show as a per-agent cost falling with n).
 
@@ -38,6 +41,23 @@ mod raw {
     use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
     wasmtime::component::bindgen!({ path: "../wit", world: "agent" });
+
+    /// The same world with `run` called asynchronously, on a fiber, as the
+    /// engine must to interrupt agents; the imports are the ones above.
+    mod on_fiber {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "agent",
+            exports: { default: async },
+            with: {
+                "ensemble:agent/types": super::ensemble::agent::types,
+                "ensemble:agent/context": super::ensemble::agent::context,
+                "ensemble:agent/progress": super::ensemble::agent::progress,
+                "ensemble:agent/log": super::ensemble::agent::log,
+                "ensemble:agent/templates": super::ensemble::agent::templates,
+            },
+        });
+    }
 
     use self::ensemble::agent::types::ContextError;
 
@@ -74,6 +94,7 @@ mod raw {
     pub struct Raw {
         engine: Engine,
         pre: AgentPre<Host>,
+        pre_on_fiber: on_fiber::AgentPre<Host>,
     }
 
     impl Raw {
@@ -93,22 +114,43 @@ mod raw {
             let mut linker = Linker::new(&engine);
             Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link");
             let pre = AgentPre::new(linker.instantiate_pre(&component).expect("pre")).expect("agent pre");
-            Self { engine, pre }
+            let mut linker = Linker::new(&engine);
+            on_fiber::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link");
+            let pre_on_fiber =
+                on_fiber::AgentPre::new(linker.instantiate_pre(&component).expect("pre")).expect("agent pre");
+            Self { engine, pre, pre_on_fiber }
         }
 
-        /// Instantiate and run once with `config`.
-        pub fn run(&self, config: &[u8]) {
+        fn store(&self) -> Store<Host> {
             let mut store = Store::new(&self.engine, Host::default());
             store.set_fuel(u64::MAX).expect("fuel");
             store.set_epoch_deadline(u64::MAX / 2);
-            let agent = self.pre.instantiate(&mut store).expect("instantiates");
-            let invocation = ensemble::agent::types::Invocation {
+            store
+        }
+
+        fn invocation(config: &[u8]) -> ensemble::agent::types::Invocation {
+            ensemble::agent::types::Invocation {
                 agent: "a1".into(),
                 run_id: "raw".into(),
                 attempt: 1,
                 config: config.to_vec(),
-            };
-            agent.call_run(&mut store, &invocation).expect("runs").expect("succeeds");
+            }
+        }
+
+        /// [`run`](Self::run) with asynchronous calls: instantiated and run
+        /// on a fiber, as the engine runs agents.
+        pub async fn run_on_fiber(&self, config: &[u8]) {
+            let mut store = self.store();
+            let agent = self.pre_on_fiber.instantiate_async(&mut store).await.expect("instantiates");
+            agent.call_run(&mut store, &Self::invocation(config)).await.expect("runs").expect("succeeds");
+            assert_eq!(store.data().writes.len(), 1);
+        }
+
+        /// Instantiate and run once with `config`.
+        pub fn run(&self, config: &[u8]) {
+            let mut store = self.store();
+            let agent = self.pre.instantiate(&mut store).expect("instantiates");
+            agent.call_run(&mut store, &Self::invocation(config)).expect("runs").expect("succeeds");
             assert_eq!(store.data().writes.len(), 1);
         }
     }
@@ -205,6 +247,15 @@ fn main() {
         }
         per_agent(started.elapsed(), n)
     };
+    let fiber_loop = |n: usize| {
+        let started = Instant::now();
+        tokio.block_on(async {
+            for _ in 0..n {
+                raw.run_on_fiber(&config).await;
+            }
+        });
+        per_agent(started.elapsed(), n)
+    };
     let runtime_loop = |n: usize| {
         let started = Instant::now();
         tokio.block_on(async {
@@ -216,8 +267,12 @@ fn main() {
     };
     // For a profiler: just one workload, RUNS times.
     if let Some(only) = only {
-        if only == "raw" || only == "runtime" {
-            let each = if only == "raw" { &raw_loop as &dyn Fn(usize) -> f64 } else { &runtime_loop };
+        if only == "raw" || only == "fiber" || only == "runtime" {
+            let each: &dyn Fn(usize) -> f64 = match only.as_str() {
+                "raw" => &raw_loop,
+                "fiber" => &fiber_loop,
+                _ => &runtime_loop,
+            };
             let times: Vec<f64> = (0..runs).map(|_| each(CHAIN)).collect();
             let (min, med, max) = min_median_max(times);
             println!("{only} loop of {CHAIN}, per agent: {min:.1} / {med:.1} / {max:.1} µs");
@@ -232,12 +287,15 @@ fn main() {
     // Warm-up of each.
     workflow(&w2);
     raw_loop(CHAIN);
+    fiber_loop(CHAIN);
     runtime_loop(CHAIN);
 
-    let (mut e1, mut e2, mut r, mut rt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut e1, mut e2, mut r, mut rf, mut rt) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         e1.push(workflow(&w1));
         r.push(raw_loop(CHAIN));
+        rf.push(fiber_loop(CHAIN));
         rt.push(runtime_loop(CHAIN));
         e2.push(workflow(&w2));
     }
@@ -253,7 +311,9 @@ fn main() {
     let m1 = show("W1 chain of 200 (wall / agents)", &e1);
     let m2 = show("W2 10 × 50 fan (wall / agents)", &e2);
     let mr = show("raw wasmtime instantiate + run", &r);
+    let mf = show("raw, async on a fiber", &rf);
     let mrt = show("ensemble Runtime::run_agent", &rt);
     println!("  W1 engine / raw {:.2}   engine / runtime {:.2}", m1 / mr, m1 / mrt);
     println!("  W2 engine / raw {:.2}   engine / runtime {:.2}", m2 / mr, m2 / mrt);
+    println!("  raw on a fiber / raw {:.2}   runtime / raw {:.2}", mf / mr, mrt / mr);
 }

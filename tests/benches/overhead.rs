@@ -204,6 +204,9 @@ fn main() {
     project.component("relay", &component);
     // `CHAIN=n` changes W1's length in `ONLY` mode (to tell per-run from per-agent costs).
     let length = std::env::var("CHAIN").ok().and_then(|n| n.parse().ok()).filter(|_| only.is_some());
+    if std::env::var_os("CHAIN").is_some() && only.as_deref() != Some("w1") {
+        eprintln!("CHAIN applies to ONLY=w1 only; ignored");
+    }
     // Shared with each run's task, as an app running a workflow many times
     // would (`Engine::run` copies the workflow for its task).
     let (w1, w2) = (Arc::new(chain(&project, length.unwrap_or(CHAIN))), Arc::new(fan(&project)));

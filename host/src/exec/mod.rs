@@ -276,6 +276,11 @@ impl Engine {
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+/// `agent`'s place in `order`; last if it has none.
+fn rank_in(order: &Map<&str, usize>, agent: &str) -> usize {
+    order.get(agent).copied().unwrap_or(usize::MAX)
+}
+
 /// Each agent's place in the ready queue: priority (highest first), then
 /// longest remaining path, then file order.
 fn ready_order(workflow: &Workflow) -> Map<&str, usize> {
@@ -450,6 +455,9 @@ impl<'w> Job<'w> {
 #[derive(Debug, Clone, Copy)]
 struct Queued<'w> {
     job: Job<'w>,
+    /// Its agent's place in the ready order; `usize::MAX` until the order
+    /// is worked out (see [`Execution::order`]).
+    rank: usize,
     /// Runs alone with the whole pool (a sequential fallback).
     exclusive: bool,
     seq: u64,
@@ -1027,13 +1035,21 @@ impl<'w> Execution<'w> {
             self.emit(EventKind::Queued { agent: id.to_owned() });
         }
         self.queued_seq += 1;
-        self.queue.push(Queued { job, exclusive, seq: self.queued_seq });
+        let rank = self.order.as_ref().map_or(usize::MAX, |order| rank_in(order, job.agent()));
+        self.queue.push(Queued { job, rank, exclusive, seq: self.queued_seq });
     }
 
-    /// Each agent's place in the ready queue, worked out at the first need.
+    /// Each agent's place in the ready queue, worked out at the first need
+    /// (then the jobs already queued get theirs).
     fn order(&mut self) -> &Map<&'w str, usize> {
-        let wf = self.workflow;
-        self.order.get_or_insert_with(|| ready_order(wf))
+        if self.order.is_none() {
+            let order = ready_order(self.workflow);
+            for queued in &mut self.queue {
+                queued.rank = rank_in(&order, queued.job.agent());
+            }
+            self.order = Some(order);
+        }
+        self.order.get_or_insert_with(Map::default)
     }
 
     /// Admit queued jobs in order while they fit. An exclusive job (a
@@ -1045,10 +1061,8 @@ impl<'w> Execution<'w> {
             return false;
         }
         if self.queue.len() > 1 {
-            let wf = self.workflow;
-            let order = self.order.get_or_insert_with(|| ready_order(wf));
-            let rank = |job: &Job<'_>| order.get(job.agent()).copied().unwrap_or(usize::MAX);
-            self.queue.sort_by_key(|q| (!q.exclusive, rank(&q.job), q.seq));
+            self.order();
+            self.queue.sort_by_key(|q| (!q.exclusive, q.rank, q.seq));
         }
         // Always look at the head: each pass admits it, fails it, or stops.
         let i = 0;

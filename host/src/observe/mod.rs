@@ -296,3 +296,28 @@ pub(crate) mod secs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_subscribed_after_it_was_cloned_still_hears_the_clone() {
+        let sink = EventSink::new();
+        let run_side = sink.clone();
+        // Nobody listens yet: published and dropped.
+        run_side.send(EventKind::Queued { agent: "early".into() });
+        let mut events = sink.subscribe();
+        run_side.send(EventKind::Queued { agent: "a".into() });
+        let mut late = run_side.subscribe();
+        sink.send(EventKind::Queued { agent: "b".into() });
+        let agent = |event: Event| match event.kind {
+            EventKind::Queued { agent } => agent,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(agent(events.try_recv().expect("a")), "a");
+        assert_eq!(agent(events.try_recv().expect("b")), "b");
+        assert_eq!(agent(late.try_recv().expect("b")), "b");
+        assert!(events.try_recv().is_err() && late.try_recv().is_err());
+    }
+}

@@ -339,3 +339,78 @@ impl TimelineRecorder {
         self.timeline.marks.push(Mark { lane: lane.to_owned(), kind, at, detail });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64, kind: EventKind) -> Event {
+        Event { at: Duration::from_millis(ms), kind }
+    }
+
+    fn validation(agent: &str, subject: &str, admitted: bool) -> EventKind {
+        let (agent, validating, pool) = (agent.to_owned(), Some(subject.to_owned()), PoolUsage::default());
+        if admitted {
+            EventKind::Admitted { agent, validating, cpu: 1, memory: 1, pool }
+        } else {
+            EventKind::Released { agent, validating, pool }
+        }
+    }
+
+    #[test]
+    fn the_same_validation_running_twice_closes_oldest_first() {
+        let mut recorder = TimelineRecorder::new();
+        recorder
+            .record(&at(0, EventKind::RunStarted { run_id: "r".into(), workflow: "w".into(), agents: 2 }));
+        recorder.record(&at(10, validation("qa", "dev", true)));
+        recorder.record(&at(20, validation("qa", "dev", true)));
+        recorder.record(&at(30, validation("qa", "dev", false)));
+        let timeline = recorder.finish(Duration::from_millis(50));
+        let spans: Vec<(u128, u128)> = timeline
+            .lane("qa")
+            .filter(|s| s.kind == SpanKind::Validate)
+            .map(|s| (s.start.as_millis(), s.end.as_millis()))
+            .collect();
+        // The first release closes the first span; the second is still open
+        // at the end and closed there.
+        assert_eq!(spans, [(10, 30), (20, 50)]);
+    }
+
+    #[test]
+    fn an_outcome_labels_the_last_run_and_a_timeout_label_survives_it() {
+        let mut recorder = TimelineRecorder::new();
+        let started = |attempt| EventKind::AgentStarted { agent: "a".into(), attempt };
+        let released =
+            || EventKind::Released { agent: "a".into(), validating: None, pool: PoolUsage::default() };
+        recorder.record(&at(0, EventKind::Queued { agent: "a".into() }));
+        recorder.record(&at(1, started(1)));
+        recorder.record(&at(2, released()));
+        recorder.record(&at(
+            2,
+            EventKind::TimedOut { agent: "a".into(), attempt: 1, after: Duration::from_millis(1) },
+        ));
+        recorder.record(&at(
+            2,
+            EventKind::AgentRetrying {
+                agent: "a".into(),
+                attempt: 2,
+                after: Duration::from_millis(1),
+                error: "slow".into(),
+            },
+        ));
+        recorder.record(&at(3, EventKind::Queued { agent: "a".into() }));
+        recorder.record(&at(4, started(2)));
+        recorder.record(&at(5, released()));
+        recorder.record(&at(5, EventKind::AgentSucceeded { agent: "a".into(), elapsed: Duration::ZERO }));
+        let timeline = recorder.finish(Duration::from_millis(6));
+        let runs: Vec<(Option<u32>, Option<&str>)> = timeline
+            .lane("a")
+            .filter(|s| s.kind == SpanKind::Run)
+            .map(|s| (s.attempt, s.outcome.as_deref()))
+            .collect();
+        assert_eq!(runs, [(Some(1), Some("timed_out")), (Some(2), Some("succeeded"))]);
+        let backoff = timeline.lane("a").find(|s| s.kind == SpanKind::Backoff).expect("a backoff span");
+        assert_eq!((backoff.start.as_millis(), backoff.end.as_millis()), (2, 3));
+        assert!(timeline.spans.iter().all(|s| s.end <= Duration::from_millis(6)));
+    }
+}

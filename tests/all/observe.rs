@@ -240,7 +240,9 @@ async fn a_sequential_fallback_shows_the_stopped_attempt_and_the_rerun() {
     let project = Project::new();
     project
         .component("broken", &fails_first(1, "broken.value"))
-        .component("slow", &busy("slow.value", 40_000_000))
+        // ~150 ms of spinning: still running at the 40 ms timeout on any
+        // machine (40 M iterations took 40 ms here and raced the timer).
+        .component("slow", &busy("slow.value", 150_000_000))
         .component("after", &writer("after.value"));
     let workflow = project.workflow(
         "agents:

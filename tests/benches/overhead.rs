@@ -203,7 +203,8 @@ fn main() {
     let component = relay();
     project.component("relay", &component);
     // `CHAIN=n` changes W1's length in `ONLY` mode (to tell per-run from per-agent costs).
-    let length = std::env::var("CHAIN").ok().and_then(|n| n.parse().ok()).filter(|_| only.is_some());
+    let length =
+        std::env::var("CHAIN").ok().and_then(|n| n.parse().ok()).filter(|_| only.as_deref() == Some("w1"));
     if std::env::var_os("CHAIN").is_some() && only.as_deref() != Some("w1") {
         eprintln!("CHAIN applies to ONLY=w1 only; ignored");
     }

@@ -531,7 +531,8 @@ struct Execution<'w> {
     store: ContextStore,
     components: Map<&'w str, Result<AgentComponent, AgentError>>,
     /// Each agent's place in the ready queue, worked out the first time two
-    /// jobs are queued at once (a chain never needs it).
+    /// jobs are queued at once or a sequential fallback orders its members
+    /// (a chain never needs it).
     order: Option<Map<&'w str, usize>>,
     /// Each agent's spec by id (`Workflow::agent` is a linear search).
     by_id: Map<&'w str, &'w AgentSpec>,
@@ -1042,14 +1043,14 @@ impl<'w> Execution<'w> {
     /// Each agent's place in the ready queue, worked out at the first need
     /// (then the jobs already queued get theirs).
     fn order(&mut self) -> &Map<&'w str, usize> {
-        if self.order.is_none() {
-            let order = ready_order(self.workflow);
-            for queued in &mut self.queue {
+        let (workflow, queue) = (self.workflow, &mut self.queue);
+        self.order.get_or_insert_with(|| {
+            let order = ready_order(workflow);
+            for queued in queue {
                 queued.rank = rank_in(&order, queued.job.agent());
             }
-            self.order = Some(order);
-        }
-        self.order.get_or_insert_with(Map::default)
+            order
+        })
     }
 
     /// Admit queued jobs in order while they fit. An exclusive job (a
@@ -1774,7 +1775,7 @@ impl<'w> Execution<'w> {
                         })
                         .collect();
                     let order = self.order();
-                    rerun.sort_by_key(|m| order.get(m).copied());
+                    rerun.sort_by_key(|m| rank_in(order, m));
                     rerun
                 };
                 let reason = if succeeded == 0 {

@@ -12,7 +12,9 @@ use super::bindings::ContextError;
 use super::bindings::ensemble::agent::{context, log, progress, templates, types};
 use super::limits::Limiter;
 use super::{Pulse, Reads, Templates, listing_hash, value_hash};
-use crate::context::{Ownership, OwnershipError, ReadPatterns, Snapshot, StagedWrites, validate_key};
+use crate::context::{
+    KeyError, MAX_KEY_LEN, Ownership, OwnershipError, ReadPatterns, Snapshot, StagedWrites, validate_key,
+};
 use crate::observe::{EventKind, EventSink, Level};
 
 /// The largest value an agent may `put`.
@@ -23,6 +25,9 @@ pub const MAX_STAGED_BYTES: usize = 64 << 20;
 pub const MAX_STAGED_KEYS: usize = 10_000;
 /// Longer log and progress messages are cut to this many bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// The most distinct keys (`get`) and prefixes (`keys`) one invocation may
+/// read: each is recorded, for the cache, until the invocation ends.
+pub const MAX_READS: usize = 100_000;
 
 /// Limits on the host-side resources one agent invocation can drive: what
 /// it stages for commit and how fast it logs. A `put` past a size or count
@@ -30,6 +35,8 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// log flood fails the agent with [`AgentError::LimitExceeded`](super::AgentError).
 /// Template data has its own limit ([`TemplateLimits`](crate::templates::TemplateLimits),
 /// 16 MiB by default), and keys are at most [`MAX_KEY_LEN`](crate::context::MAX_KEY_LEN) bytes.
+/// A `get` or `keys` past [`max_reads`](Self::max_reads) is refused with
+/// `limit-exceeded` too.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HostLimits {
     /// The largest value one `put` may write. Default [`MAX_VALUE_BYTES`] (16 MiB).
@@ -41,6 +48,9 @@ pub struct HostLimits {
     /// Longer log and progress messages are cut to this many bytes. Default
     /// [`MAX_MESSAGE_BYTES`] (4 KiB).
     pub max_message_bytes: usize,
+    /// The most distinct keys and `keys` prefixes one invocation may read.
+    /// Default [`MAX_READS`] (100 000).
+    pub max_reads: usize,
     /// Log messages an agent may send in a burst. Default 1000.
     pub log_burst: u32,
     /// Log messages per second an agent may send once its burst is spent;
@@ -59,6 +69,7 @@ impl Default for HostLimits {
             max_staged_bytes: MAX_STAGED_BYTES,
             max_staged_keys: MAX_STAGED_KEYS,
             max_message_bytes: MAX_MESSAGE_BYTES,
+            max_reads: MAX_READS,
             log_burst: 1000,
             log_per_second: 100,
             progress_per_second: 20,
@@ -198,6 +209,23 @@ fn key_error(key: &str) -> Option<ContextError> {
     validate_key(key).err().map(|e| ContextError::InvalidKey(e.to_string()))
 }
 
+/// A `keys` prefix must be empty (every key) or the start of a valid key.
+fn prefix_error(prefix: &str) -> Option<ContextError> {
+    if prefix.len() > MAX_KEY_LEN {
+        let shown = cut(prefix.to_owned(), 40);
+        return Some(ContextError::InvalidKey(format!(
+            "prefix `{shown}` is longer than {MAX_KEY_LEN} bytes: no key starts with it"
+        )));
+    }
+    // Any valid key's start, completed by a letter, is a valid key.
+    match validate_key(&format!("{prefix}a")) {
+        Err(KeyError::Malformed { .. }) if !prefix.is_empty() => Some(ContextError::InvalidKey(format!(
+            "prefix `{prefix}` starts no valid key (segments of letters, digits, `_` or `-`, joined by `.`)"
+        ))),
+        _ => None,
+    }
+}
+
 fn cut(mut message: String, max: usize) -> String {
     if message.len() > max {
         let mut end = max;
@@ -218,6 +246,14 @@ impl AgentState {
         reads.admits(key)
             || self.ownership.owns(&self.agent, key)
             || self.subject.as_deref().is_some_and(|s| self.ownership.owns(s, key))
+    }
+
+    /// Refuse a read that would record one more key or prefix past the limit.
+    fn reads_full(&self, new: bool) -> Option<ContextError> {
+        let limit = self.limits.max_reads;
+        (new && self.reads.values.len() + self.reads.listings.len() >= limit).then(|| {
+            ContextError::LimitExceeded(format!("an agent may read at most {limit} keys and prefixes"))
+        })
     }
 }
 
@@ -248,6 +284,9 @@ impl context::Host for AgentState {
         if let Some(staged) = self.staged.get(&key) {
             return Ok(Ok(Some(staged.clone())));
         }
+        if let Some(e) = self.reads_full(!self.reads.values.contains_key(&key)) {
+            return Ok(Err(e));
+        }
         let value = self.snapshot.get(&key).map(|e| e.value.to_vec());
         self.reads.values.entry(key).or_insert_with(|| value_hash(value.as_deref()));
         Ok(Ok(value))
@@ -257,6 +296,11 @@ impl context::Host for AgentState {
         // The cache records the whole listing (what the output may depend
         // on, conservatively: it is what a cache lookup compares); the agent
         // sees only what it may read.
+        if let Some(e) =
+            prefix_error(&prefix).or_else(|| self.reads_full(!self.reads.listings.contains_key(&prefix)))
+        {
+            return Ok(Err(e));
+        }
         let listed: Vec<&String> = self.snapshot.range(&prefix).map(|(k, _)| k).collect();
         self.reads
             .listings

@@ -126,7 +126,7 @@ impl Memory {
     }
 
     /// Note `what` happened and check resident memory grew by less than `bound_mib`.
-    pub fn check(&mut self, what: String, bound_mib: u64) {
+    pub fn check(&mut self, what: &str, bound_mib: u64) {
         let rss = status_kib("VmRSS:");
         self.seen.push(format!("{what} (RSS {} MiB)", rss / 1024));
         assert!(

@@ -105,7 +105,7 @@ isolated! {
             assert!(because.contains("`bad`"), "{name}: the group's failure names the validator: {because}");
             assert!(!report.succeeded(), "{name}");
             good_run(&engine, &project).await;
-            memory.check(format!("{name}: {error} ({:?})", started.elapsed()), 256);
+            memory.check(&format!("{name}: {error} ({:?})", started.elapsed()), 256);
         }
         memory.finish(512);
     }

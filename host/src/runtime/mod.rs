@@ -825,7 +825,16 @@ impl Runtime {
                 let backtrace = e.downcast_ref::<WasmBacktrace>().map(ToString::to_string);
                 let message = match e.downcast_ref::<Trap>() {
                     Some(trap) => trap.to_string(),
-                    None => format!("{e:#}"),
+                    // An error raised in the component model's glue (a string
+                    // that is not UTF-8, a bad `cabi_realloc` pointer) carries
+                    // the backtrace as its context: that is `backtrace`, not
+                    // part of the one-line message.
+                    None => e
+                        .chain()
+                        .map(ToString::to_string)
+                        .filter(|m| Some(m) != backtrace.as_ref())
+                        .collect::<Vec<_>>()
+                        .join(": "),
                 };
                 Err(AgentError::Trap { agent, message, backtrace, said: state.last_error })
             }

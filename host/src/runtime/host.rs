@@ -293,14 +293,14 @@ impl context::Host for AgentState {
     }
 
     fn keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, ContextError>> {
-        // The cache records the whole listing (what the output may depend
-        // on, conservatively: it is what a cache lookup compares); the agent
-        // sees only what it may read.
         if let Some(e) =
             prefix_error(&prefix).or_else(|| self.reads_full(!self.reads.listings.contains_key(&prefix)))
         {
             return Ok(Err(e));
         }
+        // The cache records the whole listing (what the output may depend
+        // on, conservatively: it is what a cache lookup compares); the agent
+        // sees only what it may read.
         let listed: Vec<&String> = self.snapshot.range(&prefix).map(|(k, _)| k).collect();
         self.reads
             .listings

@@ -26,11 +26,10 @@ pub fn skip_or_require(test: &str, missing: &str, enable: &str, require: &str) {
         panic!("{test}: {require} is set but {missing}; {enable}");
     }
     use std::io::Write as _;
+    // One write, so that the line does not interleave with libtest's output.
+    let line = format!("SKIPPED {test}: {missing}; {enable}, or set {require}=1 to make this an error\n");
     // Nothing sensible to do if stderr itself is gone.
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED {test}: {missing}; {enable}, or set {require}=1 to make this an error"
-    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Turn a core module in WAT, written against the `agent` world's core ABI,

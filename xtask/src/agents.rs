@@ -502,3 +502,96 @@ fn relative(root: &Path, path: &Path) -> String {
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with `agents/dist/greeter.wasm` (the committed greeter)
+    /// and its MANIFEST.txt, recording `rustc`.
+    fn repo(rustc: &str) -> (tempfile::TempDir, Vec<u8>, Manifest) {
+        let committed = std::fs::read(crate::repo_root().expect("root").join("agents/dist/greeter.wasm"))
+            .expect("the committed greeter");
+        let root = tempfile::tempdir().expect("tempdir");
+        let dist = root.path().join("agents/dist");
+        std::fs::create_dir_all(&dist).expect("mkdir");
+        std::fs::write(dist.join("greeter.wasm"), &committed).expect("write");
+        let manifest = manifest(rustc, &committed);
+        std::fs::write(dist.join(manifest::FILE_NAME), manifest.render()).expect("write");
+        (root, committed, manifest)
+    }
+
+    fn manifest(rustc: &str, greeter: &[u8]) -> Manifest {
+        let mut m = Manifest {
+            fields: vec![
+                ("route".into(), "debian".into()),
+                ("rustc".into(), rustc.into()),
+                ("cargo".into(), "cargo 1.96.0".into()),
+            ],
+            ..Manifest::default()
+        };
+        m.entries.insert("greeter.wasm".into(), Entry::of(greeter));
+        m
+    }
+
+    fn greeter(bytes: Vec<u8>) -> Component {
+        Component {
+            guest: Guest { name: "greeter".into(), lib: "greeter".into(), group: Group::Agents },
+            module_size: 0,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn strict_fails_on_a_stale_component_naming_it() {
+        let (root, committed, m) = repo("rustc 1.96.0");
+        // A fresh build that differs (another valid agent's bytes).
+        let other = std::fs::read(crate::repo_root().expect("root").join("agents/dist/shouter.wasm"))
+            .expect("the committed shouter");
+        let fresh = greeter(other.clone());
+        let fresh_manifest = manifest("rustc 1.96.0", &other);
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &fresh_manifest, true).expect("compare");
+        assert_eq!(
+            failures,
+            ["agents/dist/greeter.wasm is stale (it differs from a fresh build by the same toolchain)"]
+        );
+        // Without --strict it is only reported.
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &fresh_manifest, false).expect("compare");
+        assert!(failures.is_empty(), "{failures:?}");
+        // The same bytes pass.
+        let same = greeter(committed);
+        let failures = compare(root.path(), Group::Agents, &[&same], &m, true).expect("compare");
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
+    #[test]
+    fn strict_fails_when_the_bytes_cannot_be_compared_or_the_manifest_is_wrong() {
+        let (root, committed, _) = repo("rustc 1.96.0");
+        let fresh = greeter(committed.clone());
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &manifest("rustc 1.97.0", &committed), true)
+                .expect("compare");
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].contains("the bytes cannot be compared"), "{failures:?}");
+
+        // A committed file that is not the one MANIFEST.txt records.
+        let dist = root.path().join("agents/dist");
+        std::fs::write(dist.join(manifest::FILE_NAME), manifest("rustc 1.96.0", b"other").render())
+            .expect("write");
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &manifest("rustc 1.96.0", &committed), true)
+                .expect("compare");
+        assert_eq!(failures, ["agents/dist/greeter.wasm does not match agents/dist/MANIFEST.txt"]);
+
+        // A component the workspace does not build.
+        std::fs::write(dist.join(manifest::FILE_NAME), manifest("rustc 1.96.0", &committed).render())
+            .expect("write");
+        std::fs::write(dist.join("gone.wasm"), &committed).expect("write");
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &manifest("rustc 1.96.0", &committed), true)
+                .expect("compare");
+        assert_eq!(failures, ["agents/dist/gone.wasm is not built by the guest workspace"]);
+    }
+}

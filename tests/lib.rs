@@ -14,6 +14,24 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// A test that cannot run on this machine because `missing` is absent.
+///
+/// With the environment variable `require` set (CI sets it), this panics: the
+/// test must run. Otherwise it writes one `SKIPPED` line naming the test, the
+/// cause and how to enable it. The line goes to the process's stderr directly,
+/// not through `eprintln!`, which libtest captures: a plain `cargo test` shows
+/// it.
+pub fn skip_or_require(test: &str, missing: &str, enable: &str, require: &str) {
+    if std::env::var_os(require).is_some() {
+        panic!("{test}: {require} is set but {missing}; {enable}");
+    }
+    use std::io::Write as _;
+    // One write, so that the line does not interleave with libtest's output.
+    let line = format!("SKIPPED {test}: {missing}; {enable}, or set {require}=1 to make this an error\n");
+    // Nothing sensible to do if stderr itself is gone.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 /// Turn a core module in WAT, written against the `agent` world's core ABI,
 /// into a component.
 pub fn core_agent(wat: &str) -> Vec<u8> {

@@ -54,11 +54,12 @@ fn browse(chromium: &Path, profile: &Path, args: &[&str], page: &Path, stdout: &
 #[tokio::test]
 async fn html_report_of_a_real_run_renders_in_a_browser() {
     let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var_os("ENSEMBLE_REQUIRE_CHROMIUM").is_none(),
-            "ENSEMBLE_REQUIRE_CHROMIUM is set but chromium is not installed (apt-get install chromium)"
+        ensemble_tests::skip_or_require(
+            "html::html_report_of_a_real_run_renders_in_a_browser",
+            "chromium is not installed",
+            "install it (apt-get install chromium)",
+            "ENSEMBLE_REQUIRE_CHROMIUM",
         );
-        eprintln!("skipped: chromium is not installed (apt-get install chromium) to check the HTML report");
         return;
     };
 

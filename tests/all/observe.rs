@@ -304,7 +304,7 @@ async fn the_trace_is_trace_event_json_with_a_lane_per_agent() {
 /// before each family's samples, names and labels well formed, counters
 /// ending in `_total`, values numbers. With `promtool` installed (CI), also
 /// `promtool check metrics`, which lints the naming conventions.
-fn check_exposition(text: &str) {
+fn check_exposition(test: &str, text: &str) {
     let mut declared: HashMap<String, String> = HashMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -342,10 +342,12 @@ fn check_exposition(text: &str) {
                 "promtool check metrics:\n{said}\n{text}"
             );
         }
-        Err(_) if std::env::var_os("ENSEMBLE_REQUIRE_PROMTOOL").is_some() => {
-            panic!("ENSEMBLE_REQUIRE_PROMTOOL is set but promtool cannot run (Debian package `prometheus`)")
-        }
-        Err(_) => eprintln!("promtool not installed: the exposition was checked by the built-in checks only"),
+        Err(_) => ensemble_tests::skip_or_require(
+            &format!("observe::{test} (its promtool check)"),
+            "promtool cannot run (the exposition was checked by the built-in checks only)",
+            "install it (Debian package `prometheus`)",
+            "ENSEMBLE_REQUIRE_PROMTOOL",
+        ),
     }
 }
 
@@ -356,7 +358,7 @@ async fn the_prometheus_exposition_is_well_formed_and_follows_the_conventions() 
     let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
     let m = report.metrics(&workflow);
     let text = observe::prometheus::render(&m);
-    check_exposition(&text);
+    check_exposition("the_prometheus_exposition_is_well_formed_and_follows_the_conventions", &text);
     assert!(text.contains("ensemble_run_retries_total{workflow=\"workflow\"} 1"), "{text}");
     assert!(text.contains("ensemble_agent_attempts_total{workflow=\"workflow\",agent=\"join\"} 2"), "{text}");
     assert!(text.contains("ensemble_run_validation_failures_total{workflow=\"workflow\"} 1"), "{text}");
@@ -403,7 +405,10 @@ fn the_cli_streams_events_and_writes_the_report_files() {
             .expect("report parses");
     assert_eq!(written.critical_path.agents, ["long", "join"]);
     check_trace(&std::fs::read_to_string(&trace).expect("trace written"), written.total_time);
-    check_exposition(&std::fs::read_to_string(&metrics).expect("metrics written"));
+    check_exposition(
+        "the_cli_streams_events_and_writes_the_report_files",
+        &std::fs::read_to_string(&metrics).expect("metrics written"),
+    );
 
     // `report` reads the same report back from the journal.
     let (code, out, err) =
@@ -455,7 +460,12 @@ fn on_a_terminal_the_live_bars_draw_and_the_run_finishes() {
     // `script` runs the real binary on a pseudo-terminal, so stderr is a
     // terminal and the indicatif bars draw (and must not deadlock).
     if std::process::Command::new("script").arg("--version").output().is_err() {
-        eprintln!("`script` (util-linux) is not installed: the terminal view is not exercised");
+        ensemble_tests::skip_or_require(
+            "observe::on_a_terminal_the_live_bars_draw_and_the_run_finishes",
+            "`script` is not installed",
+            "install it (Debian package bsdutils)",
+            "ENSEMBLE_REQUIRE_SCRIPT",
+        );
         return;
     }
     let project = Project::new();

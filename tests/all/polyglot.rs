@@ -13,11 +13,12 @@ async fn python_and_javascript_agents_run_beside_rust() {
     let dir = repo_root().join("examples/polyglot");
     let built = ["py-counter.wasm", "js-slugger.wasm"].iter().all(|c| dir.join("dist").join(c).is_file());
     if !built {
-        assert!(
-            std::env::var_os("ENSEMBLE_REQUIRE_POLYGLOT").is_none(),
-            "examples/polyglot/dist/ is not built: run examples/polyglot/build.sh"
+        ensemble_tests::skip_or_require(
+            "polyglot::python_and_javascript_agents_run_beside_rust",
+            "examples/polyglot/dist/ is not built",
+            "run examples/polyglot/build.sh",
+            "ENSEMBLE_REQUIRE_POLYGLOT",
         );
-        eprintln!("skipped: run examples/polyglot/build.sh to build the Python and JavaScript agents");
         return;
     }
     let workflow = Workflow::load(dir.join("workflow.yaml")).expect("the polyglot workflow loads");

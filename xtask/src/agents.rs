@@ -32,8 +32,12 @@ pub struct BuildArgs {
     #[arg(long)]
     check: bool,
 
-    /// With --check: also fail when bytes differ although this machine's
-    /// toolchain is the one recorded in MANIFEST.txt (a stale dist).
+    /// With --check: fail unless every committed component is byte for byte
+    /// the fresh build (a stale dist): also when MANIFEST.txt is missing or
+    /// does not match a file, when a dist directory holds a component the
+    /// workspace does not build, and when this machine's toolchain is not the
+    /// one recorded in MANIFEST.txt (the bytes cannot be compared then: pass
+    /// the recorded --route, or rebuild and commit). For CI.
     #[arg(long, requires = "check")]
     strict: bool,
 
@@ -196,12 +200,19 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<()> {
     );
 
     if args.check {
-        let mut failures = 0;
+        let mut failures = Vec::new();
         for (group, cs) in &groups {
-            failures += compare(root, *group, cs, &manifests[group], args.strict)?;
+            failures.extend(compare(root, *group, cs, &manifests[group], args.strict)?);
         }
-        if failures > 0 {
-            bail!("--check: {failures} problem(s) in the committed components (see above)");
+        if !failures.is_empty() {
+            bail!(
+                "--check{}: the committed components are not what the sources build ({}); \
+                 rebuild them with `cargo xtask build-agents --route {}` and commit agents/dist and \
+                 tests/fixtures/dist",
+                if args.strict { " --strict" } else { "" },
+                failures.join("; "),
+                tc.route.name()
+            );
         }
         eprintln!("build-agents --check: ok");
     }
@@ -333,26 +344,41 @@ fn write_group(dir: &Path, components: &[&Component], manifest: &Manifest) -> Re
 }
 
 /// Compare freshly built components with a committed dist directory. Prints
-/// every difference; returns the number of failures.
+/// every difference; returns the failures, each naming its file and cause.
 fn compare(
     root: &Path,
     group: Group,
     fresh: &[&Component],
     fresh_manifest: &Manifest,
     strict: bool,
-) -> Result<usize> {
+) -> Result<Vec<String>> {
     let dist = group.dist(root);
     let shown = relative(root, &dist);
     eprintln!("check {group} ({shown}):");
+    let mut failures = Vec::new();
     let committed = Manifest::read(&dist)?;
     let same_toolchain = committed.as_ref().is_some_and(|m| m.toolchain() == fresh_manifest.toolchain());
     match &committed {
-        None => eprintln!("  no {} in {shown}", manifest::FILE_NAME),
-        Some(m) if !same_toolchain => eprintln!(
-            "  committed components were built by {}\n  this build used {}",
-            m.toolchain(),
-            fresh_manifest.toolchain()
-        ),
+        None => {
+            eprintln!("  no {} in {shown}", manifest::FILE_NAME);
+            if strict {
+                failures.push(format!("{shown}/{} is missing", manifest::FILE_NAME));
+            }
+        }
+        Some(m) if !same_toolchain => {
+            eprintln!(
+                "  committed components were built by {}\n  this build used {}",
+                m.toolchain(),
+                fresh_manifest.toolchain()
+            );
+            if strict {
+                failures.push(format!(
+                    "{shown} was built by {}, this machine has {}: the bytes cannot be compared",
+                    m.toolchain(),
+                    fresh_manifest.toolchain()
+                ));
+            }
+        }
         Some(_) => {}
     }
     if let Some(m) = &committed
@@ -361,23 +387,26 @@ fn compare(
         eprintln!("  the WIT changed since the committed components were built");
     }
 
-    let mut failures = 0;
     for c in fresh {
         let name = c.file_name();
+        let file = format!("{shown}/{name}");
         let path = dist.join(&name);
         let Ok(bytes) = std::fs::read(&path) else {
             eprintln!("  {name:<24} MISSING: run `cargo xtask build-agents` and commit {shown}");
-            failures += 1;
+            failures.push(format!("{file} is missing"));
             continue;
         };
         if let Err(e) = inspect::summarize(&bytes).and_then(|s| inspect::check_agent(&s)) {
             eprintln!("  {name:<24} INVALID: the committed file is not an agent component: {e:#}");
-            failures += 1;
+            failures.push(format!("{file} is not an agent component"));
             continue;
         }
         let recorded = committed.as_ref().and_then(|m| m.entries.get(&name));
-        if recorded.is_some_and(|e| *e != Entry::of(&bytes)) {
+        if committed.is_some() && recorded != Some(&Entry::of(&bytes)) {
             eprintln!("  {name:<24} note: {} does not match the file", manifest::FILE_NAME);
+            if strict {
+                failures.push(format!("{file} does not match {shown}/{}", manifest::FILE_NAME));
+            }
         }
         if bytes == c.bytes {
             eprintln!("  {name:<24} identical ({} B)", bytes.len());
@@ -389,7 +418,8 @@ fn compare(
                 c.bytes.len()
             );
             if strict {
-                failures += 1;
+                failures
+                    .push(format!("{file} is stale (it differs from a fresh build by the same toolchain)"));
             }
         } else {
             eprintln!(
@@ -402,6 +432,9 @@ fn compare(
     let built: Vec<_> = fresh.iter().map(|c| c.file_name()).collect();
     for extra in wasm_files(&dist)?.into_iter().filter(|f| !built.contains(f)) {
         eprintln!("  {extra:<24} note: in {shown} but not built by the guest workspace");
+        if strict {
+            failures.push(format!("{shown}/{extra} is not built by the guest workspace"));
+        }
     }
     Ok(failures)
 }
@@ -468,4 +501,97 @@ fn relative(root: &Path, path: &Path) -> String {
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with `agents/dist/greeter.wasm` (the committed greeter)
+    /// and its MANIFEST.txt, recording `rustc`.
+    fn repo(rustc: &str) -> (tempfile::TempDir, Vec<u8>, Manifest) {
+        let committed = std::fs::read(crate::repo_root().expect("root").join("agents/dist/greeter.wasm"))
+            .expect("the committed greeter");
+        let root = tempfile::tempdir().expect("tempdir");
+        let dist = root.path().join("agents/dist");
+        std::fs::create_dir_all(&dist).expect("mkdir");
+        std::fs::write(dist.join("greeter.wasm"), &committed).expect("write");
+        let manifest = manifest(rustc, &committed);
+        std::fs::write(dist.join(manifest::FILE_NAME), manifest.render()).expect("write");
+        (root, committed, manifest)
+    }
+
+    fn manifest(rustc: &str, greeter: &[u8]) -> Manifest {
+        let mut m = Manifest {
+            fields: vec![
+                ("route".into(), "debian".into()),
+                ("rustc".into(), rustc.into()),
+                ("cargo".into(), "cargo 1.96.0".into()),
+            ],
+            ..Manifest::default()
+        };
+        m.entries.insert("greeter.wasm".into(), Entry::of(greeter));
+        m
+    }
+
+    fn greeter(bytes: Vec<u8>) -> Component {
+        Component {
+            guest: Guest { name: "greeter".into(), lib: "greeter".into(), group: Group::Agents },
+            module_size: 0,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn strict_fails_on_a_stale_component_naming_it() {
+        let (root, committed, m) = repo("rustc 1.96.0");
+        // A fresh build that differs (another valid agent's bytes).
+        let other = std::fs::read(crate::repo_root().expect("root").join("agents/dist/shouter.wasm"))
+            .expect("the committed shouter");
+        let fresh = greeter(other.clone());
+        let fresh_manifest = manifest("rustc 1.96.0", &other);
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &fresh_manifest, true).expect("compare");
+        assert_eq!(
+            failures,
+            ["agents/dist/greeter.wasm is stale (it differs from a fresh build by the same toolchain)"]
+        );
+        // Without --strict it is only reported.
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &fresh_manifest, false).expect("compare");
+        assert!(failures.is_empty(), "{failures:?}");
+        // The same bytes pass.
+        let same = greeter(committed);
+        let failures = compare(root.path(), Group::Agents, &[&same], &m, true).expect("compare");
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
+    #[test]
+    fn strict_fails_when_the_bytes_cannot_be_compared_or_the_manifest_is_wrong() {
+        let (root, committed, _) = repo("rustc 1.96.0");
+        let fresh = greeter(committed.clone());
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &manifest("rustc 1.97.0", &committed), true)
+                .expect("compare");
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].contains("the bytes cannot be compared"), "{failures:?}");
+
+        // A committed file that is not the one MANIFEST.txt records.
+        let dist = root.path().join("agents/dist");
+        std::fs::write(dist.join(manifest::FILE_NAME), manifest("rustc 1.96.0", b"other").render())
+            .expect("write");
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &manifest("rustc 1.96.0", &committed), true)
+                .expect("compare");
+        assert_eq!(failures, ["agents/dist/greeter.wasm does not match agents/dist/MANIFEST.txt"]);
+
+        // A component the workspace does not build.
+        std::fs::write(dist.join(manifest::FILE_NAME), manifest("rustc 1.96.0", &committed).render())
+            .expect("write");
+        std::fs::write(dist.join("gone.wasm"), &committed).expect("write");
+        let failures =
+            compare(root.path(), Group::Agents, &[&fresh], &manifest("rustc 1.96.0", &committed), true)
+                .expect("compare");
+        assert_eq!(failures, ["agents/dist/gone.wasm is not built by the guest workspace"]);
+    }
 }

@@ -48,7 +48,9 @@ enum Command {
         after_help = "Examples:\n  \
             cargo xtask build-agents                  # build and update the dist directories\n  \
             cargo xtask build-agents --route debian   # force route 2\n  \
-            cargo xtask build-agents --check --locked # CI: rebuild and compare, write nothing"
+            cargo xtask build-agents --check --locked # rebuild and compare, write nothing\n  \
+            cargo xtask build-agents --check --strict --route debian --locked\n    \
+            # CI: fail unless the committed components are exactly the fresh build"
     )]
     BuildAgents(agents::BuildArgs),
 

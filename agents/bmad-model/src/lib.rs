@@ -889,3 +889,6 @@ pub fn validation_checks(
         },
     ]
 }
+
+#[cfg(test)]
+mod tests;

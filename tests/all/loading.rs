@@ -10,7 +10,9 @@ async fn load_error(bad: &[u8]) -> AgentError {
     let workflow =
         project.workflow("agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n");
     let report = engine().run(&workflow, RunOptions::default()).await;
-    assert!(report.context.get("good.value").is_some(), "the good agent still commits: {report:?}");
+    // The good agent still commits, the only commit of the run.
+    crate::assert_committed(&report, "good.value", b"\xa2ok", "good", 1);
+    assert_eq!(report.context.len(), 1, "nothing of the bad agent");
     let error = report.error("bad").cloned().expect("bad agent fails");
     assert!(error.is_load_error(), "{error}");
     assert_eq!(error.agent(), "bad");

@@ -46,3 +46,31 @@ pub fn drain(rx: &mut tokio::sync::broadcast::Receiver<ensemble::Event>) -> Vec<
         }
     }
 }
+
+/// Assert that `agent` failed with the WAT fixtures' own error: it returned
+/// `failed("fixture failed")` (see `ensemble_tests::FAILED`), and not with
+/// some other error (a trap, a load or link error, a host error).
+#[track_caller]
+pub fn assert_fixture_failed(report: &ensemble::RunReport, agent: &str) {
+    match report.error(agent) {
+        Some(ensemble::AgentError::Returned { agent: who, kind, message }) => {
+            assert_eq!(
+                (who.as_str(), *kind, message.as_str()),
+                (agent, ensemble::runtime::ReturnedKind::Failed, "fixture failed")
+            );
+        }
+        other => panic!("`{agent}` should fail with the fixture's own error, got {other:?}"),
+    }
+}
+
+/// Assert that the run committed `value` at `key`, written by `writer` in
+/// context version `version`.
+#[track_caller]
+pub fn assert_committed(report: &ensemble::RunReport, key: &str, value: &[u8], writer: &str, version: u64) {
+    let entry = report.context.get(key).unwrap_or_else(|| panic!("`{key}` was not committed: {report:#?}"));
+    assert_eq!(
+        (&*entry.value, &*entry.writer, entry.version),
+        (value, writer, version),
+        "`{key}`: (value, writer, version)"
+    );
+}

@@ -80,7 +80,7 @@ async fn no_capability_without_a_grant() {
         project.component("good", &writer("good.value")).component("bad", &bad);
         let workflow =
             project.workflow("agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n");
-        let report = engine.run(&workflow, RunOptions::default()).await;
+        let report = crate::bounded(engine.run(&workflow, RunOptions::default())).await;
         assert!(
             matches!(report.agent("good").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })),
             "{capability}: the other agent runs"
@@ -148,7 +148,7 @@ async fn granted_wasi_is_locked_down_and_a_sleeper_meets_its_deadline() {
 "
     ));
     let engine = engine();
-    let report = engine.run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine.run(&workflow, RunOptions::default())).await;
     let entry =
         report.context.get("prober.report").unwrap_or_else(|| panic!("the prober reports: {report:#?}"));
     let text: String = rmp_serde::from_slice(&entry.value).expect("a string");
@@ -174,6 +174,6 @@ async fn granted_wasi_is_locked_down_and_a_sleeper_meets_its_deadline() {
     }
     // The engine is fine after it: the same component runs again.
     let again = project.workflow("agents:\n  prober: {component: prober.wasm, wasi: true}\n");
-    let report = engine.run(&again, RunOptions::default()).await;
+    let report = crate::bounded(engine.run(&again, RunOptions::default())).await;
     assert!(report.succeeded(), "the next run in the same engine works: {report:#?}");
 }

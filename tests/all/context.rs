@@ -10,7 +10,7 @@ async fn a_dependent_reads_the_committed_value() {
     project.component("a", &writer("a.value")).component("b", &copier("a.value", "b.copy"));
     let workflow = project
         .workflow("agents:\n  b:\n    component: b.wasm\n    needs: [a]\n  a:\n    component: a.wasm\n");
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:?}");
     let copied = report.context.get("b.copy").expect("b committed its copy");
     assert_eq!(&*copied.value, b"\xa2ok");
@@ -27,7 +27,7 @@ async fn dependents_of_a_failed_agent_are_skipped() {
     let workflow = project.workflow(
         "agents:\n  a:\n    component: a.wasm\n  b:\n    component: b.wasm\n    needs: [a]\n  c:\n    component: c.wasm\n",
     );
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     match report.error("a") {
         Some(AgentError::Trap { agent, message, .. }) => {
             assert_eq!(agent, "a");
@@ -51,7 +51,7 @@ async fn an_agent_that_runs_without_the_dependency_sees_nothing() {
     let workflow = project.workflow(
         "resources:\n  max_concurrent: 1\nagents:\n  b:\n    component: b.wasm\n  a:\n    component: a.wasm\n",
     );
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     // The copier fails (its own error) exactly when it finds no value.
     crate::assert_fixture_failed(&report, "b");
     assert!(report.context.get("b.copy").is_none());

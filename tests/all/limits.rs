@@ -13,7 +13,7 @@ async fn run_beside_good(bad: &[u8], settings: &str) -> AgentError {
     let workflow = project.workflow(&format!(
         "agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n{settings}"
     ));
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     assert!(
         matches!(report.agent("good").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })),
         "good agent must still succeed: {report:?}"

@@ -73,7 +73,7 @@ async fn the_report_agrees_with_what_the_events_say_happened() {
     let workflow = known_shape(&project);
     let options = RunOptions::default();
     let mut rx = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     let events = drain(&mut rx);
     let m = report.metrics(&workflow);
     let agent = |id: &str| m.agent(id).unwrap_or_else(|| panic!("{id} reported"));
@@ -164,12 +164,14 @@ agents:
     let spec = &workflow.cache;
     let cache = || Some(Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above)));
     let engine = ensemble_tests::engine();
-    let cold = engine.run(&workflow, RunOptions { cache: cache(), ..RunOptions::default() }).await;
+    let cold =
+        crate::bounded(engine.run(&workflow, RunOptions { cache: cache(), ..RunOptions::default() })).await;
     let m = cold.metrics(&workflow);
     assert_eq!((m.cache.renders, m.cache.render_hits, m.cache.render_hit_ratio), (2, 1, Some(0.5)));
     assert_eq!((m.cache.agent_hits, m.cache.agent_lookups), (0, 2));
 
-    let warm = engine.run(&workflow, RunOptions { cache: cache(), ..RunOptions::default() }).await;
+    let warm =
+        crate::bounded(engine.run(&workflow, RunOptions { cache: cache(), ..RunOptions::default() })).await;
     let m = warm.metrics(&workflow);
     assert_eq!((m.cache.agent_hits, m.cache.agent_lookups, m.cache.agent_hit_ratio), (2, 2, Some(1.0)));
     assert_eq!(m.retries.attempts, 0, "nothing ran");
@@ -255,7 +257,7 @@ groups:
     barrier: {timeout: 40ms, on_timeout: [fallback_sequential]}
 ",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:#?}");
     let m = report.metrics(&workflow);
     assert_eq!(m.decisions.iter().map(|d| d.decision.as_str()).collect::<Vec<_>>(), ["fallback_sequential"]);
@@ -280,7 +282,7 @@ groups:
 async fn the_trace_is_trace_event_json_with_a_lane_per_agent() {
     let project = Project::new();
     let workflow = known_shape(&project);
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     let m = report.metrics(&workflow);
     let events = check_trace(&observe::trace::render(&m), m.total_time);
     let lanes: Vec<&str> = events
@@ -353,7 +355,7 @@ fn check_exposition(text: &str) {
 async fn the_prometheus_exposition_is_well_formed_and_follows_the_conventions() {
     let project = Project::new();
     let workflow = known_shape(&project);
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     let m = report.metrics(&workflow);
     let text = observe::prometheus::render(&m);
     check_exposition(&text);

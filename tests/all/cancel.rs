@@ -130,7 +130,7 @@ async fn dropping_the_run_future_stops_its_agents() {
 fn ctrl_c_exits_130_and_reports_what_was_committed() {
     let (_project, path) = project();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ensemble-cli"))
-        .args(["run", "--no-fuel"])
+        .args(["run", "--no-fuel", "--events", "json"])
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -148,25 +148,34 @@ fn ctrl_c_exits_130_and_reports_what_was_committed() {
             }
         }
     });
-    let stderr = child.stderr.take().expect("stderr");
-    let mut live = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    for line in live.by_ref() {
-        let line = line.expect("stderr is text");
-        let done = line.contains("done     quick");
+    // The events, one JSON line each, on stdout: interrupt once quick has
+    // committed and the spinner's progress report shows it running.
+    let stdout = child.stdout.take().expect("stdout");
+    let mut events = BufReader::new(stdout).lines();
+    let (mut committed, mut running, mut seen) = (false, false, Vec::new());
+    for line in events.by_ref() {
+        let line = line.expect("stdout is text");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        committed |= event["event"] == "committed" && event["agent"] == "quick";
+        running |= event["event"] == "progress" && event["agent"] == "spinner";
         seen.push(line);
-        if done {
+        if committed && running {
             break;
         }
     }
-    assert!(seen.last().is_some_and(|l| l.contains("done     quick")), "live view: {seen:?}");
+    assert!(committed && running, "events: {seen:?}");
     let killed = Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
     assert!(killed.success());
+    // The rest of the events, then the summary on stderr.
+    let rest: Vec<String> = events.map_while(Result::ok).collect();
     let output = child.wait_with_output().expect("the CLI ends");
     finished.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(output.status.code(), Some(130));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("CANCELLED"), "{stdout}");
-    assert!(stdout.contains("quick.value"), "committed values are reported: {stdout}");
-    assert!(stdout.contains("spinner") && stdout.contains("cancel"), "{stdout}");
+    let cancelled = r#""event":"agent_cancelled","agent":"spinner""#;
+    assert!(rest.iter().any(|l| l.contains(cancelled)), "events after the interrupt: {rest:?}");
+    // With `--events json` the summary goes to stderr.
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(summary.contains("CANCELLED"), "{summary}");
+    assert!(summary.contains("quick.value"), "committed values are reported: {summary}");
+    assert!(summary.contains("spinner") && summary.contains("cancel"), "{summary}");
 }

@@ -33,7 +33,7 @@ pub const BOUND: std::time::Duration = std::time::Duration::from_secs(120);
 /// `future`, or a failed test (naming the caller's line) if it has not
 /// finished within [`BOUND`]. Every run, resume and event wait goes through it.
 #[track_caller]
-pub fn bounded<F: std::future::Future>(future: F) -> impl std::future::Future<Output = F::Output> {
+pub fn bounded<F: Future>(future: F) -> impl Future<Output = F::Output> {
     let at = std::panic::Location::caller();
     async move {
         match tokio::time::timeout(BOUND, future).await {

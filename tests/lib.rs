@@ -35,13 +35,17 @@ pub fn skip_or_require(test: &str, missing: &str, enable: &str, require: &str) {
 /// Turn a core module in WAT, written against the `agent` world's core ABI,
 /// into a component.
 pub fn core_agent(wat: &str) -> Vec<u8> {
-    let mut module = wat::parse_str(wat).expect("fixture WAT parses");
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve.push_dir(repo_root().join("wit")).expect("wit/ parses");
     let world = resolve.select_world(&[package], Some("agent")).expect("world `agent` exists");
+    encode(wat, &resolve, world)
+}
+
+fn encode(wat: &str, resolve: &wit_parser::Resolve, world: wit_parser::WorldId) -> Vec<u8> {
+    let mut module = wat::parse_str(wat).expect("fixture WAT parses");
     wit_component::embed_component_metadata(
         &mut module,
-        &resolve,
+        resolve,
         world,
         wit_component::StringEncoding::UTF8,
         false,
@@ -53,6 +57,50 @@ pub fn core_agent(wat: &str) -> Vec<u8> {
         .validate(true)
         .encode()
         .expect("component encodes")
+}
+
+/// An agent that needs `wasi: true`: it reads WASI's monotonic clock when
+/// its `run` begins, spins until `at_least` has passed on that clock, and
+/// writes how long it spun, in nanoseconds as it measured them, to `key`
+/// (MessagePack `bin 8`, the u64 little-endian). A clock outside the
+/// engine, to check the engine's own timings against.
+pub fn clocked(key: &str, at_least: std::time::Duration) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    resolve.push_dir(repo_root().join("wit")).expect("wit/ parses");
+    // The one function of WASI 0.2's clock the fixture calls.
+    resolve
+        .push_str(
+            "clocks.wit",
+            "package wasi:clocks@0.2.0;\ninterface monotonic-clock { now: func() -> u64; }\n",
+        )
+        .expect("clock WIT parses");
+    let package = resolve
+        .push_str(
+            "clocked.wit",
+            "package test:clocked;\nworld clocked {\n  include ensemble:agent/agent@0.1.0;\n  import wasi:clocks/monotonic-clock@0.2.0;\n}\n",
+        )
+        .expect("world WIT parses");
+    let world = resolve.select_world(&[package], Some("clocked")).expect("world `clocked` exists");
+    let wat = agent_module(
+        &format!(
+            r#"{IMPORT_PUT}
+  (import "wasi:clocks/monotonic-clock@0.2.0" "now" (func $now (result i64)))"#
+        ),
+        &format!(r#"(data (i32.const 3000) "{key}") (data (i32.const 3500) "\c4\08")"#),
+        &format!(
+            "(local $t0 i64) (local $dt i64)
+             (local.set $t0 (call $now))
+             (loop $spin
+               (local.set $dt (i64.sub (call $now) (local.get $t0)))
+               (br_if $spin (i64.lt_u (local.get $dt) (i64.const {ns}))))
+             (i64.store (i32.const 3502) (local.get $dt))
+             (call $put (i32.const 3000) (i32.const {len}) (i32.const 3500) (i32.const 10) (i32.const {RET}))
+             (i32.const {OK})",
+            ns = at_least.as_nanos(),
+            len = key.len()
+        ),
+    );
+    encode(&wat, &resolve, world)
 }
 
 /// A component written directly in WAT.

@@ -80,7 +80,7 @@ async fn no_capability_without_a_grant() {
         project.component("good", &writer("good.value")).component("bad", &bad);
         let workflow =
             project.workflow("agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n");
-        let report = engine.run(&workflow, RunOptions::default()).await;
+        let report = crate::bounded(engine.run(&workflow, RunOptions::default())).await;
         assert!(
             matches!(report.agent("good").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })),
             "{capability}: the other agent runs"
@@ -140,27 +140,35 @@ async fn granted_wasi_is_locked_down_and_a_sleeper_meets_its_deadline() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
     listener.set_nonblocking(true).expect("non-blocking");
     let port = listener.local_addr().expect("address").port();
+    // A file that really exists on the host, in the workflow's directory:
+    // an agent that can read it (by its path, or by its name in a preopened
+    // working directory), or write next to it, has a directory it should not.
+    let canary = project.path().join("canary.txt");
+    std::fs::write(&canary, "ensemble canary: a preopen leaked").expect("canary");
+    let canary_path = canary.display();
     // One component for both agents: compiled once.
     let workflow = project.workflow(&format!(
         "agents:
-  prober: {{component: prober.wasm, wasi: true, config: port {port}}}
+  prober: {{component: prober.wasm, wasi: true, config: \"port {port} canary {canary_path}\"}}
   sleeper: {{component: prober.wasm, wasi: true, config: sleep, timeout: 2s, owns: [sleeper]}}
 "
     ));
     let engine = engine();
-    let report = engine.run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine.run(&workflow, RunOptions::default())).await;
     let entry =
         report.context.get("prober.report").unwrap_or_else(|| panic!("the prober reports: {report:#?}"));
     let text: String = rmp_serde::from_slice(&entry.value).expect("a string");
     let found: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    for probe in ["read_file", "list_root", "write_file", "network"] {
+    for probe in ["read_file", "list_root", "write_file", "canary", "canary_by_name", "list_cwd", "network"] {
         let outcome = found[probe].as_str().unwrap_or_default();
         assert!(outcome.starts_with("denied"), "{probe}: {outcome} ({found})");
     }
+    assert!(!found.to_string().contains("a preopen leaked"), "the canary was read: {found}");
     assert_eq!(found["environment"], serde_json::json!([]), "no environment: {found}");
     assert_eq!(found["clock"], serde_json::json!(true), "granted WASI has clocks: {found}");
     assert_eq!(found["random"], serde_json::json!(true), "granted WASI has randomness: {found}");
-    assert!(!std::path::Path::new("/tmp/ensemble-prober").exists(), "nothing was written");
+    let written = canary.with_extension("txt.written");
+    assert!(!written.exists(), "the agent wrote {}", written.display());
     match listener.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the agent reached the host's network: {other:?}"),
@@ -174,6 +182,6 @@ async fn granted_wasi_is_locked_down_and_a_sleeper_meets_its_deadline() {
     }
     // The engine is fine after it: the same component runs again.
     let again = project.workflow("agents:\n  prober: {component: prober.wasm, wasi: true}\n");
-    let report = engine.run(&again, RunOptions::default()).await;
+    let report = crate::bounded(engine.run(&again, RunOptions::default())).await;
     assert!(report.succeeded(), "the next run in the same engine works: {report:#?}");
 }

@@ -47,7 +47,7 @@ async fn continue_with_partial_keeps_what_completed_and_fills_defaults() {
         "{timeout: 300ms, success: at_least_one, progress_window: 50ms, \
           on_timeout: [{extend_timeout: {by: 10s}}, continue_with_partial]}",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert_eq!(decisions(&report, "g"), ["continue_with_partial"]);
     assert!(report.succeeded(), "{report:#?}");
     assert!(matches!(report.agent("fast").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })));
@@ -70,7 +70,7 @@ async fn extend_timeout_fires_once_while_stragglers_progress() {
     );
     let options = RunOptions::default();
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert_eq!(decisions(&report, "g"), ["extend_timeout", "continue_with_partial"], "{report:#?}");
     let Decision::ExtendTimeout { by, extension } = &report.group("g").expect("g").decisions[0].decision
     else {
@@ -92,7 +92,7 @@ async fn a_slow_member_that_progresses_finishes_within_the_extension() {
         "{timeout: 250ms, success: all, progress_window: 10s, \
           on_timeout: [{extend_timeout: {by: 60s}}, continue_with_partial]}",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert_eq!(decisions(&report, "g"), ["extend_timeout", "all_completed"], "{report:#?}");
     assert!(report.succeeded());
     assert_eq!(string(&report, "after.value"), "ok");
@@ -115,7 +115,7 @@ groups:
     );
     let options = RunOptions::default();
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert!(report.succeeded(), "{report:#?}");
     assert_eq!(decisions(&report, "g"), ["fallback_sequential"]);
     assert_eq!(report.agent("a").map(|a| a.attempts), Some(2));
@@ -145,7 +145,7 @@ async fn a_timed_out_group_with_no_applicable_strategy_fails_but_keeps_its_resul
         &stalls_after_progress(),
         "{timeout: 200ms, success: all, on_timeout: [continue_with_partial]}",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert_eq!(decisions(&report, "g"), ["group_failed"]);
     assert!(!report.succeeded());
     assert!(matches!(report.group("g").map(|g| &g.status), Some(GroupStatus::Failed { .. })));
@@ -158,7 +158,7 @@ async fn a_timed_out_group_with_no_applicable_strategy_fails_but_keeps_its_resul
 #[tokio::test]
 async fn a_trapping_member_is_partial_when_one_success_is_enough() {
     let (_project, workflow) = project_with(&plain("unreachable"), "{success: at_least_one}");
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert_eq!(decisions(&report, "g"), ["continue_with_partial"]);
     assert!(report.succeeded(), "{report:#?}");
     let Some(AgentStatus::Partial { error: Some(AgentError::Trap { .. }), .. }) =
@@ -188,7 +188,7 @@ groups:
     barrier: {success: at_least_one, on_timeout: [fallback_sequential]}
 ",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert_eq!(decisions(&report, "g"), ["criterion_met"], "{report:#?}");
     let Some(AgentStatus::Partial { error: Some(AgentError::Load { .. }), .. }) =
         report.agent("broken").map(|a| &a.status)
@@ -206,7 +206,7 @@ async fn absurd_durations_do_not_panic() {
         &writer("slow.value"),
         "{timeout: 300000000000y, on_timeout: [{extend_timeout: {by: 300000000000y}}, continue_with_partial]}",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:#?}");
     assert_eq!(decisions(&report, "g"), ["all_completed"]);
 }

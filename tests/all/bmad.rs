@@ -25,7 +25,7 @@ async fn run(workflow: &Workflow, brief: &str) -> RunReport {
     let input = ensemble::exec::load_input(&path).expect("the brief loads");
     let options =
         RunOptions { inputs: BTreeMap::from([("brief".to_owned(), input)]), ..RunOptions::default() };
-    let report = engine().run(workflow, options).await;
+    let report = crate::bounded(engine().run(workflow, options)).await;
     assert!(report.succeeded(), "{report:#?}");
     report
 }

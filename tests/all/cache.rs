@@ -31,7 +31,9 @@ fn rewrite(project: &Project, v: u32) -> Workflow {
 async fn run(engine: &Engine, workflow: &Workflow) -> RunReport {
     let spec = &workflow.cache;
     let cache = Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above));
-    let report = engine.run(workflow, RunOptions { cache: Some(cache), ..RunOptions::default() }).await;
+    let report =
+        crate::bounded(engine.run(workflow, RunOptions { cache: Some(cache), ..RunOptions::default() }))
+            .await;
     assert!(report.succeeded(), "{report:#?}");
     report
 }
@@ -149,7 +151,8 @@ async fn a_cached_output_is_not_committed_to_keys_no_longer_owned() {
     let moved = Workflow::load(&workflow.path).expect("valid");
     let spec = &moved.cache;
     let cache = Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above));
-    let report = engine.run(&moved, RunOptions { cache: Some(cache), ..RunOptions::default() }).await;
+    let report =
+        crate::bounded(engine.run(&moved, RunOptions { cache: Some(cache), ..RunOptions::default() })).await;
     assert!(!report.agent("src").expect("src").cached, "{report:#?}");
     assert!(
         matches!(report.error("src"), Some(ensemble::AgentError::Ownership(_))),

@@ -6,13 +6,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ensemble::{AgentStatus, EventKind, RunOptions};
-use ensemble_tests::{Project, plain, writer};
+use ensemble_tests::{Project, stalls_after_progress, writer};
 
-/// `quick` commits at once; `spinner` loops for ever.
+/// `quick` commits at once; `spinner` reports progress once (proof that it
+/// is running, past loading and instantiation), then loops for ever.
 fn project() -> (Project, std::path::PathBuf) {
     let project = Project::new();
     project.component("quick", &writer("quick.value"));
-    project.component("spinner", &plain("(loop $spin (br $spin)) unreachable"));
+    project.component("spinner", &stalls_after_progress());
     let path = project
         .workflow_file("agents:\n  quick: {component: quick.wasm}\n  spinner: {component: spinner.wasm}\n");
     (project, path)
@@ -25,21 +26,34 @@ async fn cancelling_stops_running_agents_and_keeps_what_was_committed() {
     let options = RunOptions::default();
     let (cancel, mut events) = (options.cancel.clone(), options.events.subscribe());
     let engine = ensemble_tests::engine();
+    // Cancel once quick has committed and the spinner is running.
     let watcher = tokio::spawn(async move {
-        while let Ok(event) = events.recv().await {
-            if matches!(&event.kind, EventKind::Committed { agent, .. } if agent == "quick") {
+        let (mut committed, mut running) = (false, false);
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return false,
+            };
+            match &event.kind {
+                EventKind::Committed { agent, .. } if agent == "quick" => committed = true,
+                EventKind::Progress { agent, .. } if agent == "spinner" => running = true,
+                _ => {}
+            }
+            if committed && running {
                 cancel.cancel();
+                return true;
             }
         }
     });
     let report = tokio::time::timeout(Duration::from_secs(30), engine.run(&workflow, options))
         .await
         .expect("a cancelled run returns promptly");
-    watcher.abort();
+    assert!(crate::bounded(watcher).await.expect("watcher"), "cancelled with the spinner running");
     assert!(report.cancelled && !report.succeeded());
     assert!(matches!(report.agent("quick").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })));
     assert!(matches!(report.agent("spinner").map(|a| &a.status), Some(AgentStatus::Cancelled)));
-    assert!(report.context.get("quick.value").is_some());
+    crate::assert_committed(&report, "quick.value", b"\xa2ok", "quick", 1);
     assert_eq!(report.context.len(), 1, "nothing of the spinner");
 }
 
@@ -49,7 +63,7 @@ async fn cancelling_stops_running_agents_and_keeps_what_was_committed() {
 async fn a_lone_running_agent_is_stopped_by_cancel_and_by_drop() {
     let project = Project::new();
     project.component("quick", &writer("quick.value"));
-    project.component("spinner", &plain("(loop $spin (br $spin)) unreachable"));
+    project.component("spinner", &stalls_after_progress());
     let path = project.workflow_file(
         "agents:\n  quick: {component: quick.wasm}\n  spinner: {component: spinner.wasm, needs: [quick]}\n",
     );
@@ -63,20 +77,27 @@ async fn a_lone_running_agent_is_stopped_by_cancel_and_by_drop() {
     }
     let options = RunOptions::default();
     let (cancel, mut events) = (options.cancel.clone(), options.events.subscribe());
+    // Cancel once the spinner's progress report shows it running.
     let watcher = tokio::spawn(async move {
-        while let Ok(event) = events.recv().await {
-            if matches!(&event.kind, EventKind::AgentStarted { agent, .. } if agent == "spinner") {
-                cancel.cancel();
+        loop {
+            match events.recv().await {
+                Ok(event) if matches!(&event.kind, EventKind::Progress { agent, .. } if agent == "spinner") =>
+                {
+                    cancel.cancel();
+                    return true;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return false,
             }
         }
     });
     let report = tokio::time::timeout(Duration::from_secs(30), engine.run(&workflow, options))
         .await
         .expect("a cancelled run returns promptly: the dropped runs gave their slot back");
-    watcher.abort();
+    assert!(crate::bounded(watcher).await.expect("watcher"), "cancelled with the spinner running");
     assert!(report.cancelled);
     assert!(matches!(report.agent("spinner").map(|a| &a.status), Some(AgentStatus::Cancelled)));
-    assert!(report.context.get("quick.value").is_some());
+    crate::assert_committed(&report, "quick.value", b"\xa2ok", "quick", 1);
     assert_eq!(report.context.len(), 1, "nothing of the spinner");
 }
 
@@ -109,7 +130,7 @@ async fn dropping_the_run_future_stops_its_agents() {
 fn ctrl_c_exits_130_and_reports_what_was_committed() {
     let (_project, path) = project();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ensemble-cli"))
-        .args(["run", "--no-fuel"])
+        .args(["run", "--no-fuel", "--events", "json"])
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,25 +148,34 @@ fn ctrl_c_exits_130_and_reports_what_was_committed() {
             }
         }
     });
-    let stderr = child.stderr.take().expect("stderr");
-    let mut live = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    for line in live.by_ref() {
-        let line = line.expect("stderr is text");
-        let done = line.contains("done     quick");
+    // The events, one JSON line each, on stdout: interrupt once quick has
+    // committed and the spinner's progress report shows it running.
+    let stdout = child.stdout.take().expect("stdout");
+    let mut events = BufReader::new(stdout).lines();
+    let (mut committed, mut running, mut seen) = (false, false, Vec::new());
+    for line in events.by_ref() {
+        let line = line.expect("stdout is text");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        committed |= event["event"] == "committed" && event["agent"] == "quick";
+        running |= event["event"] == "progress" && event["agent"] == "spinner";
         seen.push(line);
-        if done {
+        if committed && running {
             break;
         }
     }
-    assert!(seen.last().is_some_and(|l| l.contains("done     quick")), "live view: {seen:?}");
+    assert!(committed && running, "events: {seen:?}");
     let killed = Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
     assert!(killed.success());
+    // The rest of the events, then the summary on stderr.
+    let rest: Vec<String> = events.map_while(Result::ok).collect();
     let output = child.wait_with_output().expect("the CLI ends");
     finished.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(output.status.code(), Some(130));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("CANCELLED"), "{stdout}");
-    assert!(stdout.contains("quick.value"), "committed values are reported: {stdout}");
-    assert!(stdout.contains("spinner") && stdout.contains("cancel"), "{stdout}");
+    let cancelled = r#""event":"agent_cancelled","agent":"spinner""#;
+    assert!(rest.iter().any(|l| l.contains(cancelled)), "events after the interrupt: {rest:?}");
+    // With `--events json` the summary goes to stderr.
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(summary.contains("CANCELLED"), "{summary}");
+    assert!(summary.contains("quick.value"), "committed values are reported: {summary}");
+    assert!(summary.contains("spinner") && summary.contains("cancel"), "{summary}");
 }

@@ -22,7 +22,7 @@ async fn two_writers(a: serde_json::Value, b: serde_json::Value, policy: &str) -
     let workflow = project.workflow(&format!(
         "shared:\n  shared.doc: {policy}\nagents:\n  a: {{component: a.wasm, owns: [a, shared.doc]}}\n  b: {{component: b.wasm, owns: [b, shared.doc]}}\n"
     ));
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     (project, report)
 }
 

@@ -1,7 +1,7 @@
 //! Dependencies: an agent sees what the agents it needs committed, and
 //! nothing of an agent that failed.
 
-use ensemble::{AgentStatus, RunOptions};
+use ensemble::{AgentError, AgentStatus, RunOptions};
 use ensemble_tests::{Project, copier, engine, plain, writer};
 
 #[tokio::test]
@@ -10,7 +10,7 @@ async fn a_dependent_reads_the_committed_value() {
     project.component("a", &writer("a.value")).component("b", &copier("a.value", "b.copy"));
     let workflow = project
         .workflow("agents:\n  b:\n    component: b.wasm\n    needs: [a]\n  a:\n    component: a.wasm\n");
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:?}");
     let copied = report.context.get("b.copy").expect("b committed its copy");
     assert_eq!(&*copied.value, b"\xa2ok");
@@ -27,7 +27,14 @@ async fn dependents_of_a_failed_agent_are_skipped() {
     let workflow = project.workflow(
         "agents:\n  a:\n    component: a.wasm\n  b:\n    component: b.wasm\n    needs: [a]\n  c:\n    component: c.wasm\n",
     );
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
+    match report.error("a") {
+        Some(AgentError::Trap { agent, message, .. }) => {
+            assert_eq!(agent, "a");
+            assert!(message.contains("unreachable"), "the fixture's own trap: {message}");
+        }
+        other => panic!("`a` traps at its `unreachable`, got {other:?}"),
+    }
     assert!(
         matches!(report.agent("b").map(|a| &a.status), Some(AgentStatus::Skipped { because }) if because.contains("`a`"))
     );
@@ -44,7 +51,9 @@ async fn an_agent_that_runs_without_the_dependency_sees_nothing() {
     let workflow = project.workflow(
         "resources:\n  max_concurrent: 1\nagents:\n  b:\n    component: b.wasm\n  a:\n    component: a.wasm\n",
     );
-    let report = engine().run(&workflow, RunOptions::default()).await;
-    assert!(report.error("b").is_some(), "b ran first and found no value: {report:?}");
-    assert!(report.context.get("a.value").is_some());
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
+    // The copier fails (its own error) exactly when it finds no value.
+    crate::assert_fixture_failed(&report, "b");
+    assert!(report.context.get("b.copy").is_none());
+    assert_eq!(report.context.get("a.value").map(|e| &*e.value), Some(&b"\xa2ok"[..]));
 }

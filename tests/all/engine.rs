@@ -32,7 +32,7 @@ async fn independent_agents_start_together_up_to_the_limit() {
     let (_project, workflow) = three_independent_writers(2);
     let options = RunOptions::default();
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert!(report.succeeded(), "{report:?}");
     let seen = timeline(&mut events);
     assert_eq!(&seen[..2], ["start a", "start b"], "{seen:?}");
@@ -45,7 +45,7 @@ async fn with_room_for_all_every_agent_starts_at_once() {
     let (_project, workflow) = three_independent_writers(3);
     let options = RunOptions::default();
     let mut events = options.events.subscribe();
-    ensemble_tests::engine().run(&workflow, options).await;
+    crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     let seen = timeline(&mut events);
     assert_eq!(&seen[..3], ["start a", "start b", "start c"], "{seen:?}");
 }
@@ -58,7 +58,7 @@ async fn falls_back_to_on_demand_allocation_when_the_pool_cannot_be_reserved() {
     let engine = Engine::new(config).expect("engine starts anyway");
     assert!(!engine.runtime().is_pooled());
     let (_project, workflow) = three_independent_writers(3);
-    let report = engine.run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine.run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:?}");
 }
 
@@ -68,7 +68,7 @@ async fn the_default_engine_is_pooled_and_one_engine_serves_many_runs() {
     assert!(engine.runtime().is_pooled());
     let (_project, workflow) = three_independent_writers(3);
     for _ in 0..3 {
-        let report = engine.run(&workflow, RunOptions::default()).await;
+        let report = crate::bounded(engine.run(&workflow, RunOptions::default())).await;
         assert!(report.succeeded(), "{report:?}");
         assert_eq!(report.context.len(), 3);
     }
@@ -81,7 +81,7 @@ async fn agents_progress_and_log_calls_become_events() {
         .expect("hello workflow loads");
     let options = RunOptions::default();
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert!(report.succeeded(), "{report:?}");
     let (mut progress, mut logs) = (Vec::new(), Vec::new());
     while let Ok(event) = events.try_recv() {
@@ -113,7 +113,7 @@ async fn memory_units_are_never_oversubscribed() {
     );
     let options = RunOptions::default();
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert!(report.succeeded(), "{report:?}");
     assert_eq!(timeline(&mut events), ["start a", "end a", "start b", "end b"]);
 }
@@ -130,7 +130,7 @@ async fn the_ready_queue_serves_the_highest_priority_first() {
     );
     let options = RunOptions::default();
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert!(report.succeeded(), "{report:?}");
     let starts: Vec<String> = timeline(&mut events).into_iter().filter(|e| e.starts_with("start")).collect();
     assert_eq!(starts, ["start c", "start a", "start b"]);
@@ -141,7 +141,7 @@ async fn an_agent_larger_than_the_pool_fails_instead_of_waiting_for_ever() {
     // The file check refuses this; a workflow built in code can still ask.
     let (_project, mut workflow) = three_independent_writers(3);
     workflow.agents[0].memory = workflow.resources.memory + 1;
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     let error = report.error("a").expect("a fails").to_string();
     assert!(error.contains("more than the whole pool has"), "{error}");
     assert!(report.context.get("b.value").is_some() && report.context.get("c.value").is_some());
@@ -162,7 +162,7 @@ async fn admission_never_exceeds_the_units_or_the_limit() {
     let workflow = project.workflow(&yaml);
     let options = RunOptions::default();
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert!(report.succeeded(), "{report:#?}");
 
     let unit = |agent: &str| units[agent[1..].parse::<usize>().expect("a<i>")];
@@ -206,7 +206,7 @@ async fn a_runaway_agent_does_not_starve_the_others() {
     let options = RunOptions::default();
     let (cancel, mut events) = (options.cancel.clone(), options.events.subscribe());
     let engine = ensemble_tests::engine();
-    let run = engine.run(&workflow, options);
+    let run = crate::bounded(engine.run(&workflow, options));
     tokio::pin!(run);
     let report = loop {
         tokio::select! {
@@ -223,30 +223,49 @@ async fn a_runaway_agent_does_not_starve_the_others() {
 }
 
 /// Agents sharing one worker thread get time in proportion to their cpu
-/// units: of two equal busy loops, the one with 8× the units finishes in
-/// well under the other's time. (The runtime looks at newly spawned tasks at
-/// every tick, so both agents start slicing at once.)
+/// units, measured in fuel (instructions), not in wall time: `heavy` (80
+/// units) runs a loop of known fuel next to `light` (10 units), which runs
+/// the same loop on a budget of half that fuel. With 8:1 slices light burns about an
+/// eighth of heavy's fuel by the time heavy is done, so heavy finishes
+/// first; with equal slices light would burn as much as heavy and run out
+/// halfway through. (The runtime looks at newly spawned tasks at every
+/// tick, so both agents start slicing at once.)
 #[test]
 fn cpu_units_weight_the_time_slices() {
     let project = Project::new();
-    project.component("light", &ensemble_tests::busy("light.value", 300_000_000));
-    project.component("heavy", &ensemble_tests::busy("heavy.value", 300_000_000));
-    let workflow = project.workflow(
-        "agents:\n  light: {component: light.wasm, resources: {cpu: 10}}\n  heavy: {component: heavy.wasm, resources: {cpu: 80}}\n",
-    );
+    project.component("heavy", &ensemble_tests::busy("heavy.value", 1_000_000_000));
+    // The same loop, too long to finish on its budget.
+    project.component("light", &ensemble_tests::busy("light.value", u32::MAX));
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .global_queue_interval(1)
         .enable_all()
         .build()
         .expect("runtime");
-    let report = tokio.block_on(ensemble_tests::engine().run(&workflow, RunOptions::default()));
-    assert!(report.succeeded(), "{report:#?}");
-    let light = report.agent("light").and_then(|a| a.elapsed).expect("ran");
-    let heavy = report.agent("heavy").and_then(|a| a.elapsed).expect("ran");
-    // Equal slices would end both together; 8:1 slices end heavy at about
-    // 9/16 of light's time.
-    assert!(heavy < light.mul_f64(0.8), "heavy {heavy:?} vs light {light:?}");
+    let engine = ensemble_tests::engine();
+    let alone = project.workflow("agents:\n  heavy: {component: heavy.wasm}\n");
+    let report = tokio.block_on(crate::bounded(engine.run(&alone, RunOptions::default())));
+    let work = report.agent("heavy").and_then(|a| a.fuel_used).expect("heavy ran");
+
+    let workflow = project.workflow(&format!(
+        "agents:
+  light: {{component: light.wasm, fuel: {budget}, resources: {{cpu: 10}}}}
+  heavy: {{component: heavy.wasm, resources: {{cpu: 80}}}}
+",
+        budget = work / 2
+    ));
+    let options = RunOptions::default();
+    let mut events = options.events.subscribe();
+    let report = tokio.block_on(crate::bounded(engine.run(&workflow, options)));
+    assert!(matches!(report.error("light"), Some(ensemble::AgentError::OutOfFuel { .. })), "{report:#?}");
+    let ends: Vec<String> = crate::drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::AgentSucceeded { agent, .. } | EventKind::AgentFailed { agent, .. } => Some(agent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, ["heavy", "light"], "heavy ({work} fuel) ends before light burns {} fuel", work / 2);
 }
 
 #[tokio::test]
@@ -261,7 +280,7 @@ async fn one_relay_component_serves_a_whole_chain() {
   a2: {component: relay.wasm, needs: [a1], config: [a1.value, a2.value]}
 ",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:#?}");
     let value = |key: &str| report.context.get(key).map(|e| e.value.to_vec());
     assert_eq!(value("a0.value"), Some(b"\xa2ok".to_vec()));
@@ -296,7 +315,7 @@ groups:
             report.agents.iter().map(|a| (a.agent.clone(), a.status.is_usable())).collect();
         (report.succeeded(), context, statuses)
     };
-    let alone = outcome(&engine.run(&workflow, RunOptions::default()).await);
+    let alone = outcome(&crate::bounded(engine.run(&workflow, RunOptions::default())).await);
     assert!(alone.0 && alone.1.len() == 4, "{alone:?}");
     let mut runs = tokio::task::JoinSet::new();
     for i in 0..100 {

@@ -98,7 +98,7 @@ groups:
     agents: [left, right]
 ",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(!report.succeeded(), "flaky fails: {report:#?}");
     let metrics = report.metrics(&workflow);
     // One bar per attempt: four agents ran once, flaky twice, after_flaky never.

@@ -29,7 +29,7 @@ async fn a_stopped_run_resumes_without_rerunning_what_committed() {
     let (project, workflow) = project();
     let state = project.path().join(".ensemble");
     let engine = ensemble_tests::engine();
-    let report = engine.run(&workflow, journaled(&engine, &workflow, &state, "r1")).await;
+    let report = crate::bounded(engine.run(&workflow, journaled(&engine, &workflow, &state, "r1"))).await;
     assert!(!report.succeeded(), "flaky fails its first attempt");
 
     let journal = Journal::open(&path_of(&state, "r1")).expect("journal opens");
@@ -40,8 +40,9 @@ async fn a_stopped_run_resumes_without_rerunning_what_committed() {
     assert_eq!(agents["last"].outcome, "skipped");
     assert_eq!(journal.commits().expect("commits").len(), 1);
 
-    let report =
-        engine.resume(&workflow, Arc::new(journal), RunOptions::default(), false).await.expect("resumes");
+    let report = crate::bounded(engine.resume(&workflow, Arc::new(journal), RunOptions::default(), false))
+        .await
+        .expect("resumes");
     assert!(report.succeeded(), "{report:#?}");
     let first = report.agent("first").expect("first");
     assert!(first.resumed && first.attempts == 1, "first is not run again: {first:?}");
@@ -65,16 +66,18 @@ async fn resuming_is_refused_when_the_workflow_changed_unless_forced() {
     let (project, workflow) = project();
     let state = project.path().join(".ensemble");
     let engine = ensemble_tests::engine();
-    engine.run(&workflow, journaled(&engine, &workflow, &state, "r2")).await;
+    crate::bounded(engine.run(&workflow, journaled(&engine, &workflow, &state, "r2"))).await;
     let mut text = std::fs::read_to_string(&workflow.path).expect("read");
     text.push_str("# edited\n");
     std::fs::write(&workflow.path, text).expect("write");
 
     let journal = Arc::new(Journal::open(&path_of(&state, "r2")).expect("opens"));
-    let refused = engine.resume(&workflow, journal.clone(), RunOptions::default(), false).await;
+    let refused =
+        crate::bounded(engine.resume(&workflow, journal.clone(), RunOptions::default(), false)).await;
     let message = refused.expect_err("refused").to_string();
     assert!(message.contains("changed since the run started") && message.contains("--force"), "{message}");
-    let forced = engine.resume(&workflow, journal, RunOptions::default(), true).await.expect("forced");
+    let forced =
+        crate::bounded(engine.resume(&workflow, journal, RunOptions::default(), true)).await.expect("forced");
     assert!(forced.succeeded(), "{forced:#?}");
 }
 
@@ -135,8 +138,9 @@ async fn a_run_killed_before_its_inputs_resumes_with_them() {
     let inputs = std::collections::BTreeMap::from([("doc".to_owned(), b"\xa2hi".to_vec())]);
     journal.set_inputs(&inputs).expect("inputs recorded");
     // ... and the process died here.
-    let report =
-        engine.resume(&workflow, Arc::new(journal), RunOptions::default(), false).await.expect("resumes");
+    let report = crate::bounded(engine.resume(&workflow, Arc::new(journal), RunOptions::default(), false))
+        .await
+        .expect("resumes");
     assert!(report.succeeded(), "{report:#?}");
     assert_eq!(&report.context.get("copy.value").expect("copied").value[..], b"\xa2hi");
 }
@@ -162,7 +166,7 @@ async fn a_resumed_run_drops_the_report_of_its_previous_part() {
     let journal =
         Arc::new(engine.create_journal(&workflow, &project.path().join("state"), "r1").expect("journal"));
     let options = RunOptions { journal: Some(journal.clone()), ..Default::default() };
-    let report = engine.run(&workflow, options).await;
+    let report = crate::bounded(engine.run(&workflow, options)).await;
     assert!(report.succeeded());
     let journaled = journal.report().expect("readable").expect("a finished run has its report");
     assert_eq!(journaled.agents.len(), 1);

@@ -13,12 +13,13 @@ async fn run_beside_good(bad: &[u8], settings: &str) -> AgentError {
     let workflow = project.workflow(&format!(
         "agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n{settings}"
     ));
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     assert!(
         matches!(report.agent("good").map(|a| &a.status), Some(AgentStatus::Succeeded { .. })),
         "good agent must still succeed: {report:?}"
     );
-    assert!(report.context.get("good.value").is_some(), "good agent's write is committed");
+    // good's write is committed, the only commit of the run.
+    crate::assert_committed(&report, "good.value", b"\xa2ok", "good", 1);
     assert_eq!(report.context.iter().filter(|(k, _)| k.starts_with("bad")).count(), 0);
     report.error("bad").cloned().expect("bad agent fails")
 }

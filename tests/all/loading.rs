@@ -9,8 +9,10 @@ async fn load_error(bad: &[u8]) -> AgentError {
     project.component("good", &writer("good.value")).component("bad", bad);
     let workflow =
         project.workflow("agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n");
-    let report = engine().run(&workflow, RunOptions::default()).await;
-    assert!(report.context.get("good.value").is_some(), "the good agent still commits: {report:?}");
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
+    // The good agent still commits, the only commit of the run.
+    crate::assert_committed(&report, "good.value", b"\xa2ok", "good", 1);
+    assert_eq!(report.context.len(), 1, "nothing of the bad agent");
     let error = report.error("bad").cloned().expect("bad agent fails");
     assert!(error.is_load_error(), "{error}");
     assert_eq!(error.agent(), "bad");
@@ -83,7 +85,7 @@ async fn a_broken_component_shared_by_two_agents_fails_each_by_name() {
     std::fs::write(project.path().join("broken.wasm"), b"\0asm\x0d\0\x01\0garbage").expect("write");
     let workflow =
         project.workflow("agents:\n  a: {component: broken.wasm}\n  b: {component: broken.wasm}\n");
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     for id in ["a", "b"] {
         match report.error(id) {
             Some(AgentError::Load { agent, .. }) => assert_eq!(agent, id),

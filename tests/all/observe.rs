@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ensemble::cache::AgentCache;
 use ensemble::observe::{self, SpanKind};
 use ensemble::{Event, EventKind, RunMetrics, RunOptions};
-use ensemble_tests::{Project, busy, fails_first, rejecting_validator, renderer, writer};
+use ensemble_tests::{Project, busy, clocked, fails_first, rejecting_validator, renderer, writer};
 use serde_json::Value;
 
 use crate::{drain, run_cli};
@@ -73,7 +73,7 @@ async fn the_report_agrees_with_what_the_events_say_happened() {
     let workflow = known_shape(&project);
     let options = RunOptions::default();
     let mut rx = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     let events = drain(&mut rx);
     let m = report.metrics(&workflow);
     let agent = |id: &str| m.agent(id).unwrap_or_else(|| panic!("{id} reported"));
@@ -144,6 +144,62 @@ async fn the_report_agrees_with_what_the_events_say_happened() {
     assert!(summary.contains("retries: 1 of 5 attempts (20 %)"), "{summary}");
 }
 
+/// The report's times against clocks outside the engine: two agents, one
+/// after the other, each spinning at least 60 ms on WASI's clock and saying
+/// how long it spun. Each run time covers what its agent measured inside,
+/// and all of them fit in the wall time around the run; so an
+/// `AgentStarted` or `Released` sent at the wrong moment fails here. An
+/// attempt starts when it is admitted (instantiation counts towards it),
+/// before the agent's `run` reads its first clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_times_agree_with_clocks_outside_the_engine() {
+    let spin = Duration::from_millis(60);
+    let project = Project::new();
+    project
+        .component("first", &clocked("first.spun", spin))
+        .component("second", &clocked("second.spun", spin));
+    let workflow = project.workflow(
+        "agents:
+  first: {component: first.wasm, wasi: true}
+  second: {component: second.wasm, wasi: true, needs: [first]}
+",
+    );
+    let options = RunOptions::default();
+    let mut rx = options.events.subscribe();
+    let engine = ensemble_tests::engine();
+    let started = Instant::now();
+    let report = crate::bounded(engine.run(&workflow, options)).await;
+    let wall = started.elapsed();
+    assert!(report.succeeded(), "{report:#?}");
+    let events = drain(&mut rx);
+    let m = report.metrics(&workflow);
+    let at = |agent_is: &dyn Fn(&EventKind) -> bool| {
+        let found: Vec<Duration> = events.iter().filter(|e| agent_is(&e.kind)).map(|e| e.at).collect();
+        assert_eq!(found.len(), 1, "one such event: {found:?}");
+        found[0]
+    };
+    let mut total = Duration::ZERO;
+    let mut previous_release = Duration::ZERO;
+    for id in ["first", "second"] {
+        let value = &report.context.get(&format!("{id}.spun")).expect("it reported").value;
+        let inside = Duration::from_nanos(u64::from_le_bytes(value[2..10].try_into().expect("8 bytes")));
+        assert!(inside >= spin, "{id} spun {inside:?} by its own clock");
+        let run = m.agent(id).expect("reported").run_time;
+        assert!(run >= inside, "{id}: run time {run:?} is shorter than the {inside:?} it spun");
+        total += run;
+
+        let admitted = at(&|k| matches!(k, EventKind::Admitted { agent, .. } if agent == id));
+        let start = at(&|k| matches!(k, EventKind::AgentStarted { agent, .. } if agent == id));
+        let released = at(&|k| matches!(k, EventKind::Released { agent, .. } if agent == id));
+        assert!(previous_release <= admitted && admitted <= start, "{id}: admitted, then started");
+        assert!(start + inside <= released, "{id}: started before it began to spin, released after");
+        previous_release = released;
+    }
+    // One after the other, inside the wall time around the run.
+    assert!(total <= m.total_time, "{total:?} of {:?}", m.total_time);
+    assert!(m.total_time <= wall, "the report's {:?} of the {wall:?} around the run", m.total_time);
+}
+
 #[tokio::test]
 async fn cache_hits_of_agents_and_renders_are_counted() {
     let project = Project::new();
@@ -164,12 +220,14 @@ agents:
     let spec = &workflow.cache;
     let cache = || Some(Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above)));
     let engine = ensemble_tests::engine();
-    let cold = engine.run(&workflow, RunOptions { cache: cache(), ..RunOptions::default() }).await;
+    let cold =
+        crate::bounded(engine.run(&workflow, RunOptions { cache: cache(), ..RunOptions::default() })).await;
     let m = cold.metrics(&workflow);
     assert_eq!((m.cache.renders, m.cache.render_hits, m.cache.render_hit_ratio), (2, 1, Some(0.5)));
     assert_eq!((m.cache.agent_hits, m.cache.agent_lookups), (0, 2));
 
-    let warm = engine.run(&workflow, RunOptions { cache: cache(), ..RunOptions::default() }).await;
+    let warm =
+        crate::bounded(engine.run(&workflow, RunOptions { cache: cache(), ..RunOptions::default() })).await;
     let m = warm.metrics(&workflow);
     assert_eq!((m.cache.agent_hits, m.cache.agent_lookups, m.cache.agent_hit_ratio), (2, 2, Some(1.0)));
     assert_eq!(m.retries.attempts, 0, "nothing ran");
@@ -255,7 +313,7 @@ groups:
     barrier: {timeout: 40ms, on_timeout: [fallback_sequential]}
 ",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:#?}");
     let m = report.metrics(&workflow);
     assert_eq!(m.decisions.iter().map(|d| d.decision.as_str()).collect::<Vec<_>>(), ["fallback_sequential"]);
@@ -280,7 +338,7 @@ groups:
 async fn the_trace_is_trace_event_json_with_a_lane_per_agent() {
     let project = Project::new();
     let workflow = known_shape(&project);
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     let m = report.metrics(&workflow);
     let events = check_trace(&observe::trace::render(&m), m.total_time);
     let lanes: Vec<&str> = events
@@ -355,7 +413,7 @@ fn check_exposition(test: &str, text: &str) {
 async fn the_prometheus_exposition_is_well_formed_and_follows_the_conventions() {
     let project = Project::new();
     let workflow = known_shape(&project);
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     let m = report.metrics(&workflow);
     let text = observe::prometheus::render(&m);
     check_exposition("the_prometheus_exposition_is_well_formed_and_follows_the_conventions", &text);

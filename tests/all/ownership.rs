@@ -19,7 +19,7 @@ async fn writing_another_agents_key_fails_and_commits_nothing() {
     project.component("good", &writer("good.value")).component("bad", &trespasser);
     let workflow =
         project.workflow("agents:\n  good:\n    component: good.wasm\n  bad:\n    component: bad.wasm\n");
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
 
     match report.error("bad") {
         Some(AgentError::Ownership(e)) => {
@@ -40,7 +40,7 @@ async fn owned_prefixes_can_be_declared() {
     let project = Project::new();
     project.component("w", &writer("shared.notes.w"));
     let workflow = project.workflow("agents:\n  w:\n    component: w.wasm\n    owns: [shared.notes]\n");
-    let report = engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:?}");
     assert!(report.context.get("shared.notes.w").is_some());
 }

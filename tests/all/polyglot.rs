@@ -22,7 +22,7 @@ async fn python_and_javascript_agents_run_beside_rust() {
         return;
     }
     let workflow = Workflow::load(dir.join("workflow.yaml")).expect("the polyglot workflow loads");
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:#?}");
     let value = |key: &str| -> serde_json::Value {
         rmp_serde::from_slice(&report.context.get(key).unwrap_or_else(|| panic!("{key}")).value)

@@ -35,7 +35,7 @@ async fn at_most_max_renders_run_at_once() {
     let service = Arc::new(TemplateService::new(&project.path().join("tpl"), limits));
     let options = RunOptions { templates: Some(service), ..RunOptions::default() };
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert!(report.succeeded(), "{report:#?}");
     for i in 0..6 {
         let doc = &report.context.get(&format!("r{i}.doc")).expect("rendered").value;
@@ -55,8 +55,11 @@ async fn at_most_max_renders_run_at_once() {
             _ => {}
         }
     }
-    assert_eq!(renders, 6);
+    assert_eq!((renders, now), (6, 0), "every render started and ended");
     assert!(most <= 2, "{most} renders at once with a limit of 2");
+    // Six agents asking at once: the limit, not the timing, is what bounds
+    // them, so two did render at the same time.
+    assert_eq!(most, 2, "the renders never overlapped");
 }
 
 #[tokio::test]
@@ -68,7 +71,7 @@ async fn a_render_error_names_the_template_and_line_and_fails_the_agent() {
     let workflow = project.workflow("templates: tpl\nagents:\n  r: {component: r.wasm}\n");
     let options = RunOptions::default(); // the service comes from the workflow's `templates`
     let mut events = options.events.subscribe();
-    let report = ensemble_tests::engine().run(&workflow, options).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, options)).await;
     assert!(report.error("r").is_some());
     let error = crate::drain(&mut events)
         .into_iter()

@@ -38,7 +38,7 @@ fn outcome<'r>(report: &'r RunReport, validator: &str, subject: &str) -> &'r Val
 #[tokio::test]
 async fn members_validate_each_other_and_a_warning_does_not_fail_the_run() {
     let (_project, workflow) = group_project("warn");
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     let ValidationOutcome::Rejected { findings } = outcome(&report, "a", "b") else {
         panic!("a rejects b: {report:#?}")
     };
@@ -55,7 +55,7 @@ async fn members_validate_each_other_and_a_warning_does_not_fail_the_run() {
 #[tokio::test]
 async fn a_failed_validation_with_policy_fail_fails_the_group_and_skips_dependents() {
     let (_project, workflow) = group_project("fail");
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(!report.succeeded());
     let Some(GroupStatus::Failed { because }) = report.group("g").map(|g| &g.status) else {
         panic!("g fails: {report:#?}")
@@ -93,7 +93,7 @@ async fn a_validation_need_runs_after_both_with_the_subjects_outputs_visible() {
   other: {component: other.wasm}
 ",
     );
-    let report = ensemble_tests::engine().run(&workflow, RunOptions::default()).await;
+    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(matches!(outcome(&report, "checker", "maker"), ValidationOutcome::Passed { .. }), "{report:#?}");
     assert!(
         matches!(outcome(&report, "checker", "other"), ValidationOutcome::Rejected { .. }),

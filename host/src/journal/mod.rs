@@ -163,6 +163,11 @@ pub struct Journal {
 
 impl Journal {
     /// Create the journal of a new run (the file must not exist yet).
+    ///
+    /// The file appears complete or not at all: it is written as
+    /// `<run id>.redb.partial`, then renamed, so a process killed while
+    /// creating it leaves no journal (nothing had run), never one without
+    /// its run record.
     pub fn create(path: &Path, run: &RunRecord) -> Result<Self, JournalError> {
         if path.exists() {
             return Err(JournalError::Storage {
@@ -170,19 +175,28 @@ impl Journal {
                 cause: format!("run `{}` already has a journal; resume it instead", run.run_id),
             });
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| storage(path, e))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| storage(path, e))?;
+        let partial = path.with_extension("redb.partial");
+        // Left by a process killed while creating this run's journal.
+        let _ = std::fs::remove_file(&partial);
+        {
+            let db = Database::create(&partial).map_err(|e| storage(&partial, e))?;
+            let journal = Self { db, path: partial.clone() };
+            journal.write(|txn| {
+                txn.open_table(COMMITS)?;
+                txn.open_table(AGENTS)?;
+                txn.open_table(DECISIONS)?;
+                Ok(())
+            })?;
+            journal.set_run(run)?;
         }
+        std::fs::rename(&partial, path).map_err(|e| storage(path, e))?;
+        // The rename is durable once the directory is.
+        #[cfg(unix)]
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage(path, e))?;
         let db = Database::create(path).map_err(|e| storage(path, e))?;
-        let journal = Self { db, path: path.to_owned() };
-        journal.write(|txn| {
-            txn.open_table(COMMITS)?;
-            txn.open_table(AGENTS)?;
-            txn.open_table(DECISIONS)?;
-            Ok(())
-        })?;
-        journal.set_run(run)?;
-        Ok(journal)
+        Ok(Self { db, path: path.to_owned() })
     }
 
     /// Open an existing run journal (to inspect or resume it).
@@ -452,6 +466,22 @@ mod tests {
         assert_eq!(journal.context().unwrap().get("a.x"), Some(&vec![1, 2]));
         assert!(Journal::create(&path, &record()).is_err(), "a run id is journaled once");
         assert_eq!(list_runs(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_journal_is_created_whole_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_of(dir.path(), "r1");
+        let partial = path.with_extension("redb.partial");
+        // What a process killed while creating the journal leaves behind.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&partial, b"half a redb header").unwrap();
+        assert!(list_runs(dir.path()).is_empty(), "a partial journal is not a run");
+        let journal = Journal::create(&path, &record()).unwrap();
+        assert!(!partial.exists(), "renamed into place");
+        assert_eq!(journal.run().unwrap(), record());
+        drop(journal);
+        assert_eq!(Journal::open(&path).unwrap().run().unwrap(), record());
     }
 
     #[test]

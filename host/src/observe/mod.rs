@@ -128,7 +128,12 @@ pub enum EventKind {
     Admitted { agent: String, validating: Option<String>, cpu: u32, memory: u32, pool: PoolUsage },
     /// An agent's units went back to the pool.
     Released { agent: String, validating: Option<String>, pool: PoolUsage },
-    /// An agent was instantiated and its `run` called.
+    /// An agent's attempt began: sent when the pool admits it (right after
+    /// [`Admitted`](Self::Admitted)), before its instance is set up (a free
+    /// instance slot of the engine, then instantiation) and its `run` is
+    /// called. The attempt's run time, to [`Released`](Self::Released),
+    /// counts from here, set-up included; its `timeout` starts once it has
+    /// an instance slot.
     AgentStarted { agent: String, attempt: u32 },
     /// An agent's own `progress.report` call; `done` is in [0, 1].
     Progress { agent: String, done: f32, message: String },

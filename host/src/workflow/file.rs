@@ -348,11 +348,17 @@ pub(crate) fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
     }
     // Say what the parser expected in the file's words.
     let message = match message {
-        "expected sequence start" => "expected a list here: `[a, b]`, or one `- item` per line",
-        "expected mapping start" => "expected a map here: `key: value` entries",
-        other => other,
+        "expected sequence start" => "expected a list here: `[a, b]`, or one `- item` per line".to_owned(),
+        "expected mapping start" => "expected a map here: `key: value` entries".to_owned(),
+        other => match other.strip_prefix("duplicate mapping key: ") {
+            Some(rest) => {
+                let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+                format!("`{key}` appears twice in the same map: keep one (or rename it)")
+            }
+            None => other.to_owned(),
+        },
     };
-    Problem { location, message: message.to_owned() }
+    Problem { location, message }
 }
 
 pub(super) fn parse(text: &str) -> Result<WorkflowFile, Problem> {

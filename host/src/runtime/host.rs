@@ -200,8 +200,8 @@ impl AgentState {
 
 impl AgentState {
     /// The key it found missing that another agent owns, if any.
-    pub(crate) fn missing_need(&self) -> Option<super::MissingNeed> {
-        self.absent_owned.clone().map(|(key, owner)| super::MissingNeed { key, owner })
+    pub(crate) fn missing_need(&self) -> Option<Box<super::MissingNeed>> {
+        self.absent_owned.clone().map(|(key, owner)| Box::new(super::MissingNeed { key, owner }))
     }
 }
 

@@ -275,7 +275,7 @@ pub enum AgentError {
     MemoryLimit { agent: String, limit: u64, requested: u64 },
     #[error("agent `{agent}` timed out after {}", humantime::format_duration(*after))]
     Timeout { agent: String, after: Duration },
-    #[error("agent `{agent}` trapped: {message}{}{}", said.as_ref().map(|s| format!(" (it last logged: {s})")).unwrap_or_default(), need_hint(agent, missing_need.as_ref()))]
+    #[error("agent `{agent}` trapped: {message}{}{}", said.as_ref().map(|s| format!(" (it last logged: {s})")).unwrap_or_default(), need_hint(agent, missing_need.as_deref()))]
     Trap {
         agent: String,
         message: String,
@@ -284,7 +284,7 @@ pub enum AgentError {
         /// The last message the agent logged at error level, e.g. a Rust panic.
         said: Option<String>,
         /// A key it found missing that another agent owns.
-        missing_need: Option<MissingNeed>,
+        missing_need: Option<Box<MissingNeed>>,
     },
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
@@ -294,13 +294,13 @@ pub enum AgentError {
     /// It went past a host limit that fails the invocation (a log flood).
     #[error("agent `{agent}` exceeded a host limit: {message}")]
     LimitExceeded { agent: String, message: String },
-    #[error("agent `{agent}` failed: {message}{}", need_hint(agent, missing_need.as_ref()))]
+    #[error("agent `{agent}` failed: {message}{}", need_hint(agent, missing_need.as_deref()))]
     Returned {
         agent: String,
         kind: ReturnedKind,
         message: String,
         /// A key it found missing that another agent owns.
-        missing_need: Option<MissingNeed>,
+        missing_need: Option<Box<MissingNeed>>,
     },
     #[error("agent `{agent}`: host error: {message}")]
     Host { agent: String, message: String },
@@ -338,7 +338,7 @@ impl AgentError {
     /// The key it found missing that another agent owns, if that is why it may have failed.
     pub fn missing_need(&self) -> Option<&MissingNeed> {
         match self {
-            Self::Returned { missing_need, .. } | Self::Trap { missing_need, .. } => missing_need.as_ref(),
+            Self::Returned { missing_need, .. } | Self::Trap { missing_need, .. } => missing_need.as_deref(),
             _ => None,
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::run_cli;
 use ensemble::cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
-use ensemble_tests::{Project, plain, repo_root, writer, writer_of};
+use ensemble_tests::{Project, copier, plain, repo_root, writer, writer_of};
 
 /// Every file under `dir` with its bytes, to show that nothing was written.
 fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -357,6 +357,34 @@ fn reading_an_unneeded_agents_key_says_which_need_to_add() {
     assert_eq!(code, EXIT_FAILED, "{out}{err}");
     assert!(out.contains("greeter.message"), "{out}");
     assert!(out.contains("add `needs: [greeter]` to agent `shouter`"), "{out}");
+}
+
+#[test]
+fn no_need_is_suggested_for_an_owner_already_waited_for() {
+    let project = Project::new();
+    // `c` waits for `a` through `b`; `a` commits without `a.other`.
+    project
+        .component("a", &writer("a.value"))
+        .component("b", &writer("b.value"))
+        .component("c", &copier("a.other", "c.value"));
+    let path = project.workflow_file(
+        "agents:\n  a:\n    component: a.wasm\n  b:\n    component: b.wasm\n    needs: [a]\n  c:\n    component: c.wasm\n    needs: [b]\n",
+    );
+    let (code, out, err) = run_cli(&["run", s(&path), "--quiet", "--no-journal", "--no-cache"]);
+    assert_eq!(code, EXIT_FAILED, "{out}{err}");
+    assert!(out.contains("`c` FAILED: agent `c` failed: fixture failed"), "{out}");
+    assert!(!out.contains("add `needs"), "`c` already waits for `a`: {out}");
+
+    // Without the needs, the same read says which need to add.
+    let path = project.workflow_file(
+        "agents:\n  a:\n    component: a.wasm\n  b:\n    component: b.wasm\n  c:\n    component: c.wasm\n",
+    );
+    let (code, out, err) = run_cli(&["run", s(&path), "--quiet", "--no-journal", "--no-cache"]);
+    assert_eq!(code, EXIT_FAILED, "{out}{err}");
+    assert!(
+        out.contains("`a.other` is owned by agent `a`") && out.contains("add `needs: [a]` to agent `c`"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod exec;
+pub mod files;
 pub mod journal;
 pub mod observe;
 pub mod plan;

@@ -1,6 +1,5 @@
 //! The `ensemble` binary: logging set-up over [`ensemble::cli::main`].
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -11,7 +10,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let term = ensemble::cli::Terminal { interactive: std::io::stderr().is_terminal() };
+    let term = ensemble::cli::Terminal::detect();
     // stderr stays unlocked: the live bars' ticker thread and agents' log
     // lines (tokio workers) write to it while the command runs.
     let code = ensemble::cli::main_on(

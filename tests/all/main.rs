@@ -2,6 +2,7 @@
 //! one module per feature (wasmtime's layout).
 
 mod authority;
+mod bad_input;
 mod barrier;
 mod bmad;
 mod cache;

@@ -496,7 +496,7 @@ fn the_cli_streams_events_and_writes_the_report_files() {
 }
 
 #[test]
-fn a_report_file_that_cannot_be_written_fails_the_command_and_says_why() {
+fn a_report_file_that_cannot_be_written_is_refused_before_the_run() {
     let project = Project::new();
     project.component("a", &busy("a.value", 10));
     let path = project.workflow_file("agents:\n  a: {component: a.wasm}\n");
@@ -508,9 +508,12 @@ fn a_report_file_that_cannot_be_written_fails_the_command_and_says_why() {
         "--trace",
         missing.to_str().expect("utf-8"),
     ]);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("cannot write the trace to") && err.contains("no/such/dir"), "{err}");
-    assert!(out.contains("succeeded"), "the run itself is reported: {out}");
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("--trace") && err.contains("no/such/dir") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "nothing ran: {out}");
 }
 
 #[test]

@@ -149,10 +149,16 @@ fn now() -> u64 {
 impl AgentCache {
     /// Open (or start) the cache in `dir`.
     pub fn open(dir: &Path, max_size: u64, compress_above: u64) -> Self {
-        let index = std::fs::read(dir.join(INDEX))
-            .ok()
-            .and_then(|b| rmp_serde::from_slice::<Index>(&b).ok())
-            .unwrap_or_else(|| Self::rebuild(dir));
+        let path = dir.join(INDEX);
+        let index = match std::fs::read(&path).map(|b| rmp_serde::from_slice::<Index>(&b)) {
+            Ok(Ok(index)) => index,
+            Ok(Err(e)) => {
+                // A cache, not input: rebuilt, never trusted, never fatal.
+                tracing::warn!("cache index {} is damaged ({e}); rebuilt from the entries", path.display());
+                Self::rebuild(dir)
+            }
+            Err(_) => Self::rebuild(dir),
+        };
         Self { dir: dir.to_owned(), max_size, compress_above, state: Mutex::new((index, 0)) }
     }
 

@@ -42,7 +42,7 @@ enum Command {
     Report(runs::ReportArgs),
     /// Inspect or trim the caches: agent outputs and compiled components.
     Cache(runs::CacheArgs),
-    /// Check a workflow file and report every problem (exit 2 if any).
+    /// Check a workflow file and load its components as `run` would; report every problem (exit 2 if any).
     Check(CheckArgs),
     /// Print the JSON Schema of workflow files (for editors and validators).
     Schema,
@@ -56,7 +56,7 @@ enum Command {
 struct CheckArgs {
     /// The workflow file (YAML).
     workflow: PathBuf,
-    /// Check the file only: component files need not exist yet.
+    /// Check the file only: component files need not exist yet, and are not loaded.
     #[arg(long)]
     no_components: bool,
 }
@@ -76,6 +76,25 @@ pub struct Terminal {
     /// stderr is a terminal: the live view draws progress bars there (on
     /// the process's stderr, not through `err`).
     pub interactive: bool,
+    /// Colour the help (on stdout) and argument errors (on stderr): each
+    /// only when it goes to a terminal and `NO_COLOR` is not set.
+    pub colour_out: bool,
+    pub colour_err: bool,
+}
+
+impl Terminal {
+    /// The process's own stdout and stderr, and its `NO_COLOR`
+    /// (<https://no-color.org>: set and not empty turns colour off).
+    pub fn detect() -> Self {
+        use std::io::IsTerminal;
+        let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let interactive = std::io::stderr().is_terminal();
+        Self {
+            interactive,
+            colour_out: colour && std::io::stdout().is_terminal(),
+            colour_err: colour && interactive,
+        }
+    }
 }
 
 /// Run the command line `args` (including the program name), writing normal
@@ -99,7 +118,9 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_INVALID } else { EXIT_OK };
-            let text = e.render().ansi().to_string();
+            let colour = if e.use_stderr() { term.colour_err } else { term.colour_out };
+            let rendered = e.render();
+            let text = if colour { rendered.ansi().to_string() } else { rendered.to_string() };
             let _ = if e.use_stderr() { write!(err, "{text}") } else { write!(out, "{text}") };
             return code;
         }
@@ -127,6 +148,7 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
         Workflow::load(&args.workflow)
     };
     match loaded {
+        Ok(w) if !args.no_components && !components_load(&w, err)? => Ok(EXIT_INVALID),
         Ok(w) => {
             let groups =
                 if w.groups.is_empty() { String::new() } else { format!(", {} groups", w.groups.len()) };
@@ -142,6 +164,29 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
         Err(e) => {
             writeln!(err, "{e}")?;
             Ok(EXIT_INVALID)
+        }
+    }
+}
+
+/// Load and type-check every component of `w` as `run` does (format,
+/// world, exports, imports against the grants), in memory only; false after
+/// printing one line per unusable component.
+fn components_load(w: &Workflow, err: &mut dyn Write) -> std::io::Result<bool> {
+    let config = crate::RuntimeConfig { max_instances: 1, pooling: false, ..crate::RuntimeConfig::default() };
+    let engine = match crate::Engine::new(config) {
+        Ok(engine) => engine,
+        Err(e) => {
+            writeln!(err, "{e}")?;
+            return Ok(false);
+        }
+    };
+    match engine.load_components(w) {
+        Ok(()) => Ok(true),
+        Err(errors) => {
+            for e in errors {
+                writeln!(err, "{e}")?;
+            }
+            Ok(false)
         }
     }
 }

@@ -84,6 +84,23 @@ pub(super) struct ReportFiles {
 }
 
 impl ReportFiles {
+    /// Why a file asked for cannot be written, one line each: checked
+    /// before a run, so a typo does not waste it.
+    fn unwritable(&self, html: Option<&Path>) -> Vec<String> {
+        [
+            ("--report", self.report.as_deref()),
+            ("--trace", self.trace.as_deref()),
+            ("--metrics", self.metrics.as_deref()),
+            ("--html", html),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| {
+            let path = path?;
+            crate::files::file_unwritable(path).map(|why| format!("{flag} {}: {why}", path.display()))
+        })
+        .collect()
+    }
+
     /// Write the files asked for; false (after saying why on `err`) if one could not be written.
     fn write(&self, metrics: &RunMetrics, html: Option<&Path>, err: &mut dyn Write) -> std::io::Result<bool> {
         type Render = fn(&RunMetrics) -> String;
@@ -173,16 +190,33 @@ pub(super) fn run(
             return Ok(EXIT_INVALID);
         }
     };
-    let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path));
-    let Some(engine) = engine_for(&workflow, args.cache_dir.clone(), &state_dir, &args.exec, err)? else {
-        return Ok(EXIT_INVALID);
-    };
+    // Every check of the input comes before anything is written (compiled
+    // components, the journal).
     let inputs = match read_inputs(&args.input) {
         Ok(inputs) => inputs,
         Err(e) => {
             writeln!(err, "error: {e}")?;
             return Ok(EXIT_INVALID);
         }
+    };
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path));
+    let mut unusable = args.exec.files.unwritable(None);
+    for (flag, dir) in [("--state-dir", Some(&state_dir)), ("--cache-dir", args.cache_dir.as_ref())] {
+        if let Some(why) = dir.and_then(|d| crate::files::dir_unusable(d)) {
+            unusable.insert(
+                0,
+                format!("{flag} {}: {why}", dir.map(|d| d.display().to_string()).unwrap_or_default()),
+            );
+        }
+    }
+    if !unusable.is_empty() {
+        for line in unusable {
+            writeln!(err, "error: {line}")?;
+        }
+        return Ok(EXIT_INVALID);
+    }
+    let Some(engine) = engine_for(&workflow, args.cache_dir.clone(), &state_dir, &args.exec, err)? else {
+        return Ok(EXIT_INVALID);
     };
     let run_id = args.run_id.clone().unwrap_or_else(|| Engine::new_run_id(&workflow));
     let mut options = RunOptions { run_id: Some(run_id.clone()), ..RunOptions::default() };
@@ -235,6 +269,26 @@ pub(super) fn resume(
             return Ok(EXIT_INVALID);
         }
     };
+    // Refuse a changed workflow before compiling anything for it.
+    match Engine::resume_changes(&workflow, &journal) {
+        Ok(changes) if !changes.is_empty() && !args.force => {
+            let e = crate::exec::ResumeError::Changed { run: record.run_id, changes };
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    }
+    let unusable = args.exec.files.unwritable(None);
+    if !unusable.is_empty() {
+        for line in unusable {
+            writeln!(err, "error: {line}")?;
+        }
+        return Ok(EXIT_INVALID);
+    }
     let Some(engine) = engine_for(&workflow, None, &args.state_dir, &args.exec, err)? else {
         return Ok(EXIT_INVALID);
     };
@@ -295,6 +349,19 @@ pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Wri
         }
     };
     let wanted = |key: &str| args.key.as_deref().is_none_or(|k| crate::context::ownership::covers(k, key));
+    if let Some(key) = &args.key {
+        let keys: std::collections::BTreeSet<&str> =
+            commits.iter().flat_map(|c| c.writes.iter().map(|(k, _)| k.as_str())).collect();
+        if !keys.iter().any(|k| wanted(k)) {
+            let hint = crate::workflow::closest(key, keys.iter().copied())
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_else(|| {
+                    format!(" (it has {} keys: see ensemble context {})", keys.len(), args.run)
+                });
+            writeln!(err, "error: run `{}` has no key `{key}` nor keys under it{hint}", args.run)?;
+            return Ok(EXIT_INVALID);
+        }
+    }
     let json = |bytes: &[u8]| {
         crate::context::decode_value(bytes).unwrap_or_else(|_| {
             serde_json::Value::String(format!("<{} bytes, not MessagePack>", bytes.len()))
@@ -358,15 +425,26 @@ pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Wri
     Ok(EXIT_OK)
 }
 
-/// `NAME=FILE` pairs → MessagePack values by name.
+/// `NAME=FILE` pairs → MessagePack values by name. Each error is one line.
 fn read_inputs(pairs: &[String]) -> Result<std::collections::BTreeMap<String, Vec<u8>>, String> {
     let mut inputs = std::collections::BTreeMap::new();
     for pair in pairs {
         let Some((name, file)) = pair.split_once('=') else {
             return Err(format!("--input `{pair}`: write NAME=FILE, e.g. --input brief=brief.yaml"));
         };
-        if let Err(e) = crate::context::validate_key(name) {
+        if let Some(rest) = name.strip_prefix("input.") {
+            return Err(format!(
+                "--input `{pair}`: the `input.` prefix is added for you: write --input {rest}={file} (agents read it as `{name}`)"
+            ));
+        }
+        // The name must make a valid key under `input.` (and so fit its length).
+        if let Err(e) = crate::context::validate_key(name)
+            .and_then(|()| crate::context::validate_key(&format!("{INPUT_PREFIX}.{name}")))
+        {
             return Err(format!("--input `{pair}`: {e}"));
+        }
+        if inputs.contains_key(name) {
+            return Err(format!("--input `{pair}`: input `{name}` is given twice: keep one"));
         }
         let bytes = crate::exec::load_input(Path::new(file)).map_err(|e| format!("--input {name}: {e}"))?;
         inputs.insert(name.to_owned(), bytes);
@@ -374,30 +452,34 @@ fn read_inputs(pairs: &[String]) -> Result<std::collections::BTreeMap<String, Ve
     Ok(inputs)
 }
 
-/// Write the workflow's `outputs` files after a run; problems are warnings.
+/// The prefix of the run's input keys.
+const INPUT_PREFIX: &str = crate::exec::INPUT_WRITER;
+
+/// Write the workflow's `outputs` files after a run; false (after saying
+/// why on `err`, one line each) if they could not be.
 fn write_outputs(
     workflow: &Workflow,
     report: &RunReport,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     if workflow.outputs.is_none() {
-        return Ok(());
+        return Ok(true);
     }
     if !report.succeeded() {
         // Do not overwrite the documents of an earlier, successful run.
         writeln!(err, "outputs not written: the run did not succeed")?;
-        return Ok(());
+        return Ok(true);
     }
     let (written, errors) = crate::exec::write_outputs(workflow, &report.context);
-    for e in errors {
-        writeln!(err, "warning: {e}")?;
+    for e in &errors {
+        writeln!(err, "error: {e}")?;
     }
     if !written.is_empty() {
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         writeln!(out, "wrote {}", names.join(", "))?;
     }
-    Ok(())
+    Ok(errors.is_empty())
 }
 
 /// The workflow's agent output cache, unless disabled (by the file or `--no-cache`).
@@ -633,7 +715,7 @@ fn summarise(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<u8> {
-    write_outputs(workflow, report, out, err)?;
+    let outputs_written = write_outputs(workflow, report, out, err)?;
     let metrics = report.metrics(workflow);
     let files_written = exec.files.write(&metrics, None, err)?;
     write!(out, "{}", observe::markdown::render(&metrics))?;
@@ -670,12 +752,22 @@ fn summarise(
         EXIT_CANCELLED
     } else if !report.succeeded() || !files_written {
         EXIT_FAILED
+    } else if !outputs_written {
+        // The workflow's outputs do not match what its agents wrote.
+        EXIT_INVALID
     } else {
         EXIT_OK
     })
 }
 
 pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let unusable = args.files.unwritable(args.html.as_deref());
+    if !unusable.is_empty() {
+        for line in unusable {
+            writeln!(err, "error: {line}")?;
+        }
+        return Ok(EXIT_INVALID);
+    }
     let path = journal::path_of(&args.state_dir, &args.run);
     let read = Journal::open(&path).and_then(|j| Ok((j.report()?, j.run()?.status)));
     let metrics = match read {

@@ -202,7 +202,7 @@ impl Engine {
             workflow: workflow.name.clone(),
             workflow_path: std::path::absolute(&workflow.path).unwrap_or_else(|_| workflow.path.clone()),
             workflow_hash: file_hash(&workflow.path),
-            components: self.component_hashes(workflow),
+            components: Self::component_hashes(workflow),
             started_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             status: RunStatus::Running,
             resumed: 0,
@@ -211,25 +211,38 @@ impl Engine {
         Journal::create(&crate::journal::path_of(state_dir, run_id), &record)
     }
 
-    fn component_hashes(&self, workflow: &Workflow) -> BTreeMap<String, String> {
-        workflow
-            .agents
-            .iter()
-            .map(|a| {
-                let hash = match self.runtime.load_file_granted(&a.id, &a.component, a.wasi) {
-                    Ok(c) => c.content_hash,
-                    Err(_) => file_hash(&a.component),
-                };
-                (a.id.clone(), hash)
-            })
-            .collect()
+    /// Each agent's component hash: blake3 of its file, as a loaded
+    /// component's `content_hash` (nothing is compiled for it).
+    fn component_hashes(workflow: &Workflow) -> BTreeMap<String, String> {
+        workflow.agents.iter().map(|a| (a.id.clone(), file_hash(&a.component))).collect()
+    }
+
+    /// What changed since the run of `journal` started (the workflow file,
+    /// components, agents), one sentence each; empty if nothing did. Cheap:
+    /// files are hashed, nothing is compiled, so callers check it before
+    /// loading anything.
+    pub fn resume_changes(workflow: &Workflow, journal: &Journal) -> Result<Vec<String>, JournalError> {
+        let record = journal.run()?;
+        let mut changes = Vec::new();
+        if record.workflow_hash != file_hash(&workflow.path) {
+            changes.push(format!("workflow file {} changed since the run started", workflow.path.display()));
+        }
+        for (agent, hash) in &Self::component_hashes(workflow) {
+            let path = workflow.agent(agent).map(|a| a.component.display().to_string()).unwrap_or_default();
+            match record.components.get(agent) {
+                Some(then) if then == hash => {}
+                Some(_) => changes.push(format!("the component of agent `{agent}` ({path}) changed")),
+                None => changes.push(format!("agent `{agent}` was not in the run")),
+            }
+        }
+        Ok(changes)
     }
 
     /// Finish a run that stopped (killed, cancelled, failed): rebuild its
     /// context from the journal, keep every agent that committed for good
     /// (succeeded, or partial by its barrier), and run the rest. Refused if
-    /// the workflow file or a component changed since the run started,
-    /// unless `force`.
+    /// the workflow file or a component changed since the run started
+    /// ([`Engine::resume_changes`]), unless `force`.
     pub async fn resume(
         &self,
         workflow: &Workflow,
@@ -238,18 +251,7 @@ impl Engine {
         force: bool,
     ) -> Result<RunReport, ResumeError> {
         let mut record = journal.run()?;
-        let mut changes = Vec::new();
-        if record.workflow_hash != file_hash(&workflow.path) {
-            changes.push(format!("workflow file {} changed since the run started", workflow.path.display()));
-        }
-        let now = self.component_hashes(workflow);
-        for (agent, hash) in &now {
-            match record.components.get(agent) {
-                Some(then) if then == hash => {}
-                Some(_) => changes.push(format!("the component of agent `{agent}` changed")),
-                None => changes.push(format!("agent `{agent}` was not in the run")),
-            }
-        }
+        let changes = Self::resume_changes(workflow, &journal)?;
         if !changes.is_empty() && !force {
             return Err(ResumeError::Changed { run: record.run_id, changes });
         }
@@ -261,7 +263,7 @@ impl Engine {
         }
         record.status = RunStatus::Running;
         record.resumed += 1;
-        record.components = now;
+        record.components = Self::component_hashes(workflow);
         record.workflow_hash = file_hash(&workflow.path);
         journal.set_resumed(&record)?;
         options.journal = Some(journal);
@@ -359,42 +361,61 @@ fn slice(cpu: u32) -> u32 {
 
 /// Read an input file (YAML or JSON) as the MessagePack value
 /// [`RunOptions::inputs`] takes.
+/// Errors are one line, naming the file (and the line of a syntax error).
 pub fn load_input(path: &Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value: serde_json::Value =
-        serde_saphyr::from_str(&text).map_err(|e| format!("{} is not YAML or JSON: {e}", path.display()))?;
+    let text = crate::files::read_text(path, MAX_INPUT_BYTES)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.trim().is_empty() {
+        return Err(format!("{}: the file is empty: write a YAML or JSON value", path.display()));
+    }
+    let value: serde_json::Value = serde_saphyr::from_str(&text)
+        .map_err(|e| format!("{} (not YAML or JSON)", crate::workflow::yaml_error_line(path, &e)))?;
     rmp_serde::to_vec_named(&value).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Why an output file was not written.
+/// The largest input file read.
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// Why the outputs were not written. Each names the workflow file and the
+/// line of the output's `key`, or the file that could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("output {file}: no agent committed `{key}`")]
-    Missing { file: String, key: String },
-    #[error("output {file}: `{key}` is not a string (documents are MessagePack strings)")]
-    NotText { file: String, key: String },
+    #[error("{}:{at}: output `{file}`: no agent committed `{key}`, so there is nothing to write", workflow.display())]
+    Missing { workflow: std::path::PathBuf, at: crate::workflow::Location, file: String, key: String },
+    #[error("{}:{at}: output `{file}`: `{key}` is not a string (documents are MessagePack strings)", workflow.display())]
+    NotText { workflow: std::path::PathBuf, at: crate::workflow::Location, file: String, key: String },
     #[error("output {}: {source}", path.display())]
     Write { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// Write the workflow's `outputs` from `context`: each file gets the text of
-/// its key. Every file that can be written is; the errors are returned.
+/// its key. If a key is missing or not text, nothing is written (the
+/// documents of a run go together) and the errors are returned; otherwise
+/// every file that can be written is.
 pub fn write_outputs(
     workflow: &Workflow,
     context: &crate::context::Snapshot,
 ) -> (Vec<std::path::PathBuf>, Vec<OutputError>) {
     let (mut written, mut errors) = (Vec::new(), Vec::new());
     let Some(outputs) = &workflow.outputs else { return (written, errors) };
-    for (file, key) in &outputs.files {
-        let Some(entry) = context.get(key) else {
-            errors.push(OutputError::Missing { file: file.clone(), key: key.clone() });
+    let mut texts = Vec::new();
+    for output in &outputs.files {
+        let (workflow, at, file, key) =
+            (workflow.path.clone(), output.location, output.name.clone(), output.key.clone());
+        let Some(entry) = context.get(&output.key) else {
+            errors.push(OutputError::Missing { workflow, at, file, key });
             continue;
         };
         let Ok(text) = rmp_serde::from_slice::<String>(&entry.value) else {
-            errors.push(OutputError::NotText { file: file.clone(), key: key.clone() });
+            errors.push(OutputError::NotText { workflow, at, file, key });
             continue;
         };
-        let path = outputs.dir.join(file);
+        texts.push((outputs.dir.join(&output.name), text));
+    }
+    if !errors.is_empty() {
+        return (written, errors);
+    }
+    for (path, text) in texts {
         let result = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
@@ -407,9 +428,10 @@ pub fn write_outputs(
     (written, errors)
 }
 
-/// blake3 (hex) of a file's bytes; of nothing if it cannot be read.
+/// blake3 (hex) of a file's bytes; of nothing if it cannot be read (or is
+/// not a regular file: a FIFO or device is never opened).
 fn file_hash(path: &Path) -> String {
-    blake3::hash(&std::fs::read(path).unwrap_or_default()).to_hex().to_string()
+    blake3::hash(&crate::files::read_file(path, u64::MAX).unwrap_or_default()).to_hex().to_string()
 }
 
 fn new_run_id(workflow: &Workflow) -> String {
@@ -1450,6 +1472,7 @@ impl<'w> Execution<'w> {
                 self.finish(agent, status, Some((started, fuel_used, peak_memory)));
             }
             Err(error) => {
+                let error = self.checked_need_hint(agent, error);
                 let attempt = self.attempts.get(id).copied().unwrap_or(1);
                 if let AgentError::Timeout { after, .. } = &error {
                     self.emit(EventKind::TimedOut { agent: id.to_owned(), attempt, after: *after });
@@ -1474,6 +1497,26 @@ impl<'w> Execution<'w> {
                 }
             }
         }
+    }
+
+    /// `error` without its hint to add a need if `agent` already waits for
+    /// the key's owner (a data need, directly or through other agents): the
+    /// owner committed without the key, and a need would not help.
+    fn checked_need_hint(&self, agent: &AgentSpec, error: AgentError) -> AgentError {
+        let Some(owner) = error.missing_need().map(|m| m.owner.as_str()) else { return error };
+        let mut seen: Set<&str> = Set::default();
+        let mut stack: Vec<&str> = agent.blocking_needs().collect();
+        while let Some(id) = stack.pop() {
+            if id == owner {
+                return error.without_missing_need();
+            }
+            if seen.insert(id)
+                && let Some(spec) = self.spec(id)
+            {
+                stack.extend(spec.blocking_needs());
+            }
+        }
+        error
     }
 
     /// Commit `agent`'s writes (made against version `base`) and journal

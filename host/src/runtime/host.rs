@@ -148,6 +148,9 @@ pub(crate) struct AgentState {
     /// The first key it read outside its patterns. It fails the invocation
     /// whatever the agent does next.
     pub(crate) read_refused: Option<String>,
+    /// The first key it read and found missing that another agent owns
+    /// (key, owner): if it then fails, a missing `needs` is the likely cause.
+    absent_owned: Option<(String, String)>,
     /// WASI 0.2, locked down: no files, environment, arguments or network;
     /// stdin is empty, stdout and stderr are discarded.
     /// Built at the first WASI call: most agents make none.
@@ -199,9 +202,17 @@ impl AgentState {
             reads_allowed: None,
             subject: None,
             read_refused: None,
+            absent_owned: None,
             wasi: None,
             table: wasmtime::component::ResourceTable::new(),
         }
+    }
+}
+
+impl AgentState {
+    /// The key it found missing that another agent owns, if any.
+    pub(crate) fn missing_need(&self) -> Option<Box<super::MissingNeed>> {
+        self.absent_owned.clone().map(|(key, owner)| Box::new(super::MissingNeed { key, owner }))
     }
 }
 
@@ -288,6 +299,12 @@ impl context::Host for AgentState {
             return Ok(Err(e));
         }
         let value = self.snapshot.get(&key).map(|e| e.value.to_vec());
+        if value.is_none()
+            && self.absent_owned.is_none()
+            && let Some(owner) = self.ownership.owner_of(&key).filter(|o| **o != *self.agent)
+        {
+            self.absent_owned = Some((key.clone(), owner.to_owned()));
+        }
         self.reads.values.entry(key).or_insert_with(|| value_hash(value.as_deref()));
         Ok(Ok(value))
     }

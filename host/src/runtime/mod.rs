@@ -275,7 +275,7 @@ pub enum AgentError {
     MemoryLimit { agent: String, limit: u64, requested: u64 },
     #[error("agent `{agent}` timed out after {}", humantime::format_duration(*after))]
     Timeout { agent: String, after: Duration },
-    #[error("agent `{agent}` trapped: {message}{}", said.as_ref().map(|s| format!(" (it last logged: {s})")).unwrap_or_default())]
+    #[error("agent `{agent}` trapped: {message}{}{}", said.as_ref().map(|s| format!(" (it last logged: {s})")).unwrap_or_default(), need_hint(agent, missing_need.as_deref()))]
     Trap {
         agent: String,
         message: String,
@@ -283,6 +283,8 @@ pub enum AgentError {
         backtrace: Option<String>,
         /// The last message the agent logged at error level, e.g. a Rust panic.
         said: Option<String>,
+        /// A key it found missing that another agent owns.
+        missing_need: Option<Box<MissingNeed>>,
     },
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
@@ -292,8 +294,14 @@ pub enum AgentError {
     /// It went past a host limit that fails the invocation (a log flood).
     #[error("agent `{agent}` exceeded a host limit: {message}")]
     LimitExceeded { agent: String, message: String },
-    #[error("agent `{agent}` failed: {message}")]
-    Returned { agent: String, kind: ReturnedKind, message: String },
+    #[error("agent `{agent}` failed: {message}{}", need_hint(agent, missing_need.as_deref()))]
+    Returned {
+        agent: String,
+        kind: ReturnedKind,
+        message: String,
+        /// A key it found missing that another agent owns.
+        missing_need: Option<Box<MissingNeed>>,
+    },
     #[error("agent `{agent}`: host error: {message}")]
     Host { agent: String, message: String },
     /// Its commit met a concurrent write its key's policy refuses; another
@@ -305,7 +313,44 @@ pub enum AgentError {
     Stopped { agent: String, reason: String },
 }
 
+/// A key an agent read and found missing although another agent owns it:
+/// the likely cause of its failure when it does not wait for that agent
+/// (the executor drops it when it does: see [`AgentError::without_missing_need`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingNeed {
+    pub key: String,
+    /// The agent owning `key`.
+    pub owner: String,
+}
+
+fn need_hint(agent: &str, missing: Option<&MissingNeed>) -> String {
+    missing
+        .map(|m| {
+            format!(
+                " (`{}` is owned by agent `{}`, which `{agent}` does not wait for: add `needs: [{}]` to agent `{agent}`)",
+                m.key, m.owner, m.owner
+            )
+        })
+        .unwrap_or_default()
+}
+
 impl AgentError {
+    /// The key it found missing that another agent owns, if that is why it may have failed.
+    pub fn missing_need(&self) -> Option<&MissingNeed> {
+        match self {
+            Self::Returned { missing_need, .. } | Self::Trap { missing_need, .. } => missing_need.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The same error without a [`MissingNeed`] (the agent does wait for the owner).
+    pub fn without_missing_need(mut self) -> Self {
+        if let Self::Returned { missing_need, .. } | Self::Trap { missing_need, .. } = &mut self {
+            *missing_need = None;
+        }
+        self
+    }
+
     /// The agent this error is about.
     pub fn agent(&self) -> &str {
         match self {
@@ -336,8 +381,12 @@ impl AgentError {
             Self::OutOfFuel { budget, .. } => Self::OutOfFuel { agent: id, budget },
             Self::MemoryLimit { limit, requested, .. } => Self::MemoryLimit { agent: id, limit, requested },
             Self::Timeout { after, .. } => Self::Timeout { agent: id, after },
-            Self::Trap { message, backtrace, said, .. } => Self::Trap { agent: id, message, backtrace, said },
-            Self::Returned { kind, message, .. } => Self::Returned { agent: id, kind, message },
+            Self::Trap { message, backtrace, said, missing_need, .. } => {
+                Self::Trap { agent: id, message, backtrace, said, missing_need }
+            }
+            Self::Returned { kind, message, missing_need, .. } => {
+                Self::Returned { agent: id, kind, message, missing_need }
+            }
             Self::Host { message, .. } => Self::Host { agent: id, message },
             Self::Stopped { reason, .. } => Self::Stopped { agent: id, reason },
             Self::ReadRefused { key, patterns, .. } => Self::ReadRefused { agent: id, key, patterns },
@@ -527,12 +576,7 @@ impl Runtime {
     /// Load the component at `path` for `agent`. CPU-heavy on a cache miss:
     /// call it from a blocking thread in async code.
     pub fn load_file(&self, agent: &str, path: &Path) -> Result<AgentComponent, AgentError> {
-        let bytes = std::fs::read(path).map_err(|e| AgentError::Load {
-            agent: agent.to_owned(),
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        self.load(agent, path, &bytes)
+        self.load_file_granted(agent, path, false)
     }
 
     /// Load component `bytes` for `agent`; `path` names them in errors.
@@ -559,10 +603,15 @@ impl Runtime {
     ) -> Result<AgentComponent, AgentError> {
         let load_error =
             |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
-        // Refuse an oversized file before reading it all.
+        // Refuse an oversized file before reading it all, and anything but
+        // a regular file before opening it (a FIFO blocks, /dev/zero never ends).
+        if let Some(why) = crate::files::not_a_file(path) {
+            return Err(load_error(format!("it {why}")));
+        }
         let size = std::fs::metadata(path).map_err(|e| load_error(e.to_string()))?.len();
         self.check_size(size).map_err(load_error)?;
-        let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
+        let bytes = crate::files::read_file(path, self.inner.max_component_bytes)
+            .map_err(|e| load_error(e.to_string()))?;
         self.load_granted(agent, path, &bytes, wasi)
     }
 
@@ -802,7 +851,7 @@ impl Runtime {
                     bindings::AgentError::Context(e) => (ReturnedKind::Context, context_error_message(&e)),
                     bindings::AgentError::Failed(m) => (ReturnedKind::Failed, m),
                 };
-                Err(AgentError::Returned { agent, kind, message })
+                Err(AgentError::Returned { agent, kind, message, missing_need: state.missing_need() })
             }
             Err(e) => {
                 if e.downcast_ref::<DeadlineExceeded>().is_some()
@@ -836,7 +885,8 @@ impl Runtime {
                         .collect::<Vec<_>>()
                         .join(": "),
                 };
-                Err(AgentError::Trap { agent, message, backtrace, said: state.last_error })
+                let missing_need = state.missing_need();
+                Err(AgentError::Trap { agent, message, backtrace, said: state.last_error, missing_need })
             }
         }
     }

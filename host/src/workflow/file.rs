@@ -333,20 +333,37 @@ const FIELDS: &[&str] = &[
     "key",
 ];
 
+/// A YAML parser error as one [`Problem`]: its position, and the first line
+/// of its text without the parser's own "line L column C" prefix (the
+/// position is printed once, as file:line:col).
+pub(crate) fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
+    let location = e.location().map(|l| Location { line: l.line(), column: l.column() });
+    // The error's own text may repeat the position; keep its first line.
+    let message = e.to_string();
+    let mut message = message.lines().next().unwrap_or("invalid YAML").trim();
+    if let Some(rest) = message.strip_prefix("error: line ")
+        && let Some((_, text)) = rest.split_once(": ")
+    {
+        message = text;
+    }
+    // Say what the parser expected in the file's words.
+    let message = match message {
+        "expected sequence start" => "expected a list here: `[a, b]`, or one `- item` per line".to_owned(),
+        "expected mapping start" => "expected a map here: `key: value` entries".to_owned(),
+        other => match other.strip_prefix("duplicate mapping key: ") {
+            Some(rest) => {
+                let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+                format!("`{key}` appears twice in the same map: keep one (or rename it)")
+            }
+            None => other.to_owned(),
+        },
+    };
+    Problem { location, message }
+}
+
 pub(super) fn parse(text: &str) -> Result<WorkflowFile, Problem> {
     serde_saphyr::from_str(text).map_err(|e| {
-        let location = e.location().map(|l| Location { line: l.line(), column: l.column() });
-        // The error's own text may repeat the position; keep its first line.
-        let message = e.to_string();
-        let mut message = message.lines().next().unwrap_or("invalid YAML").trim();
-        // Drop the parser's own "error: line L column C: " prefix; the
-        // position is printed once, as file:line:col.
-        if let Some(rest) = message.strip_prefix("error: line ")
-            && let Some((_, text)) = rest.split_once(": ")
-        {
-            message = text;
-        }
-        let mut message = message.to_owned();
+        let Problem { location, mut message } = yaml_problem(&e);
         if let Some(unknown) = unknown_field(&message)
             && let Some(hint) = super::validate::closest(unknown, FIELDS.iter().copied())
         {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub(crate) use validate::closest;
 pub use validate::{DEFAULT_CACHE_SIZE, DEFAULT_COMPRESS_ABOVE, MIN_MEMORY_UNIT};
 
 /// Default pool of cpu units.
@@ -207,8 +208,18 @@ pub struct CacheSpec {
 pub struct OutputsSpec {
     /// Resolved against the workflow's directory.
     pub dir: PathBuf,
-    /// (file name, context key), in file order.
-    pub files: Vec<(String, String)>,
+    /// In file order.
+    pub files: Vec<OutputFile>,
+}
+
+/// One file of `outputs`: the text of a context key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Relative to the outputs' `dir`.
+    pub name: String,
+    pub key: String,
+    /// Where its `key` is declared.
+    pub location: Location,
 }
 
 /// The resource pool the agents share.
@@ -312,6 +323,12 @@ pub enum WorkflowError {
     Invalid { path: PathBuf, problems: Vec<Problem> },
 }
 
+/// A YAML (or JSON) parse error in the file at `path`, as one line:
+/// `path:line:col: what`.
+pub(crate) fn yaml_error_line(path: &Path, e: &serde_saphyr::Error) -> String {
+    render_problems(path, &[file::yaml_problem(e)])
+}
+
 fn render_problems(path: &Path, problems: &[Problem]) -> String {
     let lines: Vec<String> = problems
         .iter()
@@ -323,12 +340,21 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
+/// The largest workflow file read.
+pub const MAX_WORKFLOW_BYTES: u64 = 16 << 20;
+
+/// The workflow file's text: a regular file (never a FIFO or device) of at
+/// most [`MAX_WORKFLOW_BYTES`].
+fn read(path: &Path) -> Result<String, WorkflowError> {
+    crate::files::read_text(path, MAX_WORKFLOW_BYTES)
+        .map_err(|source| WorkflowError::Read { path: path.to_owned(), source })
+}
+
 impl Workflow {
     /// Read, parse and validate the workflow at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, WorkflowError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| WorkflowError::Read { path: path.to_owned(), source })?;
+        let text = read(path)?;
         Self::parse(&text, path)
     }
 
@@ -342,8 +368,7 @@ impl Workflow {
     /// enough to plan and draw a workflow whose agents are still being built.
     pub fn load_for_planning(path: impl AsRef<Path>) -> Result<Self, WorkflowError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| WorkflowError::Read { path: path.to_owned(), source })?;
+        let text = read(path)?;
         Self::parse_with(&text, path, false)
     }
 
@@ -355,6 +380,10 @@ impl Workflow {
 
     fn parse_with(text: &str, path: &Path, check_components: bool) -> Result<Self, WorkflowError> {
         let invalid = |problems| WorkflowError::Invalid { path: path.to_owned(), problems };
+        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            let message = "the file is empty: a workflow declares at least `agents:` (see `ensemble schema`)";
+            return Err(invalid(vec![Problem { location: None, message: message.into() }]));
+        }
         let file = file::parse(text).map_err(|p| invalid(vec![p]))?;
         let base = path.parent().unwrap_or(Path::new("."));
         validate::validate(&file, path, base, check_components).map_err(invalid)

@@ -10,8 +10,8 @@ use super::file::{
 };
 use super::{
     AgentSpec, Barrier, CacheSpec, ConflictPolicy, CrossValidation, DEFAULT_AGENT_CPU, DEFAULT_AGENT_MEMORY,
-    GroupSpec, Location, Need, OnFailure, OutputsSpec, Problem, Resources, Retry, SharedPrefix, Success,
-    TimeoutStrategy, Workflow,
+    GroupSpec, Location, Need, OnFailure, OutputFile, OutputsSpec, Problem, Resources, Retry, SharedPrefix,
+    Success, TimeoutStrategy, Workflow,
 };
 use crate::context::{ownership, validate_key};
 
@@ -89,6 +89,7 @@ pub(super) fn validate(
     }
     check_ownership_overlaps(file, &agents, &shared, &mut problems);
     check_cycles(&agents, &mut problems);
+    check_reads_against_needs(file, &agents, &shared, &mut problems);
     let groups = groups(file, &ids, &mut problems);
     check_groups_against_needs(&groups, &agents, &mut problems);
     let cache = cache(file, base, &mut problems);
@@ -218,11 +219,8 @@ fn agent_spec(
     }
 
     let component = base.join(&a.component.value);
-    if check_components && !component.is_file() {
-        problems.at(
-            at(&a.component),
-            format!("agent `{id}`: component file {} does not exist", component.display()),
-        );
+    if check_components && let Some(why) = crate::files::not_a_file(&component) {
+        problems.at(at(&a.component), format!("agent `{id}`: component file {} {why}", component.display()));
     }
 
     let owns: Vec<String> = match &a.owns {
@@ -405,6 +403,54 @@ fn check_ownership_overlaps(
             }
         }
         seen.extend(agent.owns.iter().map(|p| (p.as_str(), agent.id.as_str())));
+    }
+}
+
+/// An agent whose `reads` name another agent's keys must need that agent
+/// (directly or through others, any kind of need): otherwise whether it
+/// sees them depends on timing.
+fn check_reads_against_needs(
+    file: &WorkflowFile,
+    agents: &[AgentSpec],
+    shared: &[SharedPrefix],
+    problems: &mut Problems,
+) {
+    let by_id: HashMap<&str, &AgentSpec> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
+    for agent in agents {
+        let Some(patterns) = file.agents.value.get(&agent.id).and_then(|a| a.value.reads.as_ref()) else {
+            continue;
+        };
+        let mut reached: HashSet<&str> = HashSet::new();
+        let mut stack: Vec<&str> = agent.needs.iter().map(|n| n.agent.as_str()).collect();
+        while let Some(id) = stack.pop() {
+            if reached.insert(id)
+                && let Some(spec) = by_id.get(id)
+            {
+                stack.extend(spec.needs.iter().map(|n| n.agent.as_str()));
+            }
+        }
+        for pattern in patterns {
+            let stem = pattern.value.strip_suffix(".*").or_else(|| pattern.value.strip_suffix('*'));
+            let stem = stem.unwrap_or(&pattern.value);
+            if stem.is_empty()
+                || ownership::covers("input", stem)
+                || shared.iter().any(|s| ownership::overlap(&s.prefix, stem))
+            {
+                continue;
+            }
+            let mut named = HashSet::new();
+            for other in agents.iter().filter(|o| o.id != agent.id && !reached.contains(o.id.as_str())) {
+                if other.owns.iter().any(|p| ownership::overlap(p, stem)) && named.insert(other.id.as_str()) {
+                    problems.at(
+                        at(pattern),
+                        format!(
+                            "agent `{}` reads `{}`, which agent `{}` owns, without a need on it, so whether it sees them depends on timing: add `needs: [{}]` (or `{{agent: {}, kind: context}}` to read what is there when it starts)",
+                            agent.id, pattern.value, other.id, other.id, other.id
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -685,9 +731,13 @@ fn outputs(file: &WorkflowFile, base: &Path, problems: &mut Problems) -> Option<
                 format!("output `{name}`: no agent owns `{}`, so nothing can write it", key.value),
             );
         }
-        files.push((name.clone(), key.value.clone()));
+        files.push(OutputFile { name: name.clone(), key: key.value.clone(), location: at(key) });
     }
-    Some(OutputsSpec { dir: base.join(&o.dir.value), files })
+    let dir = base.join(&o.dir.value);
+    if let Some(why) = crate::files::dir_unusable(&dir) {
+        problems.at(at(&o.dir), format!("outputs.dir {} cannot be made: {why}", dir.display()));
+    }
+    Some(OutputsSpec { dir, files })
 }
 
 /// The candidate nearest to `word`, if it is near enough to be a typo.

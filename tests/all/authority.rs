@@ -110,21 +110,28 @@ async fn a_grant_gives_wasi_and_nothing_else() {
 }
 
 /// The Python prober (`tests/fixtures/python/prober.py`), or `None` when it
-/// is not built (CI builds it and sets `ENSEMBLE_REQUIRE_POLYGLOT=1`).
+/// is not built, or built from an older `prober.py` (CI builds it and sets
+/// `ENSEMBLE_REQUIRE_POLYGLOT=1`).
 fn prober(test: &str) -> Option<Vec<u8>> {
-    let path = ensemble_tests::repo_root().join("tests/fixtures/python/dist/prober.wasm");
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(_) => {
-            ensemble_tests::skip_or_require(
-                &format!("authority::{test}"),
-                "tests/fixtures/python/dist/prober.wasm is not built",
-                "run tests/fixtures/python/build.sh",
-                "ENSEMBLE_REQUIRE_POLYGLOT",
-            );
-            None
+    let root = ensemble_tests::repo_root().join("tests/fixtures/python");
+    let modified = |file: &str| std::fs::metadata(root.join(file)).and_then(|m| m.modified()).ok();
+    let missing = match (modified("dist/prober.wasm"), modified("prober.py")) {
+        (None, _) => "tests/fixtures/python/dist/prober.wasm is not built",
+        (Some(built), Some(source)) if built < source => {
+            "tests/fixtures/python/dist/prober.wasm is older than prober.py"
         }
-    }
+        _ => match std::fs::read(root.join("dist/prober.wasm")) {
+            Ok(bytes) => return Some(bytes),
+            Err(_) => "tests/fixtures/python/dist/prober.wasm cannot be read",
+        },
+    };
+    ensemble_tests::skip_or_require(
+        &format!("authority::{test}"),
+        missing,
+        "run tests/fixtures/python/build.sh",
+        "ENSEMBLE_REQUIRE_POLYGLOT",
+    );
+    None
 }
 
 /// With the grant, WASI is locked down: a Python agent finds no files, no

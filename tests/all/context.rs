@@ -54,6 +54,16 @@ async fn an_agent_that_runs_without_the_dependency_sees_nothing() {
     let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
     // The copier fails (its own error) exactly when it finds no value.
     crate::assert_fixture_failed(&report, "b");
+    // The host saw it read a key `a` owns without waiting for `a`: it says so.
+    let Some(ensemble::AgentError::Returned { missing_need: Some(need), .. }) = report.error("b") else {
+        panic!("`b` failed without a missing-need hint: {:?}", report.error("b"))
+    };
+    assert_eq!((need.key.as_str(), need.owner.as_str()), ("a.value", "a"));
+    assert!(
+        report.error("b").is_some_and(|e| e.to_string().contains("add `needs: [a]`")),
+        "{:?}",
+        report.error("b")
+    );
     assert!(report.context.get("b.copy").is_none());
     assert_eq!(report.context.get("a.value").map(|e| &*e.value), Some(&b"\xa2ok"[..]));
 }

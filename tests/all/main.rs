@@ -90,7 +90,7 @@ pub fn drain(rx: &mut tokio::sync::broadcast::Receiver<ensemble::Event>) -> Vec<
 #[track_caller]
 pub fn assert_fixture_failed(report: &ensemble::RunReport, agent: &str) {
     match report.error(agent) {
-        Some(ensemble::AgentError::Returned { agent: who, kind, message }) => {
+        Some(ensemble::AgentError::Returned { agent: who, kind, message, .. }) => {
             assert_eq!(
                 (who.as_str(), *kind, message.as_str()),
                 (agent, ensemble::runtime::ReturnedKind::Failed, "fixture failed")

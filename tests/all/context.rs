@@ -55,7 +55,7 @@ async fn an_agent_that_runs_without_the_dependency_sees_nothing() {
     // The copier fails (its own error) exactly when it finds no value.
     crate::assert_fixture_failed(&report, "b");
     // The host saw it read a key `a` owns without waiting for `a`: it says so.
-    let Some(ensemble::AgentError::Returned { missing_need: Some(need), .. }) = report.error("b") else {
+    let Some(AgentError::Returned { missing_need: Some(need), .. }) = report.error("b") else {
         panic!("`b` failed without a missing-need hint: {:?}", report.error("b"))
     };
     assert_eq!((need.key.as_str(), need.owner.as_str()), ("a.value", "a"));

@@ -414,7 +414,12 @@ fn help_through_a_pipe_has_no_colour_codes() {
 
     // On a terminal there is colour, unless NO_COLOR says otherwise.
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("`script` (util-linux) is not installed: colour on a terminal is not checked");
+        ensemble_tests::skip_or_require(
+            "bad_input::help_through_a_pipe_has_no_colour_codes (colour on a terminal)",
+            "`script` is not installed",
+            "install it (Debian package bsdutils)",
+            "ENSEMBLE_REQUIRE_SCRIPT",
+        );
         return;
     }
     let on_terminal = |no_colour: Option<&str>| {

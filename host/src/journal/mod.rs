@@ -175,7 +175,7 @@ impl Journal {
                 cause: format!("run `{}` already has a journal; resume it instead", run.run_id),
             });
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| storage(path, e))?;
         let partial = path.with_extension("redb.partial");
         // Left by a process killed while creating this run's journal.

@@ -1,0 +1,170 @@
+//! Why an agent did not succeed: [`AgentError`], one variant per cause,
+//! each naming the agent, and the [`MissingNeed`] hint a failure may carry.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::context::OwnershipError;
+
+/// How the agent's own `agent-error` classified its failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnedKind {
+    InvalidInput,
+    Context,
+    Failed,
+}
+
+/// Why an agent did not succeed. Every variant names the agent.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent `{agent}`: cannot load component {}: {reason}", path.display())]
+    Load { agent: String, path: PathBuf, reason: String },
+    #[error("agent `{agent}`: component {} imports `{import}`, which the host does not provide (agents get only the ensemble:agent interfaces; grant WASI 0.2 with `wasi: true`)", path.display())]
+    Link { agent: String, path: PathBuf, import: String },
+    #[error("agent `{agent}` ran out of fuel (budget: {budget} units)")]
+    OutOfFuel { agent: String, budget: u64 },
+    #[error("agent `{agent}` hit its memory limit of {limit} bytes (it asked for {requested} bytes)")]
+    MemoryLimit { agent: String, limit: u64, requested: u64 },
+    #[error("agent `{agent}` timed out after {}", humantime::format_duration(*after))]
+    Timeout { agent: String, after: Duration },
+    #[error("agent `{agent}` trapped: {message}{}{}", said.as_ref().map(|s| format!(" (it last logged: {s})")).unwrap_or_default(), need_hint(agent, missing_need.as_deref()))]
+    Trap {
+        agent: String,
+        message: String,
+        /// The wasm backtrace, when wasmtime captured one.
+        backtrace: Option<String>,
+        /// The last message the agent logged at error level, e.g. a Rust panic.
+        said: Option<String>,
+        /// A key it found missing that another agent owns.
+        missing_need: Option<Box<MissingNeed>>,
+    },
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
+    /// It read a key outside its workflow `reads` patterns.
+    #[error("agent `{agent}` may not read `{key}`: it is outside its `reads` patterns ({})", patterns.join(", "))]
+    ReadRefused { agent: String, key: String, patterns: Vec<String> },
+    /// It went past a host limit that fails the invocation (a log flood).
+    #[error("agent `{agent}` exceeded a host limit: {message}")]
+    LimitExceeded { agent: String, message: String },
+    #[error("agent `{agent}` failed: {message}{}", need_hint(agent, missing_need.as_deref()))]
+    Returned {
+        agent: String,
+        kind: ReturnedKind,
+        message: String,
+        /// A key it found missing that another agent owns.
+        missing_need: Option<Box<MissingNeed>>,
+    },
+    #[error("agent `{agent}`: host error: {message}")]
+    Host { agent: String, message: String },
+    /// Its commit met a concurrent write its key's policy refuses; another
+    /// attempt reads the newer value.
+    #[error(transparent)]
+    Conflict(#[from] crate::context::CommitError),
+    /// The executor stopped the agent (a group's barrier gave up on it).
+    #[error("agent `{agent}` was stopped: {reason}")]
+    Stopped { agent: String, reason: String },
+}
+
+/// A key an agent read and found missing although another agent owns it:
+/// the likely cause of its failure when it does not wait for that agent
+/// (the executor drops it when it does: see [`AgentError::without_missing_need`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingNeed {
+    pub key: String,
+    /// The agent owning `key`.
+    pub owner: String,
+}
+
+fn need_hint(agent: &str, missing: Option<&MissingNeed>) -> String {
+    missing
+        .map(|m| {
+            format!(
+                " (`{}` is owned by agent `{}`, which `{agent}` does not wait for: add `needs: [{}]` to agent `{agent}`)",
+                m.key, m.owner, m.owner
+            )
+        })
+        .unwrap_or_default()
+}
+
+impl AgentError {
+    /// The key it found missing that another agent owns, if that is why it may have failed.
+    pub fn missing_need(&self) -> Option<&MissingNeed> {
+        match self {
+            Self::Returned { missing_need, .. } | Self::Trap { missing_need, .. } => missing_need.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The same error without a [`MissingNeed`] (the agent does wait for the owner).
+    pub fn without_missing_need(mut self) -> Self {
+        if let Self::Returned { missing_need, .. } | Self::Trap { missing_need, .. } = &mut self {
+            *missing_need = None;
+        }
+        self
+    }
+
+    /// The agent this error is about.
+    pub fn agent(&self) -> &str {
+        match self {
+            Self::Load { agent, .. }
+            | Self::Link { agent, .. }
+            | Self::OutOfFuel { agent, .. }
+            | Self::MemoryLimit { agent, .. }
+            | Self::Timeout { agent, .. }
+            | Self::Trap { agent, .. }
+            | Self::Returned { agent, .. }
+            | Self::Host { agent, .. }
+            | Self::Stopped { agent, .. }
+            | Self::ReadRefused { agent, .. }
+            | Self::LimitExceeded { agent, .. } => agent,
+            Self::Ownership(e) => &e.agent,
+            Self::Conflict(e) => &e.0.agent,
+        }
+    }
+
+    /// The same error for agent `id` (a component shared by several agents
+    /// fails to load for each of them). Errors that name no agent of their
+    /// own (ownership, conflicts) are returned as they are.
+    pub fn for_agent(self, id: &str) -> Self {
+        let id = id.to_owned();
+        match self {
+            Self::Load { path, reason, .. } => Self::Load { agent: id, path, reason },
+            Self::Link { path, import, .. } => Self::Link { agent: id, path, import },
+            Self::OutOfFuel { budget, .. } => Self::OutOfFuel { agent: id, budget },
+            Self::MemoryLimit { limit, requested, .. } => Self::MemoryLimit { agent: id, limit, requested },
+            Self::Timeout { after, .. } => Self::Timeout { agent: id, after },
+            Self::Trap { message, backtrace, said, missing_need, .. } => {
+                Self::Trap { agent: id, message, backtrace, said, missing_need }
+            }
+            Self::Returned { kind, message, missing_need, .. } => {
+                Self::Returned { agent: id, kind, message, missing_need }
+            }
+            Self::Host { message, .. } => Self::Host { agent: id, message },
+            Self::Stopped { reason, .. } => Self::Stopped { agent: id, reason },
+            Self::ReadRefused { key, patterns, .. } => Self::ReadRefused { agent: id, key, patterns },
+            Self::LimitExceeded { message, .. } => Self::LimitExceeded { agent: id, message },
+            other => other,
+        }
+    }
+
+    /// Whether another attempt could succeed. Never for an unusable
+    /// component, an ownership violation, or input the agent called invalid.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Self::Load { .. }
+                | Self::Link { .. }
+                | Self::Ownership(_)
+                | Self::ReadRefused { .. }
+                | Self::LimitExceeded { .. }
+                | Self::Stopped { .. }
+                | Self::Returned { kind: ReturnedKind::InvalidInput | ReturnedKind::Context, .. }
+        )
+    }
+
+    /// Whether the component itself is unusable (bad file, wrong world,
+    /// forbidden import): an input problem, not a run-time failure.
+    pub fn is_load_error(&self) -> bool {
+        matches!(self, Self::Load { .. } | Self::Link { .. })
+    }
+}

@@ -79,6 +79,8 @@ fn layered(n: usize) -> Workflow {
             retry: Retry::default(),
             defaults: BTreeMap::new(),
             wasi: false,
+            grants: Default::default(),
+            cache: None,
             location: Location::default(),
         });
     }

@@ -92,6 +92,7 @@ fn main() {
             pulse: Default::default(),
             templates: None,
             reads: None,
+            capabilities: Default::default(),
         };
         let samples: Vec<Duration> = (0..RUNS)
             .map(|_| {

@@ -235,6 +235,7 @@ fn main() {
         pulse: Default::default(),
         templates: None,
         reads: None,
+        capabilities: Default::default(),
     };
 
     let per_agent = |took: Duration, n: usize| took.as_secs_f64() * 1e6 / n as f64;

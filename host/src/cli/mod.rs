@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod grants;
 mod live;
 mod plan;
 mod runs;
@@ -159,6 +160,7 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
                 w.name,
                 w.agents.len()
             )?;
+            grants::print_summary(&w, out)?;
             Ok(EXIT_OK)
         }
         Err(e) => {

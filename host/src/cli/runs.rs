@@ -210,10 +210,7 @@ pub(super) fn run(
         }
     }
     if !unusable.is_empty() {
-        for line in unusable {
-            writeln!(err, "error: {line}")?;
-        }
-        return Ok(EXIT_INVALID);
+        return invalid(err, &unusable);
     }
     let Some(engine) = engine_for(&workflow, args.cache_dir.clone(), &state_dir, &args.exec, err)? else {
         return Ok(EXIT_INVALID);
@@ -237,6 +234,9 @@ pub(super) fn run(
     }
     options.cache = cache_for(&workflow, &args.exec);
     options.inputs = inputs;
+    if !args.exec.quiet {
+        super::grants::print_summary(&workflow, if args.exec.events.is_some() { err } else { out })?;
+    }
     let journaled = options.journal.is_some();
     let report = drive(&options, &args.exec, term, out, err, |options| engine.run(&workflow, options))?;
     finish(&workflow, &report, &args.exec, journaled.then_some(&state_dir), out, err)
@@ -284,10 +284,7 @@ pub(super) fn resume(
     }
     let unusable = args.exec.files.unwritable(None);
     if !unusable.is_empty() {
-        for line in unusable {
-            writeln!(err, "error: {line}")?;
-        }
-        return Ok(EXIT_INVALID);
+        return invalid(err, &unusable);
     }
     let Some(engine) = engine_for(&workflow, None, &args.state_dir, &args.exec, err)? else {
         return Ok(EXIT_INVALID);
@@ -575,6 +572,14 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
     Ok(EXIT_OK)
 }
 
+/// Print each reason the input is unusable; exit code 2.
+fn invalid(err: &mut dyn Write, lines: &[String]) -> std::io::Result<u8> {
+    for line in lines {
+        writeln!(err, "error: {line}")?;
+    }
+    Ok(EXIT_INVALID)
+}
+
 fn bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
@@ -763,10 +768,7 @@ fn summarise(
 pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
     let unusable = args.files.unwritable(args.html.as_deref());
     if !unusable.is_empty() {
-        for line in unusable {
-            writeln!(err, "error: {line}")?;
-        }
-        return Ok(EXIT_INVALID);
+        return invalid(err, &unusable);
     }
     let path = journal::path_of(&args.state_dir, &args.run);
     let read = Journal::open(&path).and_then(|j| Ok((j.report()?, j.run()?.status)));

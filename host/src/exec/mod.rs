@@ -56,8 +56,8 @@ use crate::journal::{
 };
 use crate::observe::{Decision, EventKind, EventSink, TimelineRecorder};
 use crate::runtime::{
-    AgentCall, AgentComponent, AgentError, AgentOutput, Limits, Pulse, Runtime, RuntimeConfig, RuntimeError,
-    Validation,
+    AgentCall, AgentComponent, AgentError, AgentOutput, Capabilities, Imports, Limits, Pulse, Runtime,
+    RuntimeConfig, RuntimeError, Validation,
 };
 use crate::templates::{TemplateLimits, TemplateService};
 use crate::workflow::{AgentSpec, DependencyKind, OnFailure, Workflow};
@@ -130,7 +130,7 @@ impl Engine {
         let errors: Vec<AgentError> = workflow
             .agents
             .iter()
-            .filter_map(|a| self.runtime.load_file_granted(&a.id, &a.component, a.wasi).err())
+            .filter_map(|a| self.runtime.load_file_granted(&a.id, &a.component, Imports::of(a)).err())
             .collect();
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
@@ -877,9 +877,9 @@ impl<'w> Execution<'w> {
         runtime: &Runtime,
         workflow: &'w Workflow,
     ) -> Map<&'w str, Result<AgentComponent, AgentError>> {
-        let mut sharing: BTreeMap<(&Path, bool), Vec<&'w str>> = BTreeMap::new();
+        let mut sharing: BTreeMap<(&Path, Imports), Vec<&'w str>> = BTreeMap::new();
         for agent in &workflow.agents {
-            sharing.entry((agent.component.as_path(), agent.wasi)).or_default().push(&agent.id);
+            sharing.entry((agent.component.as_path(), Imports::of(agent))).or_default().push(&agent.id);
         }
         let mut loads = JoinSet::new();
         for ((path, wasi), agents) in &sharing {
@@ -1245,6 +1245,7 @@ impl<'w> Execution<'w> {
             pulse: pulse.clone(),
             templates: self.templates.clone().map(|t| t as Arc<dyn crate::runtime::Templates>),
             reads: self.reads.get(agent.id.as_str()).cloned(),
+            capabilities: Capabilities::of(agent),
         };
         let validating = match queued.job {
             Job::Validate { subject, .. } => Some(subject),

@@ -106,6 +106,8 @@ mod tests {
             retry: Retry::default(),
             defaults: Default::default(),
             wasi: false,
+            grants: Default::default(),
+            cache: None,
             location: Location::default(),
         }
     }

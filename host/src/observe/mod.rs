@@ -162,6 +162,25 @@ pub enum EventKind {
         elapsed: Duration,
         error: Option<String>,
     },
+    /// An agent's outbound HTTP request ended: answered (`status`), or
+    /// failed after it was sent (`error`). `origin` is `scheme://host:port`
+    /// (never the path or query, which may carry credentials); `sent` and
+    /// `received` count body bytes; `elapsed` is from the request to the
+    /// last byte of the response body read (or the failure).
+    HttpRequest {
+        agent: String,
+        method: String,
+        origin: String,
+        status: Option<u16>,
+        sent: u64,
+        received: u64,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+        error: Option<String>,
+    },
+    /// An outbound HTTP request was refused before any connection (not on
+    /// the allow-list, a private address, a limit), or cut off by a limit.
+    HttpRefused { agent: String, origin: String, reason: String },
     /// An attempt ran out of time.
     TimedOut {
         agent: String,

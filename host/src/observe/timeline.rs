@@ -253,7 +253,9 @@ impl TimelineRecorder {
             | EventKind::Progress { .. }
             | EventKind::Log { .. }
             | EventKind::RenderStarted { .. }
-            | EventKind::Rendered { .. } => {}
+            | EventKind::Rendered { .. }
+            | EventKind::HttpRequest { .. }
+            | EventKind::HttpRefused { .. } => {}
         }
     }
 

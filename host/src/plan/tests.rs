@@ -31,6 +31,8 @@ fn agent(id: &str, needs: &[(&str, DependencyKind)], estimate: Option<u64>) -> A
         retry: Retry::default(),
         defaults: BTreeMap::new(),
         wasi: false,
+        grants: Default::default(),
+        cache: None,
         location: Location::default(),
     }
 }

@@ -19,6 +19,7 @@
 //!   fails to load, naming the import.
 
 mod bindings;
+mod capabilities;
 mod compiled;
 mod error;
 mod host;
@@ -37,6 +38,7 @@ use wasmtime::{
 };
 
 pub use bindings::{Finding, Severity, Validation};
+pub use capabilities::{Capabilities, Imports};
 pub use error::{AgentError, MissingNeed, ReturnedKind};
 pub use host::{HostLimits, MAX_MESSAGE_BYTES, MAX_STAGED_BYTES, MAX_STAGED_KEYS, MAX_VALUE_BYTES};
 pub use limits::MAX_TABLE_ELEMENTS;
@@ -195,6 +197,8 @@ pub struct AgentCall {
     pub templates: Option<Arc<dyn Templates>>,
     /// The keys it may read besides its own; `None` reads everything.
     pub reads: Option<ReadPatterns>,
+    /// Its files, HTTP and variables.
+    pub capabilities: Capabilities,
 }
 
 /// What renders an agent's `templates.render` calls (the host's template
@@ -268,8 +272,9 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// A linked component and the first `wasi:*` interface it imports, if any.
-type Loaded = (AgentPre<AgentState>, Option<String>);
+/// A linked component, the first `wasi:*` interface it imports (other than
+/// `wasi:http`), and its first `wasi:http` import.
+type Loaded = (AgentPre<AgentState>, Option<String>, Option<String>);
 
 struct Inner {
     engine: Engine,
@@ -433,12 +438,13 @@ impl Runtime {
         Ok(())
     }
 
-    /// Like [`Runtime::load_file`], for an agent granted WASI 0.2 or not.
+    /// Like [`Runtime::load_file`], for an agent granted the WASI imports
+    /// `imports` (a `bool`: WASI 0.2 without HTTP, or nothing).
     pub fn load_file_granted(
         &self,
         agent: &str,
         path: &Path,
-        wasi: bool,
+        imports: impl Into<Imports>,
     ) -> Result<AgentComponent, AgentError> {
         let load_error =
             |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
@@ -451,19 +457,20 @@ impl Runtime {
         self.check_size(size).map_err(load_error)?;
         let bytes = crate::files::read_file(path, self.inner.max_component_bytes)
             .map_err(|e| load_error(e.to_string()))?;
-        self.load_granted(agent, path, &bytes, wasi)
+        self.load_granted(agent, path, &bytes, imports)
     }
 
     /// Load `bytes` for `agent`. A component may import the `ensemble:agent`
-    /// interfaces and, only if `wasi` is granted, WASI 0.2 (`wasi:*`);
-    /// anything else is a [`AgentError::Link`] naming the import.
+    /// interfaces and, only as `imports` grants, WASI 0.2 (`wasi:*`) and
+    /// `wasi:http`; anything else is a [`AgentError::Link`] naming the import.
     pub fn load_granted(
         &self,
         agent: &str,
         path: &Path,
         bytes: &[u8],
-        wasi: bool,
+        imports: impl Into<Imports>,
     ) -> Result<AgentComponent, AgentError> {
+        let imports: Imports = imports.into();
         let load_error =
             |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
         let link_error =
@@ -473,9 +480,9 @@ impl Runtime {
         let content_hash = blake3::hash(bytes).to_hex().to_string();
         let inner = &self.inner;
         let known = inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&content_hash).cloned();
-        if let Some((pre, wasi_import)) = known {
+        if let Some((pre, wasi_import, http_import)) = known {
             inner.memory_hits.fetch_add(1, Ordering::Relaxed);
-            if let Some(import) = wasi_import.as_ref().filter(|_| !wasi) {
+            if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
                 return Err(link_error(import.clone()));
             }
             return Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre });
@@ -485,7 +492,7 @@ impl Runtime {
             self.compile_or_fetch(&content_hash, bytes).map_err(|e| load_error(format!("{e:#}")))?;
 
         let ty = component.component_type();
-        let mut wasi_import = None;
+        let (mut wasi_import, mut http_import) = (None, None);
         for (name, item) in ty.imports(&inner.engine) {
             if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
                 return Err(link_error(name.to_owned()));
@@ -493,14 +500,17 @@ impl Runtime {
             if PROVIDED_IMPORTS.contains(&name) {
                 continue;
             }
-            // WASI 0.2 as `wasmtime-wasi` links it: never `wasi:http`.
-            if name.starts_with("wasi:") && !name.starts_with("wasi:http/") {
+            if name.starts_with("wasi:http/") {
+                http_import.get_or_insert_with(|| name.to_owned());
+                continue;
+            }
+            if name.starts_with("wasi:") {
                 wasi_import.get_or_insert_with(|| name.to_owned());
                 continue;
             }
             return Err(link_error(name.to_owned()));
         }
-        if let Some(import) = wasi_import.as_ref().filter(|_| !wasi) {
+        if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
             return Err(link_error(import.clone()));
         }
         let instance_pre = inner
@@ -514,7 +524,7 @@ impl Runtime {
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(content_hash.clone(), (pre.clone(), wasi_import.clone()));
+            .insert(content_hash.clone(), (pre.clone(), wasi_import.clone(), http_import));
         Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre })
     }
 
@@ -729,6 +739,11 @@ impl Runtime {
             }
         }
     }
+}
+
+/// The first import of a component that `imports` does not grant.
+fn refused<'a>(imports: Imports, wasi: Option<&'a String>, http: Option<&'a String>) -> Option<&'a String> {
+    http.filter(|_| !imports.http).or(wasi.filter(|_| !imports.wasi && !imports.http))
 }
 
 /// Which export an invocation calls.

@@ -65,6 +65,85 @@ pub(super) struct WorkflowFile {
     pub cache: Option<Spanned<CacheFile>>,
     pub templates: Option<Spanned<String>>,
     pub outputs: Option<Spanned<OutputsFile>>,
+    /// What every agent gets unless it says otherwise.
+    pub defaults: Option<Spanned<DefaultsFile>>,
+}
+
+/// Settings every agent inherits.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DefaultsFile {
+    /// Grants every agent gets; an agent's own `files`, `http` or
+    /// `variables` replaces the default one (HTTP limits merge field by field).
+    pub grants: Option<Spanned<GrantsFile>>,
+}
+
+/// What an agent may touch outside the context. Nothing unless granted.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GrantsFile {
+    /// Host directories mapped into the agent (WASI 0.2 `wasi:filesystem`).
+    pub files: Option<Vec<Spanned<FileGrantFile>>>,
+    /// Outbound HTTP (`wasi:http/outgoing-handler`) to the listed origins.
+    pub http: Option<Spanned<HttpGrantFile>>,
+    /// Named values the agent sees as environment variables (`wasi:cli/environment`).
+    pub variables: Option<IndexMap<String, Spanned<VariableFile>>>,
+}
+
+/// One directory: `{path: docs, mode: read}` (seen as `/docs`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileGrantFile {
+    /// The host directory, relative to the workflow file.
+    pub path: Spanned<String>,
+    /// Where the agent sees it (an absolute guest path); default `/` and
+    /// the directory's name.
+    #[serde(rename = "as")]
+    pub guest: Option<Spanned<String>>,
+    /// `read` (default) or `read_write`.
+    pub mode: Option<Spanned<FileModeFile>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum FileModeFile {
+    Read,
+    ReadWrite,
+}
+
+/// `allow: ["https://api.example.com", "http://127.0.0.1:*"]` and limits.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HttpGrantFile {
+    /// `scheme://host[:port]` patterns: `*.example.com` for subdomains,
+    /// `:*` for any port, `*://` for http and https.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Per request, from connecting to the last byte of the response.
+    pub timeout: Option<Spanned<String>>,
+    /// Requests one invocation may make.
+    pub max_requests: Option<Spanned<u32>>,
+    /// Requests one invocation may have in flight at once.
+    pub max_concurrent: Option<Spanned<u32>>,
+    /// Largest request body sent.
+    pub max_request_body: Option<Spanned<Size>>,
+    /// Largest response body received.
+    pub max_response_body: Option<Spanned<Size>>,
+}
+
+/// One variable: exactly one of `env`, `file` or `value`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VariableFile {
+    /// Taken from this host environment variable when the workflow loads.
+    pub env: Option<Spanned<String>>,
+    /// Taken from this file (relative to the workflow file; one trailing
+    /// newline dropped).
+    pub file: Option<Spanned<String>>,
+    /// Given here (not allowed for a secret).
+    pub value: Option<Spanned<String>>,
+    /// Never shown: kept out of logs, events, reports, journals and caches.
+    pub secret: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -77,6 +156,8 @@ pub(super) struct ResourcesFile {
     pub max_concurrent: Option<Spanned<u32>>,
     pub cpu_oversubscription: Option<Spanned<f64>>,
     pub memory_strict: Option<Spanned<bool>>,
+    /// Outbound HTTP requests in flight at once across the whole run.
+    pub http_concurrent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
@@ -109,6 +190,11 @@ pub(super) struct AgentFile {
     /// clocks and randomness, so the agent is never cached). Python and
     /// JavaScript agents need it.
     pub wasi: Option<bool>,
+    /// Files, outbound HTTP and variables this agent may use.
+    pub grants: Option<Spanned<GrantsFile>>,
+    /// Cache this agent's output even though it has HTTP, read-write files
+    /// or real clocks (`true`), or never (`false`). Default: decided by its grants.
+    pub cache: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -331,6 +417,21 @@ const FIELDS: &[&str] = &[
     "compress_above",
     "files",
     "key",
+    "http_concurrent",
+    "grants",
+    "http",
+    "variables",
+    "path",
+    "as",
+    "mode",
+    "allow",
+    "max_requests",
+    "max_request_body",
+    "max_response_body",
+    "env",
+    "file",
+    "value",
+    "secret",
 ];
 
 /// A YAML parser error as one [`Problem`]: its position, and the first line

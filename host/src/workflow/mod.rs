@@ -7,6 +7,7 @@
 //! Architecture invariant: this module knows nothing of wasmtime or tokio.
 
 mod file;
+mod grants;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use grants::{
+    DEFAULT_HTTP_CONCURRENT_PER_RUN, FileGrant, FileMode, GrantLine, Grants, HostMatch, HostPattern,
+    HttpGrant, HttpLimits, PortMatch, SchemeMatch, Variable, VariableValue, is_public,
+};
 pub(crate) use validate::closest;
 pub use validate::{DEFAULT_CACHE_SIZE, DEFAULT_COMPRESS_ABOVE, MIN_MEMORY_UNIT};
 
@@ -234,6 +239,8 @@ pub struct Resources {
     pub cpu_oversubscription: f64,
     /// Memory is never oversubscribed when true.
     pub memory_strict: bool,
+    /// Outbound HTTP requests in flight at once across a run.
+    pub http_concurrent: u32,
 }
 
 impl Default for Resources {
@@ -245,6 +252,7 @@ impl Default for Resources {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             cpu_oversubscription: DEFAULT_CPU_OVERSUBSCRIPTION,
             memory_strict: true,
+            http_concurrent: DEFAULT_HTTP_CONCURRENT_PER_RUN,
         }
     }
 }
@@ -276,8 +284,13 @@ pub struct AgentSpec {
     pub retry: Retry,
     /// MessagePack values for its keys when a barrier continues without it.
     pub defaults: BTreeMap<String, Vec<u8>>,
-    /// Granted WASI 0.2 (locked down); such an agent is never cached.
+    /// Granted WASI 0.2 with real clocks and randomness (`wasi: true`).
     pub wasi: bool,
+    /// Files, outbound HTTP and variables it may use.
+    pub grants: std::sync::Arc<Grants>,
+    /// `cache: true` caches it despite HTTP, read-write files or real
+    /// clocks; `false` never; `None` decides by its grants.
+    pub cache: Option<bool>,
     /// Where the agent is declared.
     pub location: Location,
 }

@@ -23,15 +23,15 @@ pub const DEFAULT_CACHE_SIZE: u64 = 100 << 20;
 pub const DEFAULT_COMPRESS_ABOVE: u64 = 10 << 10;
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn at(&mut self, location: Location, message: impl Into<String>) {
+    pub(super) fn at(&mut self, location: Location, message: impl Into<String>) {
         self.0.push(Problem { location: Some(location), message: message.into() });
     }
 
     /// A positive duration, or a problem naming `what`.
-    fn duration(&mut self, d: &Spanned<String>, what: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, d: &Spanned<String>, what: &str) -> Option<Duration> {
         match humantime::parse_duration(&d.value) {
             Ok(v) if v.is_zero() => {
                 self.at(at(d), format!("{what} must be longer than zero"));
@@ -83,7 +83,12 @@ pub(super) fn validate(
     let ids: HashMap<&str, Location> = file.agents.value.iter().map(|(id, a)| (id.as_str(), at(a))).collect();
     let mut agents = Vec::new();
     for (id, agent) in &file.agents.value {
-        if let Some(spec) = agent_spec(id, agent, &ids, &resources, (base, check_components), &mut problems) {
+        let defaults = file.defaults.as_ref().and_then(|d| d.value.grants.as_ref());
+        let grants = super::grants::validate(id, agent.value.grants.as_ref(), defaults, base, &mut problems);
+        if let Some(mut spec) =
+            agent_spec(id, agent, &ids, &resources, (base, check_components), &mut problems)
+        {
+            spec.grants = std::sync::Arc::new(grants);
             agents.push(spec);
         }
     }
@@ -135,6 +140,7 @@ fn resources(file: &WorkflowFile, problems: &mut Problems) -> Resources {
     positive(&r.cpu, "cpu", &mut res.cpu);
     positive(&r.memory, "memory", &mut res.memory);
     positive(&r.max_concurrent, "max_concurrent", &mut res.max_concurrent);
+    positive(&r.http_concurrent, "http_concurrent", &mut res.http_concurrent);
     if let Some(unit) = &r.memory_unit {
         match parse_size(&unit.value) {
             Ok(bytes) if bytes >= MIN_MEMORY_UNIT => res.memory_unit = bytes,
@@ -173,7 +179,7 @@ fn shared(file: &WorkflowFile, problems: &mut Problems) -> Vec<SharedPrefix> {
         .collect()
 }
 
-fn parse_size(size: &Size) -> Result<u64, String> {
+pub(super) fn parse_size(size: &Size) -> Result<u64, String> {
     let text = match size {
         Size::Bytes(n) => return Ok(*n),
         Size::Text(t) => t.trim(),
@@ -343,6 +349,8 @@ fn agent_spec(
         retry,
         defaults,
         wasi: a.wasi.unwrap_or(false),
+        grants: std::sync::Arc::default(),
+        cache: a.cache.as_ref().map(|c| c.value),
         location,
     })
 }

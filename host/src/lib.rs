@@ -23,6 +23,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod confined;
 pub mod context;
 pub mod exec;
 pub mod files;

@@ -9,6 +9,7 @@ mod cache;
 mod cancel;
 mod cli;
 mod compiled_cache;
+mod confine;
 mod conflicts;
 mod context;
 mod crash;

@@ -19,6 +19,10 @@
 //! least recently used, boosted by hit count and by the compute time an
 //! entry saves (see [`score`]).
 //!
+//! Every file is reached through the cache directory, opened at each use
+//! ([`Root`]): a symbolic link inside it (a family directory, an entry, the
+//! index) never leads a read or write outside it.
+//!
 //! Architecture invariant: this module knows nothing of wasmtime or tokio.
 
 use std::collections::BTreeMap;
@@ -28,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::confined::Root;
 use crate::context::{Snapshot, StagedWrites};
 use crate::runtime::{Reads, listing_hash, value_hash};
 
@@ -150,7 +155,8 @@ impl AgentCache {
     /// Open (or start) the cache in `dir`.
     pub fn open(dir: &Path, max_size: u64, compress_above: u64) -> Self {
         let path = dir.join(INDEX);
-        let index = match std::fs::read(&path).map(|b| rmp_serde::from_slice::<Index>(&b)) {
+        let read = Root::open(dir).and_then(|root| root.read(Path::new(INDEX)));
+        let index = match read.map(|b| rmp_serde::from_slice::<Index>(&b)) {
             Ok(Ok(index)) => index,
             Ok(Err(e)) => {
                 // A cache, not input: rebuilt, never trusted, never fatal.
@@ -164,19 +170,20 @@ impl AgentCache {
 
     fn rebuild(dir: &Path) -> Index {
         let mut index = Index::default();
-        let Ok(families) = std::fs::read_dir(dir) else { return index };
-        for family in families.filter_map(Result::ok).filter(|f| f.path().is_dir()) {
-            let Ok(files) = std::fs::read_dir(family.path()) else { continue };
+        let Ok(root) = Root::open(dir) else { return index };
+        let Ok(families) = root.dir().entries() else { return index };
+        // Family directories themselves, not links to one.
+        for family in families.filter_map(Result::ok).filter(|f| f.file_type().is_ok_and(|t| t.is_dir())) {
+            let name = family.file_name();
+            let Ok(family) = root.subdir(Path::new(&name), false) else { continue };
+            let Ok(files) = family.dir().entries() else { continue };
             for file in files.filter_map(Result::ok) {
-                let path = file.path();
-                let Some(rel) = path.strip_prefix(dir).ok().map(|p| p.to_string_lossy().into_owned()) else {
-                    continue;
-                };
+                let rel = format!("{}/{}", name.to_string_lossy(), file.file_name().to_string_lossy());
                 let Ok(meta) = file.metadata() else { continue };
                 let last_used = meta
                     .modified()
                     .ok()
-                    .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+                    .and_then(|m| m.into_std().duration_since(UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_secs());
                 index.entries.insert(rel, Meta { size: meta.len(), last_used, hits: 0, cost_ms: 0 });
             }
@@ -193,22 +200,32 @@ impl AgentCache {
         let id = family.id();
         let mut state = self.lock();
         state.0.lookups += 1;
-        let Ok(files) = std::fs::read_dir(self.dir.join(&id)) else { return None };
+        let family_dir = match Root::open(&self.dir).and_then(|root| root.subdir(Path::new(&id), false)) {
+            Ok(dir) => dir,
+            Err(e) => {
+                if crate::confined::is_escape(&e) {
+                    tracing::warn!("cache {}: {e}", self.dir.display());
+                }
+                return None;
+            }
+        };
+        let Ok(files) = family_dir.dir().entries() else { return None };
         // Names starting with `.` are another writer's files being written.
-        let mut paths: Vec<PathBuf> = files
+        let mut names: Vec<PathBuf> = files
             .filter_map(Result::ok)
-            .map(|f| f.path())
-            .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+            .map(|f| PathBuf::from(f.file_name()))
+            .filter(|n| !n.to_string_lossy().starts_with('.'))
             .collect();
-        paths.sort();
-        for path in paths {
-            let rel = format!("{id}/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-            let entry = match std::fs::read(&path).ok().and_then(|bytes| decode(&bytes)) {
+        names.sort();
+        for name in names {
+            let path = family_dir.display(&name);
+            let rel = format!("{id}/{}", name.to_string_lossy());
+            let entry = match family_dir.read(&name).ok().and_then(|bytes| decode(&bytes)) {
                 Some(entry) => entry,
                 None => {
-                    // Damaged: never trusted; dropped, and the agent runs.
+                    // Damaged (or a link out): never trusted; dropped, and the agent runs.
                     tracing::warn!("dropping damaged cache entry {}", path.display());
-                    let _ = std::fs::remove_file(&path);
+                    let _ = family_dir.remove_file(&name);
                     state.0.entries.remove(&rel);
                     state.1 += 1;
                     continue;
@@ -223,7 +240,7 @@ impl AgentCache {
                 });
             if holds {
                 state.0.hits += 1;
-                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+                let size = family_dir.dir().metadata(&name).map_or(0, |m| m.len());
                 let meta = state.0.entries.entry(rel).or_insert(Meta {
                     size,
                     last_used: 0,
@@ -270,14 +287,10 @@ impl AgentCache {
         }
         let id = family.id();
         let name = format!("{}.bin", &inputs.finalize().to_hex()[..32]);
-        let dir = self.dir.join(&id);
-        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-        let written = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&tmp, &bytes))
-            .and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
+        let written =
+            Root::create(&self.dir).and_then(|root| root.write_atomic(&Path::new(&id).join(&name), &bytes, false));
         if let Err(e) = written {
-            tracing::warn!("cannot store a cache entry in {}: {e}", dir.display());
-            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!("cannot store a cache entry in {}: {e}", self.dir.join(&id).display());
             return;
         }
         let meta = Meta { size: bytes.len() as u64, last_used: now(), hits: 0, cost_ms: entry.cost_ms };
@@ -292,11 +305,14 @@ impl AgentCache {
         let mut order: Vec<(String, Meta)> = state.0.entries.iter().map(|(k, m)| (k.clone(), *m)).collect();
         order.sort_by(|a, b| score(&a.1).total_cmp(&score(&b.1)).then_with(|| a.0.cmp(&b.0)));
         let mut evicted = Vec::new();
+        let root = Root::open(&self.dir).ok();
         for (rel, meta) in order {
             if total <= self.max_size {
                 break;
             }
-            let _ = std::fs::remove_file(self.dir.join(&rel));
+            if let Some(root) = &root {
+                let _ = root.remove_file(Path::new(&rel));
+            }
             state.0.entries.remove(&rel);
             total = total.saturating_sub(meta.size);
             evicted.push(rel);
@@ -312,10 +328,7 @@ impl AgentCache {
 
     fn save(&self, index: &Index) {
         let Ok(bytes) = rmp_serde::to_vec(index) else { return };
-        let tmp = self.dir.join(format!(".{INDEX}.{}", std::process::id()));
-        let saved = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, self.dir.join(INDEX)));
+        let saved = Root::create(&self.dir).and_then(|root| root.write_atomic(Path::new(INDEX), &bytes, false));
         if let Err(e) = saved {
             tracing::warn!("cannot save the cache index in {}: {e}", self.dir.display());
         }
@@ -336,18 +349,19 @@ impl AgentCache {
     pub fn clear(&self) -> std::io::Result<()> {
         let mut state = self.lock();
         state.0 = Index::default();
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
+        let root = match Root::open(&self.dir) {
+            Ok(root) => root,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        for entry in entries.filter_map(Result::ok) {
+        for entry in root.dir().entries()?.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
             let family = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
-            if family && entry.path().is_dir() {
-                std::fs::remove_dir_all(entry.path())?;
+            // A link is never followed: not a family directory, removed as a link at most.
+            if family && entry.file_type()?.is_dir() {
+                root.dir().remove_dir_all(&name)?;
             } else if name == INDEX {
-                std::fs::remove_file(entry.path())?;
+                root.remove_file(Path::new(&name))?;
             }
         }
         Ok(())
@@ -355,30 +369,43 @@ impl AgentCache {
 }
 
 /// blake3 (hex) of a directory's files: their relative paths and contents,
-/// in path order. An unreadable directory hashes as empty.
+/// in path order. An unreadable directory hashes as empty. Read as the
+/// template loader reads them: a symbolic link that leads outside `dir`
+/// is not followed (nor one nested deeper than [`MAX_DEPTH`], a loop).
 pub fn dir_hash(dir: &Path) -> String {
-    fn walk(dir: &Path, base: &Path, files: &mut Vec<(String, PathBuf)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+    fn walk(root: &Root, rel: &Path, depth: usize, files: &mut Vec<(String, PathBuf)>) {
+        let entries = if rel.as_os_str().is_empty() { root.dir().entries() } else { root.dir().read_dir(rel) };
+        let Ok(entries) = entries else { return };
         for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, base, files);
-            } else if let Ok(rel) = path.strip_prefix(base) {
-                files.push((rel.to_string_lossy().into_owned(), path.clone()));
+            let path = rel.join(entry.file_name());
+            match root.dir().metadata(&path) {
+                Ok(meta) if meta.is_dir() => {
+                    if depth < MAX_DEPTH {
+                        walk(root, &path, depth + 1, files);
+                    }
+                }
+                Ok(_) => files.push((path.to_string_lossy().into_owned(), path)),
+                Err(_) => {}
             }
         }
     }
     let mut files = Vec::new();
-    walk(dir, dir, &mut files);
-    files.sort();
-    let mut h = blake3::Hasher::new();
-    for (rel, path) in files {
-        h.update(rel.as_bytes());
-        h.update(&[0]);
-        h.update(blake3::hash(&std::fs::read(path).unwrap_or_default()).as_bytes());
+    if let Ok(root) = Root::open(dir) {
+        walk(&root, Path::new(""), 0, &mut files);
+        files.sort();
+        let mut h = blake3::Hasher::new();
+        for (rel, path) in files {
+            h.update(rel.as_bytes());
+            h.update(&[0]);
+            h.update(blake3::hash(&root.read(&path).unwrap_or_default()).as_bytes());
+        }
+        return h.finalize().to_hex().to_string();
     }
-    h.finalize().to_hex().to_string()
+    blake3::Hasher::new().finalize().to_hex().to_string()
 }
+
+/// How deep [`dir_hash`] goes into a templates directory.
+pub const MAX_DEPTH: usize = 16;
 
 fn decode(bytes: &[u8]) -> Option<Entry> {
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {

@@ -24,7 +24,12 @@ pub(super) fn print_summary(workflow: &Workflow, out: &mut dyn Write) -> std::io
     if let Some(outputs) = &workflow.outputs {
         let n = outputs.files.len();
         let dir = std::path::absolute(&outputs.dir).unwrap_or_else(|_| outputs.dir.clone());
-        writeln!(out, "outputs: {} ({n} file{})", dir.display(), if n == 1 { "" } else { "s" })?;
+        let outside = if workflow.outputs_outside().is_some() {
+            " (outside the workflow's folder: `run` asks for --allow-outputs-outside)"
+        } else {
+            ""
+        };
+        writeln!(out, "outputs: {} ({n} file{}){outside}", dir.display(), if n == 1 { "" } else { "s" })?;
     }
     Ok(())
 }

@@ -60,8 +60,25 @@ pub(super) struct ExecArgs {
     /// says the stream fell behind and lost N events.
     #[arg(long, value_name = "FORMAT", value_enum)]
     events: Option<EventFormat>,
+    /// Write the workflow's `outputs` even though its `outputs.dir` (its
+    /// symbolic links followed) is outside the workflow file's folder;
+    /// without it, such a run is refused before it starts.
+    #[arg(long)]
+    allow_outputs_outside: bool,
     #[command(flatten)]
     files: ReportFiles,
+}
+
+impl ExecArgs {
+    /// The workflow's `outputs.dir`, when it is outside the workflow's
+    /// folder and `--allow-outputs-outside` was not given: checked before a
+    /// run, so none is wasted.
+    fn unconfirmed_outputs(&self, workflow: &Workflow) -> Vec<String> {
+        match workflow.outputs_outside() {
+            Some(outside) if !self.allow_outputs_outside => vec![outside.to_string()],
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -200,7 +217,8 @@ pub(super) fn run(
         }
     };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path));
-    let mut unusable = args.exec.files.unwritable(None);
+    let mut unusable = args.exec.unconfirmed_outputs(&workflow);
+    unusable.extend(args.exec.files.unwritable(None));
     for (flag, dir) in [("--state-dir", Some(&state_dir)), ("--cache-dir", args.cache_dir.as_ref())] {
         if let Some(why) = dir.and_then(|d| crate::files::dir_unusable(d)) {
             unusable.insert(
@@ -248,7 +266,7 @@ pub(super) fn resume(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<u8> {
-    let journal = match Journal::open(&journal::path_of(&args.state_dir, &args.run)) {
+    let journal = match Journal::open_in(&args.state_dir, &args.run) {
         Ok(j) => j,
         Err(e) => {
             writeln!(err, "error: {e}")?;
@@ -282,7 +300,8 @@ pub(super) fn resume(
             return Ok(EXIT_INVALID);
         }
     }
-    let unusable = args.exec.files.unwritable(None);
+    let mut unusable = args.exec.unconfirmed_outputs(&workflow);
+    unusable.extend(args.exec.files.unwritable(None));
     if !unusable.is_empty() {
         return invalid(err, &unusable);
     }
@@ -337,8 +356,7 @@ pub(super) fn list(args: &RunsArgs, out: &mut dyn Write, err: &mut dyn Write) ->
 }
 
 pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
-    let path = journal::path_of(&args.state_dir, &args.run);
-    let commits = match Journal::open(&path).and_then(|j| j.commits()) {
+    let commits = match Journal::open_in(&args.state_dir, &args.run).and_then(|j| j.commits()) {
         Ok(c) => c,
         Err(e) => {
             writeln!(err, "error: {e}")?;
@@ -457,6 +475,7 @@ const INPUT_PREFIX: &str = crate::exec::INPUT_WRITER;
 fn write_outputs(
     workflow: &Workflow,
     report: &RunReport,
+    allow_outside: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<bool> {
@@ -468,7 +487,7 @@ fn write_outputs(
         writeln!(err, "outputs not written: the run did not succeed")?;
         return Ok(true);
     }
-    let (written, errors) = crate::exec::write_outputs(workflow, &report.context);
+    let (written, errors) = crate::exec::write_outputs(workflow, &report.context, allow_outside);
     for e in &errors {
         writeln!(err, "error: {e}")?;
     }
@@ -542,7 +561,7 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
                 .state_dir
                 .clone()
                 .unwrap_or_else(|| default_state_dir(&workflow.path))
-                .join("compiled");
+                .join(COMPILED);
             let (files, size) = std::fs::read_dir(&compiled)
                 .map(|entries| {
                     entries
@@ -588,6 +607,9 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// The compiled-component cache inside a state directory.
+const COMPILED: &str = "compiled";
+
 /// `.ensemble` next to the workflow file.
 fn default_state_dir(workflow: &Path) -> PathBuf {
     workflow.parent().unwrap_or(Path::new(".")).join(".ensemble")
@@ -603,11 +625,23 @@ fn engine_for(
     err: &mut dyn Write,
 ) -> std::io::Result<Option<Engine>> {
     let max_memory = workflow.agents.iter().map(|a| a.memory_bytes(&workflow.resources)).max().unwrap_or(0);
+    let cache_dir = match cache_dir {
+        Some(dir) => dir,
+        None => {
+            // `compiled/` is inside the state directory: a link there must not lead out of it.
+            let compiled = Path::new(COMPILED);
+            if let Err(e) = crate::confined::Root::create(state_dir).and_then(|s| s.subdir(compiled, true)) {
+                writeln!(err, "error: --state-dir {}: {e}", state_dir.display())?;
+                return Ok(None);
+            }
+            state_dir.join(compiled)
+        }
+    };
     let config = RuntimeConfig {
         max_instances: workflow.resources.max_concurrent,
         max_memory_bytes: max_memory.max(1 << 20),
         fuel: !exec.no_fuel,
-        cache_dir: Some(cache_dir.unwrap_or_else(|| state_dir.join("compiled"))),
+        cache_dir: Some(cache_dir),
         ..RuntimeConfig::default()
     };
     let engine = match Engine::new(config) {
@@ -720,7 +754,7 @@ fn summarise(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<u8> {
-    let outputs_written = write_outputs(workflow, report, out, err)?;
+    let outputs_written = write_outputs(workflow, report, exec.allow_outputs_outside, out, err)?;
     let metrics = report.metrics(workflow);
     let files_written = exec.files.write(&metrics, None, err)?;
     write!(out, "{}", observe::markdown::render(&metrics))?;
@@ -770,8 +804,7 @@ pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write
     if !unusable.is_empty() {
         return invalid(err, &unusable);
     }
-    let path = journal::path_of(&args.state_dir, &args.run);
-    let read = Journal::open(&path).and_then(|j| Ok((j.report()?, j.run()?.status)));
+    let read = Journal::open_in(&args.state_dir, &args.run).and_then(|j| Ok((j.report()?, j.run()?.status)));
     let metrics = match read {
         Ok((Some(metrics), _)) => metrics,
         Ok((None, status)) => {

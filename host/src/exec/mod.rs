@@ -30,6 +30,7 @@
 //! any agent that needs it starts; an agent never sees uncommitted writes.
 
 pub mod barrier;
+mod outputs;
 mod pool;
 mod report;
 
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::{AbortHandle, JoinSet};
 pub use tokio_util::sync::CancellationToken;
 
+pub use outputs::{OutputError, write_outputs};
 pub use pool::ResourcePool;
 pub use report::{
     AgentReport, AgentStatus, DecisionRecord, GroupReport, GroupStatus, RunReport, ValidationOutcome,
@@ -208,7 +210,7 @@ impl Engine {
             resumed: 0,
             inputs: BTreeMap::new(),
         };
-        Journal::create(&crate::journal::path_of(state_dir, run_id), &record)
+        Journal::create_in(state_dir, &record)
     }
 
     /// Each agent's component hash: blake3 of its file, as a loaded
@@ -375,58 +377,6 @@ pub fn load_input(path: &Path) -> Result<Vec<u8>, String> {
 
 /// The largest input file read.
 pub const MAX_INPUT_BYTES: u64 = 64 << 20;
-
-/// Why the outputs were not written. Each names the workflow file and the
-/// line of the output's `key`, or the file that could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum OutputError {
-    #[error("{}:{at}: output `{file}`: no agent committed `{key}`, so there is nothing to write", workflow.display())]
-    Missing { workflow: std::path::PathBuf, at: crate::workflow::Location, file: String, key: String },
-    #[error("{}:{at}: output `{file}`: `{key}` is not a string (documents are MessagePack strings)", workflow.display())]
-    NotText { workflow: std::path::PathBuf, at: crate::workflow::Location, file: String, key: String },
-    #[error("output {}: {source}", path.display())]
-    Write { path: std::path::PathBuf, source: std::io::Error },
-}
-
-/// Write the workflow's `outputs` from `context`: each file gets the text of
-/// its key. If a key is missing or not text, nothing is written (the
-/// documents of a run go together) and the errors are returned; otherwise
-/// every file that can be written is.
-pub fn write_outputs(
-    workflow: &Workflow,
-    context: &crate::context::Snapshot,
-) -> (Vec<std::path::PathBuf>, Vec<OutputError>) {
-    let (mut written, mut errors) = (Vec::new(), Vec::new());
-    let Some(outputs) = &workflow.outputs else { return (written, errors) };
-    let mut texts = Vec::new();
-    for output in &outputs.files {
-        let (workflow, at, file, key) =
-            (workflow.path.clone(), output.location, output.name.clone(), output.key.clone());
-        let Some(entry) = context.get(&output.key) else {
-            errors.push(OutputError::Missing { workflow, at, file, key });
-            continue;
-        };
-        let Ok(text) = rmp_serde::from_slice::<String>(&entry.value) else {
-            errors.push(OutputError::NotText { workflow, at, file, key });
-            continue;
-        };
-        texts.push((outputs.dir.join(&output.name), text));
-    }
-    if !errors.is_empty() {
-        return (written, errors);
-    }
-    for (path, text) in texts {
-        let result = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&path, text.as_bytes()));
-        match result {
-            Ok(()) => written.push(path),
-            Err(source) => errors.push(OutputError::Write { path, source }),
-        }
-    }
-    (written, errors)
-}
 
 /// blake3 (hex) of a file's bytes; of nothing if it cannot be read (or is
 /// not a regular file: a FIFO or device is never opened).

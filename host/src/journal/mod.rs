@@ -18,17 +18,38 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use redb::backends::FileBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+
+use crate::confined::Root;
 
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 const COMMITS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("commits");
 const AGENTS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("agents");
 const DECISIONS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("decisions");
 
+/// The directory of the journals in a state directory.
+const RUNS: &str = "runs";
+
 /// The journal file of run `run_id` under `state_dir`.
 pub fn path_of(state_dir: &Path, run_id: &str) -> PathBuf {
-    state_dir.join("runs").join(format!("{run_id}.redb"))
+    state_dir.join(RUNS).join(file_name(run_id))
+}
+
+fn file_name(run_id: &str) -> String {
+    format!("{run_id}.redb")
+}
+
+/// A path's directory (`.` when it has none) and its file name.
+fn split(path: &Path) -> (&Path, &Path) {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    (dir, path.file_name().map_or(path, Path::new))
+}
+
+/// A redb database in `file` (opened through a confined directory).
+fn database(file: std::fs::File, check: bool) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_check_integrity_on_open(check).create_with_backend(FileBackend::new(file)?)
 }
 
 /// Why a journal could not be used. Every variant names the file.
@@ -162,27 +183,51 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Create the journal of a new run (the file must not exist yet).
+    /// Create the journal of a new run at `path` (the file must not exist
+    /// yet), confined to `path`'s directory (see [`Journal::create_in`]).
+    pub fn create(path: &Path, run: &RunRecord) -> Result<Self, JournalError> {
+        let (dir, name) = split(path);
+        let root = Root::create(dir).map_err(|e| storage(path, e))?;
+        Self::create_at(&root, name, run)
+    }
+
+    /// Create the journal of a new run in `state_dir` (at [`path_of`]),
+    /// every file reached through `state_dir` opened once: a run id with
+    /// `..` or `/`, or a symbolic link inside the state directory (`runs`,
+    /// a planted `<run id>.redb.partial`) cannot lead the journal outside.
     ///
     /// The file appears complete or not at all: it is written as
     /// `<run id>.redb.partial`, then renamed, so a process killed while
     /// creating it leaves no journal (nothing had run), never one without
     /// its run record.
-    pub fn create(path: &Path, run: &RunRecord) -> Result<Self, JournalError> {
-        if path.exists() {
+    pub fn create_in(state_dir: &Path, run: &RunRecord) -> Result<Self, JournalError> {
+        let path = path_of(state_dir, &run.run_id);
+        let runs = Root::create(state_dir)
+            .and_then(|state| state.subdir(Path::new(RUNS), true))
+            .map_err(|e| storage(&path, e))?;
+        Self::create_at(&runs, Path::new(&file_name(&run.run_id)), run)
+    }
+
+    fn create_at(runs: &Root, name: &Path, run: &RunRecord) -> Result<Self, JournalError> {
+        let path = runs.display(name);
+        // Any entry, even a link to nowhere, is in the way.
+        if runs.dir().symlink_metadata(name).is_ok() {
             return Err(JournalError::Storage {
-                path: path.to_owned(),
+                path,
                 cause: format!("run `{}` already has a journal; resume it instead", run.run_id),
             });
         }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| storage(path, e))?;
-        let partial = path.with_extension("redb.partial");
-        // Left by a process killed while creating this run's journal.
-        let _ = std::fs::remove_file(&partial);
+        let mut partial = name.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let partial_path = runs.display(&partial);
+        // Left by a process killed while creating this run's journal (a
+        // link there is removed, never followed).
+        let _ = runs.remove_file(&partial);
         {
-            let db = Database::create(&partial).map_err(|e| storage(&partial, e))?;
-            let journal = Self { db, path: partial.clone() };
+            let file = runs.create_new(&partial).map_err(|e| storage(&partial_path, e))?;
+            let db = database(file, false).map_err(|e| storage(&partial_path, e))?;
+            let journal = Self { db, path: partial_path };
             journal.write(|txn| {
                 txn.open_table(COMMITS)?;
                 txn.open_table(AGENTS)?;
@@ -191,27 +236,57 @@ impl Journal {
             })?;
             journal.set_run(run)?;
         }
-        std::fs::rename(&partial, path).map_err(|e| storage(path, e))?;
+        runs.rename(&partial, name).map_err(|e| storage(&path, e))?;
         // The rename is durable once the directory is.
-        #[cfg(unix)]
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage(path, e))?;
-        let db = Database::create(path).map_err(|e| storage(path, e))?;
-        Ok(Self { db, path: path.to_owned() })
+        runs.sync().map_err(|e| storage(&path, e))?;
+        let file = runs.open_rw(name).map_err(|e| storage(&path, e))?;
+        let db = database(file, false).map_err(|e| storage(&path, e))?;
+        Ok(Self { db, path })
     }
 
-    /// Open an existing run journal (to inspect or resume it).
+    /// Open an existing run journal (to inspect or resume it), confined to
+    /// `path`'s directory.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        if !path.is_file() {
-            return Err(JournalError::Missing { path: path.to_owned() });
+        let (dir, name) = split(path);
+        match Root::open(dir) {
+            Ok(root) => Self::open_at(&root, name),
+            Err(_) => Err(JournalError::Missing { path: path.to_owned() }),
         }
-        let db = Database::builder().set_check_integrity_on_open(true).open(path).map_err(|e| match e {
+    }
+
+    /// Open the journal of run `run_id` in `state_dir` (at [`path_of`]),
+    /// confined to `state_dir` as [`Journal::create_in`] is.
+    pub fn open_in(state_dir: &Path, run_id: &str) -> Result<Self, JournalError> {
+        let path = path_of(state_dir, run_id);
+        let runs = match Root::open(state_dir).and_then(|state| state.subdir(Path::new(RUNS), false)) {
+            Ok(runs) => runs,
+            Err(e) if crate::confined::is_escape(&e) => return Err(storage(&path, e)),
+            Err(_) => return Err(JournalError::Missing { path }),
+        };
+        Self::open_at(&runs, Path::new(&file_name(run_id)))
+    }
+
+    fn open_at(runs: &Root, name: &Path) -> Result<Self, JournalError> {
+        let path = runs.display(name);
+        match runs.dir().metadata(name) {
+            Ok(meta) if meta.is_file() => {}
+            Err(e) if crate::confined::is_escape(&e) => {
+                return Err(storage(&path, runs.open_rw(name).err().unwrap_or(e)));
+            }
+            _ => return Err(JournalError::Missing { path }),
+        }
+        let file = runs.open_rw(name).map_err(|e| storage(&path, e))?;
+        if file.metadata().map_err(|e| storage(&path, e))?.len() == 0 {
+            return Err(damaged(&path, "the file", "it is empty"));
+        }
+        let db = database(file, true).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => JournalError::Storage {
-                path: path.to_owned(),
+                path: path.clone(),
                 cause: "it is in use by another ensemble process (a run still going?)".into(),
             },
-            e => damaged(path, "the file", e),
+            e => damaged(&path, "the file", e),
         })?;
-        let journal = Self { db, path: path.to_owned() };
+        let journal = Self { db, path };
         journal.run()?;
         Ok(journal)
     }
@@ -384,14 +459,17 @@ impl Journal {
 /// Every run journal under `state_dir`, newest first, each with its record
 /// or the reason it cannot be read.
 pub fn list_runs(state_dir: &Path) -> Vec<(PathBuf, Result<RunRecord, JournalError>)> {
-    let Ok(entries) = std::fs::read_dir(state_dir.join("runs")) else { return Vec::new() };
+    let Ok(dir) = Root::open(state_dir).and_then(|state| state.subdir(Path::new(RUNS), false)) else {
+        return Vec::new();
+    };
+    let Ok(entries) = dir.dir().entries() else { return Vec::new() };
     let mut runs: Vec<(PathBuf, Result<RunRecord, JournalError>)> = entries
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "redb"))
-        .map(|p| {
-            let record = Journal::open(&p).and_then(|j| j.run());
-            (p, record)
+        .map(|e| PathBuf::from(e.file_name()))
+        .filter(|name| name.extension().is_some_and(|x| x == "redb"))
+        .map(|name| {
+            let record = Journal::open_at(&dir, &name).and_then(|j| j.run());
+            (dir.display(&name), record)
         })
         .collect();
     runs.sort_by_key(|(p, r)| (std::cmp::Reverse(r.as_ref().map_or(0, |r| r.started_unix_ms)), p.clone()));

@@ -15,6 +15,8 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::confined::Root;
+
 const MAGIC: &[u8; 8] = b"ENSCWASM";
 const HEADER_LEN: usize = MAGIC.len() + blake3::OUT_LEN;
 
@@ -39,6 +41,10 @@ pub(crate) fn engine_fingerprint(engine: &wasmtime::Engine) -> String {
     hasher.0.finalize().to_hex()[..16].to_owned()
 }
 
+/// Each read or write opens the cache's directory ([`Root`]) and reaches
+/// the file through it: a symbolic link inside it never leads a read or
+/// write outside. (Opened per use, not kept: a directory removed while the
+/// engine lives is made again, not written into after its removal.)
 #[derive(Debug)]
 pub(crate) struct CompiledCache {
     dir: PathBuf,
@@ -49,21 +55,36 @@ impl CompiledCache {
         Self { dir }
     }
 
-    fn path(&self, content_hash: &str, fingerprint: &str) -> PathBuf {
-        self.dir.join(format!("{content_hash}-{fingerprint}.cwasm"))
+    fn name(content_hash: &str, fingerprint: &str) -> PathBuf {
+        PathBuf::from(format!("{content_hash}-{fingerprint}.cwasm"))
+    }
+
+    /// The open directory; made first if `create`.
+    fn root(&self, create: bool) -> std::io::Result<Root> {
+        if create { Root::create(&self.dir) } else { Root::open(&self.dir) }
     }
 
     /// The artifact stored for this key, if present and intact. A damaged
     /// file is removed, and `None` returned so the caller compiles again.
     pub(crate) fn get(&self, content_hash: &str, fingerprint: &str) -> Option<Vec<u8>> {
-        let path = self.path(content_hash, fingerprint);
-        let mut bytes = std::fs::read(&path).ok()?;
+        let root = self.root(false).ok()?;
+        let name = Self::name(content_hash, fingerprint);
+        let mut bytes = match root.read(&name) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                if crate::confined::is_escape(&e) {
+                    tracing::warn!("compiled-component cache: {e}; recompiling");
+                }
+                return None;
+            }
+        };
         let intact = bytes.len() >= HEADER_LEN
             && &bytes[..MAGIC.len()] == MAGIC
             && bytes[MAGIC.len()..HEADER_LEN] == *blake3::hash(&bytes[HEADER_LEN..]).as_bytes();
         if !intact {
+            let path = root.display(&name);
             tracing::warn!(path = %path.display(), "compiled-component cache entry is damaged; recompiling");
-            let _ = std::fs::remove_file(&path);
+            let _ = root.remove_file(&name);
             return None;
         }
         bytes.drain(..HEADER_LEN);
@@ -74,18 +95,16 @@ impl CompiledCache {
     /// never see half a file. Failure to write is logged, not fatal: the
     /// cache is an optimisation.
     pub(crate) fn put(&self, content_hash: &str, fingerprint: &str, artifact: &[u8]) {
-        if let Err(e) = self.try_put(&self.path(content_hash, fingerprint), artifact) {
+        if let Err(e) = self.try_put(&Self::name(content_hash, fingerprint), artifact) {
             tracing::warn!(dir = %self.dir.display(), "cannot write the compiled-component cache: {e}");
         }
     }
 
-    fn try_put(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(MAGIC)?;
-        tmp.write_all(blake3::hash(artifact).as_bytes())?;
-        tmp.write_all(artifact)?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+    fn try_put(&self, name: &Path, artifact: &[u8]) -> std::io::Result<()> {
+        self.root(true)?.write_atomic_with(name, false, |file| {
+            file.write_all(MAGIC)?;
+            file.write_all(blake3::hash(artifact).as_bytes())?;
+            file.write_all(artifact)
+        })
     }
 }

@@ -86,9 +86,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl TemplateService {
+    /// Templates from `dir`, opened once: every template (and every one it
+    /// includes or extends) is read through it, so no name, `..` or
+    /// symbolic link leads outside it.
     pub fn new(dir: &Path, limits: TemplateLimits) -> Self {
         let mut env = minijinja::Environment::new();
-        env.set_loader(minijinja::path_loader(dir));
+        env.set_loader(loader(dir));
         env.set_fuel(Some(limits.fuel));
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         Self {
@@ -202,6 +205,49 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         *lock(&self.0.running) -= 1;
         self.0.turn.notify_one();
+    }
+}
+
+/// minijinja's loader for `dir`: like its `path_loader` (names are
+/// `/`-separated; a part starting with `.` is refused), but reading through
+/// the directory opened once, so a symbolic link that leads outside is not
+/// followed, and a refused name says why instead of "not found".
+fn loader(dir: &Path) -> impl Fn(&str) -> Result<Option<String>, minijinja::Error> + Send + Sync + 'static {
+    use minijinja::{Error, ErrorKind};
+    let root = crate::confined::Root::open(dir);
+    let shown = dir.to_owned();
+    move |name| {
+        let root = root.as_ref().map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("cannot open the templates directory {}: {e}", shown.display()),
+            )
+        })?;
+        let mut rel = PathBuf::new();
+        for part in name.split('/').filter(|p| !p.is_empty()) {
+            if part.starts_with('.') || part.contains('\\') {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "the name is refused: a part starting with `.` (such as `..`) or holding `\\` could leave {}",
+                        shown.display()
+                    ),
+                ));
+            }
+            rel.push(part);
+        }
+        match root.dir().read_to_string(&rel) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if crate::confined::is_escape(&e) => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "it leads outside {} (through a symbolic link), so it is not read",
+                    shown.display()
+                ),
+            )),
+            Err(e) => Err(Error::new(ErrorKind::InvalidOperation, "could not read template").with_source(e)),
+        }
     }
 }
 

@@ -213,8 +213,50 @@ pub struct CacheSpec {
 pub struct OutputsSpec {
     /// Resolved against the workflow's directory.
     pub dir: PathBuf,
+    /// Where `outputs.dir` is declared.
+    pub dir_location: Location,
     /// In file order.
     pub files: Vec<OutputFile>,
+}
+
+/// An `outputs.dir` that leads outside the workflow's own folder: writing
+/// there must be confirmed (the CLI's `--allow-outputs-outside`, or
+/// `allow_outside` of [`crate::exec::write_outputs`] in an embedding app).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{}:{at}: outputs.dir {} is outside the workflow's folder {}: confirm writing there with --allow-outputs-outside, or choose a directory inside {}",
+    workflow.display(), dir.display(), folder.display(), folder.display()
+)]
+pub struct OutputsOutside {
+    pub workflow: PathBuf,
+    /// Where `outputs.dir` is declared.
+    pub at: Location,
+    /// The directory the outputs would be written to, every symbolic link
+    /// in its path resolved.
+    pub dir: PathBuf,
+    /// The workflow's folder, resolved likewise.
+    pub folder: PathBuf,
+}
+
+impl Workflow {
+    /// `Some` when the workflow's `outputs.dir`, its symbolic links
+    /// followed, is not inside the folder of the workflow file: a workflow
+    /// from elsewhere (a cloned repository, say) should not write to any
+    /// directory it likes (`outputs.dir: ~/.ssh`, or a link `out -> /etc`)
+    /// unless the user says so.
+    pub fn outputs_outside(&self) -> Option<OutputsOutside> {
+        let outputs = self.outputs.as_ref()?;
+        let folder = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let folder = crate::confined::resolve(folder).unwrap_or_else(|_| folder.to_owned());
+        // Unresolvable (a directory that cannot be searched): outside, to be confirmed.
+        let dir = crate::confined::resolve(&outputs.dir).unwrap_or_else(|_| outputs.dir.clone());
+        (!dir.starts_with(&folder)).then(|| OutputsOutside {
+            workflow: self.path.clone(),
+            at: outputs.dir_location,
+            dir,
+            folder,
+        })
+    }
 }
 
 /// One file of `outputs`: the text of a context key.

@@ -745,7 +745,7 @@ fn outputs(file: &WorkflowFile, base: &Path, problems: &mut Problems) -> Option<
     if let Some(why) = crate::files::dir_unusable(&dir) {
         problems.at(at(&o.dir), format!("outputs.dir {} cannot be made: {why}", dir.display()));
     }
-    Some(OutputsSpec { dir, files })
+    Some(OutputsSpec { dir, dir_location: at(&o.dir), files })
 }
 
 /// The candidate nearest to `word`, if it is near enough to be a typo.

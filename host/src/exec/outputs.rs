@@ -1,0 +1,80 @@
+//! A workflow's `outputs`: the documents written from context values after
+//! a run, each through the outputs directory opened once
+//! ([`crate::confined::Root`]), so no output name, `..` or symbolic link
+//! inside it leads a write elsewhere.
+
+use std::path::{Path, PathBuf};
+
+use crate::confined::Root;
+use crate::workflow::{Location, OutputsOutside, Workflow};
+
+/// Why the outputs were not written. Each names the workflow file and the
+/// line of the output's `key`, or the file that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("{}:{at}: output `{file}`: no agent committed `{key}`, so there is nothing to write", workflow.display())]
+    Missing { workflow: PathBuf, at: Location, file: String, key: String },
+    #[error("{}:{at}: output `{file}`: `{key}` is not a string (documents are MessagePack strings)", workflow.display())]
+    NotText { workflow: PathBuf, at: Location, file: String, key: String },
+    #[error("output {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    /// `outputs.dir` is outside the workflow's folder and that was not confirmed.
+    #[error(transparent)]
+    Outside(#[from] OutputsOutside),
+}
+
+/// Write the workflow's `outputs` from `context`: each file gets the text of
+/// its key. If a key is missing or not text, nothing is written (the
+/// documents of a run go together) and the errors are returned; otherwise
+/// every file that can be written is, atomically (a temporary file renamed
+/// into place).
+///
+/// An `outputs.dir` outside the workflow's folder
+/// ([`Workflow::outputs_outside`]) is written only with `allow_outside`
+/// (the CLI's `--allow-outputs-outside`); check it before the run too, so a
+/// run is not wasted. A file whose path inside the directory leads out of
+/// it (a symbolic link `out/etc -> /etc`) is not written; its error says so.
+pub fn write_outputs(
+    workflow: &Workflow,
+    context: &crate::context::Snapshot,
+    allow_outside: bool,
+) -> (Vec<PathBuf>, Vec<OutputError>) {
+    let (mut written, mut errors) = (Vec::new(), Vec::new());
+    let Some(outputs) = &workflow.outputs else { return (written, errors) };
+    if !allow_outside && let Some(outside) = workflow.outputs_outside() {
+        errors.push(outside.into());
+        return (written, errors);
+    }
+    let mut texts = Vec::new();
+    for output in &outputs.files {
+        let (workflow, at, file, key) =
+            (workflow.path.clone(), output.location, output.name.clone(), output.key.clone());
+        let Some(entry) = context.get(&output.key) else {
+            errors.push(OutputError::Missing { workflow, at, file, key });
+            continue;
+        };
+        let Ok(text) = rmp_serde::from_slice::<String>(&entry.value) else {
+            errors.push(OutputError::NotText { workflow, at, file, key });
+            continue;
+        };
+        texts.push((output.name.as_str(), text));
+    }
+    if !errors.is_empty() {
+        return (written, errors);
+    }
+    let root = match Root::create(&outputs.dir) {
+        Ok(root) => root,
+        Err(source) => {
+            errors.push(OutputError::Write { path: outputs.dir.clone(), source });
+            return (written, errors);
+        }
+    };
+    for (name, text) in texts {
+        let path = outputs.dir.join(name);
+        match root.write_atomic(Path::new(name), text.as_bytes(), false) {
+            Ok(()) => written.push(path),
+            Err(source) => errors.push(OutputError::Write { path, source }),
+        }
+    }
+    (written, errors)
+}

@@ -38,10 +38,14 @@ impl Root {
     /// The directory `rel` inside this one, made if `create`; it must not
     /// lead outside this one.
     pub fn subdir(&self, rel: &Path, create: bool) -> io::Result<Self> {
-        if create {
-            self.dir.create_dir_all(rel).map_err(|e| self.explain(rel, e))?;
-        }
-        let dir = self.dir.open_dir(rel).map_err(|e| self.explain(rel, e))?;
+        // A link in the way makes `create_dir_all` say only "exists":
+        // opening says why it is refused.
+        let made = if create { self.dir.create_dir_all(rel) } else { Ok(()) };
+        let dir = match (made, self.dir.open_dir(rel)) {
+            (_, Ok(dir)) => dir,
+            (Err(e), Err(open)) if !is_escape(&open) => return Err(self.explain(rel, e)),
+            (_, Err(open)) => return Err(self.explain(rel, open)),
+        };
         Ok(Self { dir, path: self.path.join(rel) })
     }
 
@@ -92,8 +96,9 @@ impl Root {
 
     /// Make the root's entries (a rename, a new file's name) durable.
     pub fn sync(&self) -> io::Result<()> {
+        // Through a descriptor opened for reading (the root's may not sync).
         #[cfg(unix)]
-        self.dir.try_clone()?.into_std_file().sync_all()?;
+        self.dir.open(".")?.sync_all()?;
         Ok(())
     }
 

@@ -118,9 +118,8 @@ impl Root {
         durable: bool,
         write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
     ) -> io::Result<()> {
-        let name = rel
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "it names no file"))?;
+        let name =
+            rel.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "it names no file"))?;
         let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
         let owned;
         let at = match parent {

@@ -55,10 +55,8 @@ fn project_with_outputs(dir: &str, files: &str) -> (Project, PathBuf) {
 /// and with the link gone the next run writes both.
 #[test]
 fn an_output_is_not_written_through_a_symbolic_link_out_of_outputs_dir() {
-    let (project, path) = project_with_outputs(
-        "out",
-        "    etc/evil.md: {key: a.value}\n    good.md: {key: a.value}\n",
-    );
+    let (project, path) =
+        project_with_outputs("out", "    etc/evil.md: {key: a.value}\n    good.md: {key: a.value}\n");
     let etc = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(project.path().join("out")).expect("mkdir");
     symlink(etc.path(), project.path().join("out/etc")).expect("symlink");
@@ -111,7 +109,10 @@ fn outputs_outside_the_workflows_folder_need_the_flag() {
     let (code, out, err) = run_cli(&args);
     assert_eq!(code, EXIT_INVALID, "{out}\n{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains(&absolute.display().to_string()) && err.contains("--allow-outputs-outside"), "{err}");
+    assert!(
+        err.contains(&absolute.display().to_string()) && err.contains("--allow-outputs-outside"),
+        "{err}"
+    );
     assert!(!state.exists() && !absolute.exists(), "nothing ran, nothing written");
     let (_, out, _) = run_cli(&["check", s(&path)]);
     assert!(out.contains("--allow-outputs-outside"), "check says so too: {out}");
@@ -130,7 +131,10 @@ fn outputs_outside_the_workflows_folder_need_the_flag() {
     // The library refuses it as well unless allowed.
     let workflow = ensemble::Workflow::load(&path).expect("valid");
     let (written, errors) = ensemble::exec::write_outputs(&workflow, &ContextStore::new().snapshot(), false);
-    assert!(written.is_empty() && matches!(errors[..], [ensemble::exec::OutputError::Outside(_)]), "{errors:?}");
+    assert!(
+        written.is_empty() && matches!(errors[..], [ensemble::exec::OutputError::Outside(_)]),
+        "{errors:?}"
+    );
 }
 
 /// `resume` asks for the flag as `run` does, before it runs anything.
@@ -191,7 +195,10 @@ fn a_journal_is_not_created_outside_the_state_directory() {
     ]);
     assert_eq!(code, EXIT_FAILED, "{out}\n{err}");
     assert!(err.contains("leads outside"), "{err}");
-    assert!(!project.path().join("escaped.redb").exists() && !project.path().join("escaped.redb.partial").exists());
+    assert!(
+        !project.path().join("escaped.redb").exists()
+            && !project.path().join("escaped.redb.partial").exists()
+    );
 
     // The state directory itself may be reached through a link the user chose.
     let chosen = project.path().join("chosen");

@@ -287,8 +287,8 @@ impl AgentCache {
         }
         let id = family.id();
         let name = format!("{}.bin", &inputs.finalize().to_hex()[..32]);
-        let written =
-            Root::create(&self.dir).and_then(|root| root.write_atomic(&Path::new(&id).join(&name), &bytes, false));
+        let written = Root::create(&self.dir)
+            .and_then(|root| root.write_atomic(&Path::new(&id).join(&name), &bytes, false));
         if let Err(e) = written {
             tracing::warn!("cannot store a cache entry in {}: {e}", self.dir.join(&id).display());
             return;
@@ -328,7 +328,8 @@ impl AgentCache {
 
     fn save(&self, index: &Index) {
         let Ok(bytes) = rmp_serde::to_vec(index) else { return };
-        let saved = Root::create(&self.dir).and_then(|root| root.write_atomic(Path::new(INDEX), &bytes, false));
+        let saved =
+            Root::create(&self.dir).and_then(|root| root.write_atomic(Path::new(INDEX), &bytes, false));
         if let Err(e) = saved {
             tracing::warn!("cannot save the cache index in {}: {e}", self.dir.display());
         }
@@ -374,7 +375,8 @@ impl AgentCache {
 /// is not followed (nor one nested deeper than [`MAX_DEPTH`], a loop).
 pub fn dir_hash(dir: &Path) -> String {
     fn walk(root: &Root, rel: &Path, depth: usize, files: &mut Vec<(String, PathBuf)>) {
-        let entries = if rel.as_os_str().is_empty() { root.dir().entries() } else { root.dir().read_dir(rel) };
+        let entries =
+            if rel.as_os_str().is_empty() { root.dir().entries() } else { root.dir().read_dir(rel) };
         let Ok(entries) = entries else { return };
         for entry in entries.filter_map(Result::ok) {
             let path = rel.join(entry.file_name());

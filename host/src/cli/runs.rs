@@ -557,11 +557,8 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
                 s.hits,
                 s.lookups
             )?;
-            let compiled = target
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| default_state_dir(&workflow.path))
-                .join(COMPILED);
+            let compiled =
+                target.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path)).join(COMPILED);
             let (files, size) = std::fs::read_dir(&compiled)
                 .map(|entries| {
                     entries

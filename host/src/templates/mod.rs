@@ -241,10 +241,7 @@ fn loader(dir: &Path) -> impl Fn(&str) -> Result<Option<String>, minijinja::Erro
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) if crate::confined::is_escape(&e) => Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!(
-                    "it leads outside {} (through a symbolic link), so it is not read",
-                    shown.display()
-                ),
+                format!("it leads outside {} (through a symbolic link), so it is not read", shown.display()),
             )),
             Err(e) => Err(Error::new(ErrorKind::InvalidOperation, "could not read template").with_source(e)),
         }

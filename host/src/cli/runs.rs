@@ -625,9 +625,13 @@ fn engine_for(
     let cache_dir = match cache_dir {
         Some(dir) => dir,
         None => {
-            // `compiled/` is inside the state directory: a link there must not lead out of it.
+            // `compiled/` is inside the state directory: a link there must
+            // not lead out of it. (Checked without making anything.)
             let compiled = Path::new(COMPILED);
-            if let Err(e) = crate::confined::Root::create(state_dir).and_then(|s| s.subdir(compiled, true)) {
+            if let Ok(state) = crate::confined::Root::open(state_dir)
+                && let Err(e) = state.subdir(compiled, false)
+                && crate::confined::is_escape(&e)
+            {
                 writeln!(err, "error: --state-dir {}: {e}", state_dir.display())?;
                 return Ok(None);
             }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod cache;
 mod grants;
 mod live;
 mod plan;
@@ -42,7 +43,7 @@ enum Command {
     /// Show a finished run's report: summary, JSON, HTML timeline, trace, Prometheus metrics.
     Report(runs::ReportArgs),
     /// Inspect or trim the caches: agent outputs and compiled components.
-    Cache(runs::CacheArgs),
+    Cache(cache::CacheArgs),
     /// Check a workflow file and load its components as `run` would; report every problem (exit 2 if any).
     Check(CheckArgs),
     /// Print the JSON Schema of workflow files (for editors and validators).
@@ -132,7 +133,7 @@ where
         Command::Report(args) => runs::report(&args, out, err),
         Command::Runs(args) => runs::list(&args, out, err),
         Command::Context(args) => runs::context(&args, out, err),
-        Command::Cache(args) => runs::cache(&args, out, err),
+        Command::Cache(args) => cache::cache(&args, out, err),
         Command::Check(args) => check(&args, out, err),
         Command::Schema => schema(out),
         Command::Plan(args) => plan::plan(&args, out, err),

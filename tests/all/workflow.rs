@@ -60,7 +60,7 @@ fn non_blocking_needs_do_not_make_cycles() {
 fn unknown_fields_are_errors_with_a_hint() {
     insta::assert_snapshot!(
         problems("agents:\n  a:\n    component: a.wasm\n    need: [b]\n"),
-        @"<dir>/workflow.yaml:4:5: unknown field `need`, expected one of component, owns, reads, needs, config, resources, fuel, timeout, estimate, priority, retry, defaults, wasi (did you mean `needs`?)"
+        @"<dir>/workflow.yaml:4:5: unknown field `need`, expected one of component, owns, reads, needs, config, resources, fuel, timeout, estimate, priority, retry, defaults, wasi, grants, cache (did you mean `needs`?)"
     );
 }
 

@@ -276,3 +276,7 @@ fn overlap(a: &[(Duration, Duration)], b: &[(Duration, Duration)]) -> Duration {
     }
     total
 }
+
+#[cfg(test)]
+#[path = "network_tests.rs"]
+mod tests;

@@ -106,6 +106,7 @@ fn layout_survives_an_empty_run_and_a_wide_one() {
             attempt: Some(1),
             subject: None,
             outcome: Some("succeeded".into()),
+            http: None,
         })
         .collect();
     let page = render(&wide);

@@ -116,10 +116,10 @@ async fn agents_that_can_see_a_changing_world_are_cached_only_when_opted_in_and_
             assert_eq!((why("opted"), why("plain")), (None, None));
             let markdown = ensemble::observe::markdown::render(&m);
             assert!(
-                markdown.contains("| rw | files /scratch (read_write) | read_write files |"),
+                markdown.contains("| rw | `files /scratch (read_write)` | read_write files |"),
                 "{markdown}"
             );
-            assert!(markdown.contains("| clock | real clocks | real clocks (wasi: true) |"), "{markdown}");
+            assert!(markdown.contains("| clock | `real clocks` | real clocks (wasi: true) |"), "{markdown}");
             let html = ensemble::observe::html::render(&m);
             assert!(html.contains("no: cache: false") && html.contains("<table id=\"grants\">"), "{html}");
             assert!(m.to_json().contains("\"cache_skipped\": \"http grant\""));

@@ -292,7 +292,7 @@ fn write_grants(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&a.agent),
-            cell(&a.grants.summary()),
+            if a.grants.is_empty() { "–".to_owned() } else { format!("`{}`", cell(&a.grants.summary())) },
             cell(a.cache_skipped.as_deref().unwrap_or("–")),
             n.requests,
             n.refused,
@@ -317,10 +317,11 @@ fn write_grants(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
             let refused = if o.refused > 0 { format!(", {} refused", o.refused) } else { String::new() };
             writeln!(
                 s,
-                "- `{}` → {}: {} requests{failed}{refused}, {} sent, {} received{latency}",
+                "- `{}` → {}: {} request{}{failed}{refused}, {} sent, {} received{latency}",
                 a.agent,
                 o.origin,
                 o.requests,
+                if o.requests == 1 { "" } else { "s" },
                 bytes(o.sent),
                 bytes(o.received)
             )?;

@@ -192,7 +192,7 @@ fn the_renderers_show_grants_origins_refusals_and_the_impact() {
     let (m, _dir) = metrics();
     let md = markdown::render(&m);
     assert!(md.contains("### Grants and network"), "{md}");
-    assert!(md.contains("| b | http https://api.example.com; real clocks | http grant | 2 | 1 |"), "{md}");
+    assert!(md.contains("| b | `http https://api.example.com; real clocks` | http grant | 2 | 1 |"), "{md}");
     assert!(
         md.contains(&format!(
             "- `a` → {X}: 2 requests, 20 B sent, 200 B received, latency 25.0 ms / 30.0 ms"

@@ -460,8 +460,8 @@ fn run_metrics(out: &mut String, m: &RunMetrics) {
             n.requests,
             n.failed,
             n.refused,
-            bytes(n.sent),
-            bytes(n.received),
+            super::markdown::bytes(n.sent),
+            super::markdown::bytes(n.received),
             ratio(n.network_latency_impact),
             dur(n.wait)
         ),

@@ -4,7 +4,8 @@
 
 use std::fmt::Write;
 
-use super::{Mark, RunMetrics, Span, bytes, dur, escape, ratio};
+use super::{Mark, RunMetrics, Span, dur, escape, ratio};
+use crate::observe::markdown::bytes;
 
 /// An HTTP request: a thin bar at `y`, under the agent's attempt.
 pub(super) fn http_bar(out: &mut String, s: &Span, sx: f64, sw: f64, y: f64) {

@@ -167,8 +167,14 @@ fn clearing_the_cache_leaves_other_files_alone() {
     std::fs::write(dir.path().join("runs/keep.redb"), b"journal").expect("write");
     let cache = AgentCache::open(dir.path(), 1 << 20, 1 << 20);
     let snapshot = ensemble::context::ContextStore::new().snapshot();
-    let family =
-        ensemble::cache::Family { agent: "a", component: "c", config: &[], templates: None, reads: None };
+    let family = ensemble::cache::Family {
+        agent: "a",
+        component: "c",
+        config: &[],
+        templates: None,
+        reads: None,
+        grants: None,
+    };
     cache.store(&family, &Default::default(), &Default::default(), std::time::Duration::ZERO);
     assert!(cache.lookup(&family, &snapshot).is_some());
     cache.clear().expect("cleared");

@@ -6,6 +6,7 @@ mod bad_input;
 mod barrier;
 mod bmad;
 mod cache;
+mod cache_grants;
 mod cancel;
 mod cli;
 mod compiled_cache;

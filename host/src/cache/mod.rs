@@ -23,11 +23,16 @@
 //! ([`Root`]): a symbolic link inside it (a family directory, an entry, the
 //! index) never leads a read or write outside it.
 //!
+//! An agent's grants (files, HTTP, variables, real clocks) decide whether
+//! it is cached and are part of its family: see [`grants`].
+//!
 //! Architecture invariant: this module knows nothing of wasmtime or tokio.
+
+pub mod grants;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +40,8 @@ use serde::{Deserialize, Serialize};
 use crate::confined::Root;
 use crate::context::{Snapshot, StagedWrites};
 use crate::runtime::{Reads, listing_hash, value_hash};
+use crate::workflow::AgentSpec;
+pub use grants::{TreeLimits, uncacheable};
 
 const MAGIC: &[u8; 8] = b"ENSCACH1";
 const HEADER: usize = 8 + 1 + 32;
@@ -53,6 +60,8 @@ pub struct Family<'a> {
     /// Its `reads` patterns, if declared (narrowing them can change what it
     /// may see).
     pub reads: Option<&'a [String]>,
+    /// What it may read outside the context ([`AgentCache::grants_hash`]).
+    pub grants: Option<&'a str>,
 }
 
 impl Family<'_> {
@@ -73,6 +82,10 @@ impl Family<'_> {
                 h.update(&(pattern.len() as u64).to_le_bytes());
                 h.update(pattern.as_bytes());
             }
+        }
+        if let Some(grants) = self.grants {
+            h.update(b"grants");
+            h.update(grants.as_bytes());
         }
         h.finalize().to_hex()[..32].to_owned()
     }
@@ -137,6 +150,9 @@ pub struct AgentCache {
     max_size: u64,
     compress_above: u64,
     state: Mutex<(Index, u64)>,
+    tree_limits: TreeLimits,
+    /// The key of secrets' hashes, read or made at the first secret.
+    secret_key: OnceLock<Result<[u8; 32], String>>,
 }
 
 /// A cache hit: the writes to commit.
@@ -165,7 +181,29 @@ impl AgentCache {
             }
             Err(_) => Self::rebuild(dir),
         };
-        Self { dir: dir.to_owned(), max_size, compress_above, state: Mutex::new((index, 0)) }
+        Self {
+            dir: dir.to_owned(),
+            max_size,
+            compress_above,
+            state: Mutex::new((index, 0)),
+            tree_limits: TreeLimits::default(),
+            secret_key: OnceLock::new(),
+        }
+    }
+
+    /// Bound the walk that hashes granted trees differently.
+    pub fn with_tree_limits(mut self, limits: TreeLimits) -> Self {
+        self.tree_limits = limits;
+        self
+    }
+
+    /// What of `agent`'s grants goes into its [`Family`] (`None`: it has
+    /// none), or why it is not cached in this run: see [`grants`]. Hashes
+    /// its granted trees (bounded by the tree limits) each time.
+    pub fn grants_hash(&self, agent: &AgentSpec) -> Result<Option<String>, String> {
+        grants::grants_hash(agent, self.tree_limits, || {
+            self.secret_key.get_or_init(|| grants::secret_key(&self.dir)).clone()
+        })
     }
 
     fn rebuild(dir: &Path) -> Index {
@@ -431,7 +469,7 @@ mod tests {
     use crate::context::ContextStore;
 
     fn family(agent: &str) -> Family<'_> {
-        Family { agent, component: "c", config: &[], templates: None, reads: None }
+        Family { agent, component: "c", config: &[], templates: None, reads: None, grants: None }
     }
 
     fn reads_of(snapshot: &Snapshot, keys: &[&str]) -> Reads {

@@ -56,7 +56,7 @@ use crate::context::{CommitError, Conflict, ContextStore, Ownership, StagedWrite
 use crate::journal::{
     AgentRecord, CommitRecord, ConflictRecord, Journal, JournalError, RunRecord, RunStatus,
 };
-use crate::observe::{Decision, EventKind, EventSink, TimelineRecorder};
+use crate::observe::{Decision, EventKind, EventSink, EventTap, TimelineRecorder};
 use crate::runtime::{
     AgentCall, AgentComponent, AgentError, AgentOutput, Capabilities, Imports, Limits, Pulse, Runtime,
     RuntimeConfig, RuntimeError, Validation,
@@ -559,11 +559,17 @@ struct Execution<'w> {
     templates_hash: Option<String>,
     /// Agents whose output came from the cache.
     cached: Set<&'w str>,
+    /// Agents not cached in this run (each told once).
+    uncached: Set<&'w str>,
+    /// Per agent, its grants' part of its cache family when it was admitted.
+    grant_hashes: Map<&'w str, Option<String>>,
     templates: Option<Arc<TemplateService>>,
     inputs: BTreeMap<String, Vec<u8>>,
     started: Instant,
     /// The run's timeline, from the events it sends.
     timeline: TimelineRecorder,
+    /// The events of its agents that the timeline needs (HTTP requests).
+    tap: EventTap,
     /// Per agent, template renders and render-cache hits (all its calls).
     renders: Map<&'w str, (u32, u32)>,
 }
@@ -680,10 +686,13 @@ impl<'w> Execution<'w> {
             cache,
             templates_hash,
             cached: Set::default(),
+            uncached: Set::default(),
+            grant_hashes: Map::default(),
             templates,
             inputs,
             started: Instant::now(),
             timeline: TimelineRecorder::new(),
+            tap: EventTap::default(),
             renders: Map::default(),
         }
     }
@@ -694,9 +703,18 @@ impl<'w> Execution<'w> {
 
     /// Send an event, and record it in the run's timeline.
     fn emit(&mut self, kind: EventKind) {
+        self.record_tapped();
         let event = self.events.stamp(kind);
         self.timeline.record(&event);
         self.events.publish(event);
+    }
+
+    /// Record in the timeline what agents sent that the report needs (their
+    /// HTTP requests): sent earlier than anything the run sends now.
+    fn record_tapped(&mut self) {
+        for event in self.tap.take() {
+            self.timeline.record(&event);
+        }
     }
 
     /// Rebuild a stopped run's state from its journal: the context, version
@@ -1092,25 +1110,40 @@ impl<'w> Execution<'w> {
         failed
     }
 
-    fn family<'a>(&'a self, agent: &'a AgentSpec) -> Option<Family<'a>> {
+    fn family<'a>(&'a self, agent: &'a AgentSpec, grants: Option<&'a str>) -> Option<Family<'a>> {
         let Some(Ok(component)) = self.components.get(agent.id.as_str()) else { return None };
-        if component.wasi {
-            // Real clocks and randomness: its output may differ run to run.
-            return None;
-        }
         Some(Family {
             agent: &agent.id,
             component: &component.content_hash,
             config: &agent.config,
             templates: self.templates_hash.as_deref(),
             reads: agent.reads.as_deref(),
+            grants,
         })
+    }
+
+    /// What of `agent`'s grants its cache family holds; `None` (and, once
+    /// per run, a `cache_skipped` event) if it is not cached in this run.
+    fn cacheable(&mut self, agent: &'w AgentSpec) -> Option<Option<String>> {
+        match self.cache.as_ref()?.grants_hash(agent) {
+            Ok(grants) => Some(grants),
+            Err(because) => {
+                if self.uncached.insert(&agent.id) {
+                    self.emit(EventKind::CacheSkipped { agent: agent.id.clone(), because });
+                }
+                None
+            }
+        }
     }
 
     /// Commit `agent`'s cached output if its inputs are unchanged; true if it did.
     fn commit_cached(&mut self, agent: &'w AgentSpec) -> bool {
         let Some(cache) = self.cache.clone() else { return false };
-        let Some(family) = self.family(agent) else { return false };
+        let Some(grants) = self.cacheable(agent) else { return false };
+        // Its output is stored only if its grants hash the same when it ends.
+        self.grant_hashes.insert(&agent.id, grants);
+        let grants = self.grant_hashes.get(agent.id.as_str()).and_then(Option::as_deref);
+        let Some(family) = self.family(agent, grants) else { return false };
         let Some(hit) = cache.lookup(&family, &self.store.snapshot()) else { return false };
         // Ownership may have changed since the entry was made: the agent
         // runs rather than commit keys it no longer owns.
@@ -1191,7 +1224,7 @@ impl<'w> Execution<'w> {
             snapshot,
             ownership: self.ownership.clone(),
             limits: Limits { memory_bytes, fuel: agent.fuel, timeout, slice: slice(agent.cpu) },
-            events: self.events.clone(),
+            events: self.events.tapped(&self.tap),
             pulse: pulse.clone(),
             templates: self.templates.clone().map(|t| t as Arc<dyn crate::runtime::Templates>),
             reads: self.reads.get(agent.id.as_str()).cloned(),
@@ -1404,8 +1437,18 @@ impl<'w> Execution<'w> {
     ) {
         let Some(agent) = self.spec(id) else { return };
         let result = result.and_then(|output| {
-            if let (Some(cache), Some(family)) = (&self.cache, self.family(agent)) {
-                cache.store(&family, &output.reads, &output.writes, ended - started);
+            if let (Some(cache), Some(before)) = (&self.cache, self.grant_hashes.get(id)) {
+                // What it was granted must not have changed while it ran.
+                match cache.grants_hash(agent) {
+                    Ok(after) if after == *before => {
+                        if let Some(family) = self.family(agent, before.as_deref()) {
+                            cache.store(&family, &output.reads, &output.writes, ended - started);
+                        }
+                    }
+                    _ => tracing::info!(
+                        "`{id}`: its granted files changed while it ran; its output is not cached"
+                    ),
+                }
             }
             let attempts = self.attempts.get(id).copied().unwrap_or(1);
             let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
@@ -2121,6 +2164,9 @@ impl<'w> Execution<'w> {
         };
         if let Some(cache) = &self.cache {
             cache.flush();
+        }
+        for event in self.tap.take() {
+            self.timeline.record(&event);
         }
         let done = self.events.stamp(EventKind::RunDone {
             succeeded: report.succeeded(),

@@ -187,6 +187,20 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
         c.renders,
         percent(c.render_hit_ratio)
     )?;
+    let n = &m.network;
+    if n.requests + n.refused > 0 || m.agents.iter().any(|a| a.grants.http.is_some()) {
+        writeln!(
+            s,
+            "- network: {} requests ({} failed, {} refused), {} sent, {} received; network latency impact {} (Σ network wait {} / Σ run time)",
+            n.requests,
+            n.failed,
+            n.refused,
+            bytes(n.sent),
+            bytes(n.received),
+            percent(n.network_latency_impact),
+            duration(n.wait)
+        )?;
+    }
     writeln!(
         s,
         "- retries: {} of {} attempts ({})",
@@ -209,6 +223,7 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
         percent(m.validations.failure_rate)
     )?;
 
+    write_grants(s, m)?;
     if !m.groups.is_empty() {
         writeln!(s, "\n### Groups\n")?;
     }
@@ -251,6 +266,69 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
             c.ours_hash.get(..12).unwrap_or(&c.ours_hash),
             c.theirs_hash.get(..12).unwrap_or(&c.theirs_hash)
         )?;
+    }
+    Ok(())
+}
+
+/// Agents' grants, why they were not cached, and the origins they contacted.
+fn write_grants(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
+    let shown: Vec<_> = m
+        .agents
+        .iter()
+        .filter(|a| !a.grants.is_empty() || a.cache_skipped.is_some() || a.network.is_some())
+        .collect();
+    if shown.is_empty() {
+        return Ok(());
+    }
+    writeln!(s, "\n### Grants and network\n")?;
+    writeln!(
+        s,
+        "| agent | grants | not cached because | requests | refused | sent | received | network latency impact |"
+    )?;
+    writeln!(s, "|---|---|---|--:|--:|--:|--:|--:|")?;
+    for a in &shown {
+        let n = a.network.clone().unwrap_or_default();
+        writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&a.agent),
+            if a.grants.is_empty() { "–".to_owned() } else { format!("`{}`", cell(&a.grants.summary())) },
+            cell(a.cache_skipped.as_deref().unwrap_or("–")),
+            n.requests,
+            n.refused,
+            bytes(n.sent),
+            bytes(n.received),
+            percent(n.network_latency_impact)
+        )?;
+    }
+    let mut first = true;
+    for a in &shown {
+        let Some(n) = &a.network else { continue };
+        if first {
+            writeln!(s, "\nLatency: from sending a request to the last byte of its answer, median / max.\n")?;
+            first = false;
+        }
+        for o in &n.origins {
+            let latency = match (o.latency_median, o.latency_max) {
+                (Some(median), Some(max)) => format!(", latency {} / {}", duration(median), duration(max)),
+                _ => String::new(),
+            };
+            let failed = if o.failed > 0 { format!(", {} failed", o.failed) } else { String::new() };
+            let refused = if o.refused > 0 { format!(", {} refused", o.refused) } else { String::new() };
+            writeln!(
+                s,
+                "- `{}` → {}: {} request{}{failed}{refused}, {} sent, {} received{latency}",
+                a.agent,
+                o.origin,
+                o.requests,
+                if o.requests == 1 { "" } else { "s" },
+                bytes(o.sent),
+                bytes(o.received)
+            )?;
+        }
+        for r in &n.refusals {
+            writeln!(s, "  - refused {}× {}: {}", r.count, r.origin, r.reason)?;
+        }
     }
     Ok(())
 }

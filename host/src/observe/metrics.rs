@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{SpanKind, Timeline, secs};
+use super::network::{AgentNetwork, GrantMetrics, NetworkMetrics, agent_network, run_network};
+use super::{Mark, MarkKind, SpanKind, Timeline, secs};
 use crate::exec::{AgentStatus, GroupStatus, RunReport, ValidationOutcome};
 use crate::journal::ConflictRecord;
 use crate::runtime::Severity;
@@ -36,6 +37,9 @@ use crate::workflow::{OnFailure, Workflow};
 /// - **utilisation** of cpu, memory and slots: units held, averaged over the
 ///   total time, divided by the pool's units (cpu can exceed 1 by the
 ///   oversubscription factor).
+/// - **network latency impact** of an agent: the share of its run time spent
+///   waiting on the network; of the run: Σ network wait / Σ run time (see
+///   [`AgentNetwork`](super::AgentNetwork)).
 /// - **critical path (measured)**: the longest chain over blocking
 ///   dependencies (a dependent of a group member waits for the whole group)
 ///   with each agent's measured run time; **slack**: how much
@@ -65,6 +69,9 @@ pub struct RunMetrics {
     pub conflicts: ConflictMetrics,
     pub decisions: Vec<DecisionMetrics>,
     pub critical_path: CriticalPathMetrics,
+    /// Outbound HTTP of all agents.
+    #[serde(default)]
+    pub network: NetworkMetrics,
     /// A failure of the run itself.
     pub error: Option<String>,
     pub timeline: Timeline,
@@ -106,6 +113,15 @@ pub struct AgentMetrics {
     #[serde(with = "secs")]
     pub slack: Duration,
     pub critical: bool,
+    /// What it was granted.
+    #[serde(default)]
+    pub grants: GrantMetrics,
+    /// Why it was not cached, when the run had a cache and it was not.
+    #[serde(default)]
+    pub cache_skipped: Option<String>,
+    /// Its outbound HTTP, if it made or was refused any request.
+    #[serde(default)]
+    pub network: Option<AgentNetwork>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,6 +290,13 @@ impl RunMetrics {
             lanes.entry(span.lane.as_str()).or_default().push(span);
         }
         let lane = |id: &str| lanes.get(id).map(Vec::as_slice).unwrap_or_default().iter().copied();
+        let mut agent_marks: HashMap<&str, Vec<&Mark>> = HashMap::new();
+        for mark in &timeline.marks {
+            if matches!(mark.kind, MarkKind::CacheSkipped | MarkKind::HttpRefused) {
+                agent_marks.entry(mark.lane.as_str()).or_default().push(mark);
+            }
+        }
+        let marks = |id: &str| agent_marks.get(id).map(Vec::as_slice).unwrap_or_default().iter().copied();
         let sum_spans = |agent: &str, kind: SpanKind| {
             lane(agent).filter(|s| s.kind == kind).map(|s| s.duration()).sum::<Duration>()
         };
@@ -328,6 +351,11 @@ impl RunMetrics {
                     earliest_start: index.map_or(Duration::ZERO, |i| path.earliest[i]),
                     slack: index.map_or(Duration::ZERO, |i| path.slack[i]),
                     critical: critical.contains(a.agent.as_str()),
+                    grants: index.map(|i| GrantMetrics::of(&workflow.agents[i])).unwrap_or_default(),
+                    cache_skipped: marks(&a.agent)
+                        .find(|k| k.kind == MarkKind::CacheSkipped)
+                        .map(|k| k.detail.clone()),
+                    network: agent_network(lane(&a.agent), marks(&a.agent)),
                 }
             })
             .collect();
@@ -452,7 +480,7 @@ impl RunMetrics {
             list,
         };
 
-        let commits = timeline.marks.iter().filter(|m| m.kind == super::MarkKind::Commit).count() as u32;
+        let commits = timeline.marks.iter().filter(|m| m.kind == MarkKind::Commit).count() as u32;
         let conflicts = ConflictMetrics {
             commits,
             frequency: ratio(report.conflicts.len() as f64, f64::from(commits)),
@@ -472,6 +500,7 @@ impl RunMetrics {
             })
             .collect();
 
+        let network = run_network(agents.iter().map(|a| (a.run_time, a.network.as_ref())));
         let load_time: Duration =
             timeline.spans.iter().filter(|s| s.kind == SpanKind::Load).map(|s| s.duration()).sum();
         let critical_path = critical_path_metrics(&path, &agents, &parallelism, &resources, total, load_time);
@@ -501,6 +530,7 @@ impl RunMetrics {
             conflicts,
             decisions,
             critical_path,
+            network,
             error: report.error.clone(),
             timeline,
         }

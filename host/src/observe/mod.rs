@@ -17,11 +17,12 @@
 pub mod html;
 pub mod markdown;
 mod metrics;
+mod network;
 pub mod prometheus;
 mod timeline;
 pub mod trace;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -31,8 +32,11 @@ pub use metrics::{
     AgentMetrics, Bottleneck, CacheMetrics, CommitWait, ConflictMetrics, CriticalPathMetrics,
     DecisionMetrics, GroupMetrics, Parallelism, RetryMetrics, RunMetrics, Utilisation, ValidationMetrics,
 };
+pub use network::{
+    AgentNetwork, FileGrantMetric, GrantMetrics, NetworkMetrics, OriginMetrics, RefusalMetric, VariableMetric,
+};
 pub use timeline::{
-    INPUTS_LANE, LOAD_LANE, Mark, MarkKind, PoolSample, Span, SpanKind, Timeline, TimelineRecorder,
+    HttpCall, INPUTS_LANE, LOAD_LANE, Mark, MarkKind, PoolSample, Span, SpanKind, Timeline, TimelineRecorder,
 };
 
 /// How many events a subscriber may fall behind before it misses some.
@@ -151,6 +155,12 @@ pub enum EventKind {
         #[serde(with = "secs")]
         saved: Duration,
     },
+    /// An agent was not looked up in the agent output cache, nor will its
+    /// output be stored, because of what it was granted (`because`: `http
+    /// grant`, `read_write files`, `real clocks (wasi: true)`, `cache:
+    /// false`, a granted tree too large to hash, ...). Sent once per run,
+    /// only when the run has a cache.
+    CacheSkipped { agent: String, because: String },
     /// An agent's `templates.render` call got its turn and started rendering.
     RenderStarted { agent: String, template: String },
     /// A render ended (or was answered from the render cache).
@@ -250,11 +260,13 @@ pub enum EventKind {
 pub struct EventSink {
     tx: Arc<OnceLock<broadcast::Sender<Event>>>,
     origin: Instant,
+    /// Where the events the run's report needs from the runtime go too.
+    tap: Option<EventTap>,
 }
 
 impl Default for EventSink {
     fn default() -> Self {
-        Self { tx: Arc::default(), origin: Instant::now() }
+        Self { tx: Arc::default(), origin: Instant::now(), tap: None }
     }
 }
 
@@ -263,8 +275,22 @@ impl EventSink {
         Self::default()
     }
 
+    /// A clone of this sink (same channel, same clock) that also keeps, in
+    /// `tap`, every event sent through it that the run's report is made of
+    /// (HTTP requests and refusals), losslessly: the broadcast channel may
+    /// drop events for slow subscribers; the report must not.
+    pub fn tapped(&self, tap: &EventTap) -> Self {
+        Self { tap: Some(tap.clone()), ..self.clone() }
+    }
+
     pub fn send(&self, kind: EventKind) {
-        self.publish(self.stamp(kind));
+        let event = self.stamp(kind);
+        if let Some(tap) = &self.tap
+            && matches!(event.kind, EventKind::HttpRequest { .. } | EventKind::HttpRefused { .. })
+        {
+            tap.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event.clone());
+        }
+        self.publish(event);
     }
 
     /// `kind` with the time since the sink was created.
@@ -282,6 +308,19 @@ impl EventSink {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.get_or_init(|| broadcast::channel(EVENT_BUFFER).0).subscribe()
+    }
+}
+
+/// Events kept for a run's report by [`EventSink::tapped`] sinks, until the
+/// run takes them.
+#[derive(Debug, Clone, Default)]
+pub struct EventTap(Arc<Mutex<Vec<Event>>>);
+
+impl EventTap {
+    /// The events kept since the last call, in the order they were sent.
+    pub fn take(&self) -> Vec<Event> {
+        let mut events = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if events.is_empty() { Vec::new() } else { std::mem::take(&mut *events) }
     }
 }
 

@@ -114,6 +114,25 @@ pub fn render(m: &RunMetrics) -> String {
             (vec![("cache", "render")], f64::from(c.renders)),
         ],
     );
+    let n = &m.network;
+    e.one(
+        "ensemble_run_http_requests_total",
+        "counter",
+        "Outbound HTTP requests sent by agents.",
+        f64::from(n.requests),
+    );
+    e.one(
+        "ensemble_run_http_refused_total",
+        "counter",
+        "Outbound HTTP requests refused before any connection or cut off by a limit.",
+        f64::from(n.refused),
+    );
+    e.one(
+        "ensemble_run_network_latency_impact_ratio",
+        "gauge",
+        "Sum of the agents' network wait (their HTTP requests in flight, overlaps merged) / sum of their run times.",
+        n.network_latency_impact.unwrap_or(0.0),
+    );
     e.one("ensemble_run_attempts_total", "counter", "Agent attempts started.", f64::from(m.retries.attempts));
     e.one(
         "ensemble_run_retries_total",
@@ -214,6 +233,64 @@ pub fn render(m: &RunMetrics) -> String {
         "counter",
         "Attempts an agent started.",
         &per_agent(&|a| Some(f64::from(a.attempts))),
+    );
+    // Network figures for agents with an HTTP grant or any request.
+    let networked = |a: &super::AgentMetrics| a.grants.http.is_some() || a.network.is_some();
+    e.family(
+        "ensemble_agent_network_latency_impact_ratio",
+        "gauge",
+        "Share of an agent's run time spent waiting on the network (its HTTP requests in flight, overlaps merged).",
+        &per_agent(&|a| {
+            networked(a).then(|| a.network.as_ref().and_then(|n| n.network_latency_impact).unwrap_or(0.0))
+        }),
+    );
+    let mut requests = Vec::new();
+    let mut bytes = Vec::new();
+    let mut refused = Vec::new();
+    let mut latency = Vec::new();
+    for a in &m.agents {
+        for o in a.network.iter().flat_map(|n| &n.origins) {
+            let labels = vec![("agent", a.agent.as_str()), ("origin", o.origin.as_str())];
+            for (statistic, value) in [("median", o.latency_median), ("max", o.latency_max)] {
+                if let Some(value) = value {
+                    let mut labels = labels.clone();
+                    labels.push(("statistic", statistic));
+                    latency.push((labels, secs(value)));
+                }
+            }
+            requests.push((labels.clone(), f64::from(o.requests)));
+            refused.push((labels.clone(), f64::from(o.refused)));
+            let mut sent = labels.clone();
+            sent.push(("direction", "sent"));
+            bytes.push((sent, o.sent as f64));
+            let mut received = labels;
+            received.push(("direction", "received"));
+            bytes.push((received, o.received as f64));
+        }
+    }
+    e.family(
+        "ensemble_agent_http_requests_total",
+        "counter",
+        "Outbound HTTP requests an agent sent to an origin.",
+        &requests,
+    );
+    e.family(
+        "ensemble_agent_http_refused_total",
+        "counter",
+        "Outbound HTTP requests of an agent to an origin that were refused.",
+        &refused,
+    );
+    e.family(
+        "ensemble_agent_http_body_bytes_total",
+        "counter",
+        "Body bytes an agent sent to and received from an origin.",
+        &bytes,
+    );
+    e.family(
+        "ensemble_agent_http_latency_seconds",
+        "gauge",
+        "Median and maximum time of an agent's HTTP requests to an origin, from sending to the last byte of the answer.",
+        &latency,
     );
     e.text
 }

@@ -2,9 +2,15 @@
 //!
 //! The run loop feeds every event it sends to a [`TimelineRecorder`]
 //! (losslessly: not through the broadcast channel), which turns them into
-//! spans (queued, running, validating, backing off; groups), instant marks
-//! (commits, conflicts, cache hits, timeouts, barrier decisions) and samples
-//! of the resource pool's usage. Times are from the start of the run.
+//! spans (queued, running, validating, backing off, HTTP requests; groups),
+//! instant marks (commits, conflicts, cache hits and skips, timeouts, barrier
+//! decisions, refused HTTP requests) and samples of the resource pool's
+//! usage. Times are from the start of the run.
+//!
+//! An agent's HTTP events come from the runtime, through the run's
+//! [`EventTap`](super::EventTap): they are recorded when the run next
+//! sends an event of its own, so spans and marks are sorted by start when
+//! the timeline is finished.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,6 +40,9 @@ pub enum SpanKind {
     Group,
     /// Loading the components (lane [`LOAD_LANE`]), before any agent starts.
     Load,
+    /// An outbound HTTP request of the agent, from sending it to the last
+    /// byte of its answer (or its failure); [`Span::http`] says what.
+    Http,
 }
 
 /// Something with a start and an end, on a lane (an agent, or a group).
@@ -59,6 +68,24 @@ pub struct Span {
     /// or `failed`. `None` if nothing said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// The request, for an `http` span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCall>,
+}
+
+/// One outbound HTTP request of an agent (an `http` span).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpCall {
+    pub method: String,
+    /// `scheme://host:port`: never a path or query.
+    pub origin: String,
+    /// The response's status, if one came.
+    pub status: Option<u16>,
+    /// Body bytes sent and received.
+    pub sent: u64,
+    pub received: u64,
+    /// Why it failed after it was sent.
+    pub error: Option<String>,
 }
 
 impl Span {
@@ -81,6 +108,10 @@ pub enum MarkKind {
     GroupTimeout,
     /// A group's barrier decided (`detail`: the decision and the reason).
     Decision,
+    /// The agent was not cached in this run (`detail`: why).
+    CacheSkipped,
+    /// An outbound HTTP request was refused ([`Mark::origin`]; `detail`: why).
+    HttpRefused,
 }
 
 /// Something that happened at one instant, on a lane.
@@ -92,6 +123,9 @@ pub struct Mark {
     #[serde(with = "secs")]
     pub at: Duration,
     pub detail: String,
+    /// The origin of a refused HTTP request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// The pool's usage right after an admission or a release.
@@ -248,14 +282,45 @@ impl TimelineRecorder {
                 let outcome = if *succeeded { "succeeded" } else { "failed" };
                 self.close(group, SpanKind::Group, None, at, Some(outcome));
             }
+            EventKind::CacheSkipped { agent, because } => {
+                self.mark(agent, MarkKind::CacheSkipped, at, because.clone());
+            }
+            EventKind::HttpRequest { agent, method, origin, status, sent, received, elapsed, error } => {
+                let outcome = match (status, error) {
+                    (_, Some(_)) => "error".to_owned(),
+                    (Some(status), None) => status.to_string(),
+                    (None, None) => "unknown".to_owned(),
+                };
+                self.timeline.spans.push(Span {
+                    lane: agent.clone(),
+                    kind: SpanKind::Http,
+                    start: at.saturating_sub(*elapsed),
+                    end: at,
+                    attempt: None,
+                    subject: None,
+                    outcome: Some(outcome),
+                    http: Some(HttpCall {
+                        method: method.clone(),
+                        origin: origin.clone(),
+                        status: *status,
+                        sent: *sent,
+                        received: *received,
+                        error: error.clone(),
+                    }),
+                });
+            }
+            EventKind::HttpRefused { agent, origin, reason } => {
+                self.mark(agent, MarkKind::HttpRefused, at, reason.clone());
+                if let Some(mark) = self.timeline.marks.last_mut() {
+                    mark.origin = Some(origin.clone());
+                }
+            }
             EventKind::RunDone { .. } => self.timeline.end = at,
             EventKind::RunStarted { .. }
             | EventKind::Progress { .. }
             | EventKind::Log { .. }
             | EventKind::RenderStarted { .. }
-            | EventKind::Rendered { .. }
-            | EventKind::HttpRequest { .. }
-            | EventKind::HttpRefused { .. } => {}
+            | EventKind::Rendered { .. } => {}
         }
     }
 
@@ -268,6 +333,10 @@ impl TimelineRecorder {
             }
         }
         self.timeline.end = end;
+        // HTTP events are recorded late (see the module's docs); a stable
+        // sort keeps everything else in the order it came.
+        self.timeline.spans.sort_by_key(|s| s.start);
+        self.timeline.marks.sort_by_key(|k| k.at);
         self.timeline
     }
 
@@ -296,6 +365,7 @@ impl TimelineRecorder {
             attempt: None,
             subject: None,
             outcome: outcome.map(str::to_owned),
+            http: None,
         });
         self.lane(lane).open.push((kind, what.map(str::to_owned), index));
         index
@@ -338,7 +408,7 @@ impl TimelineRecorder {
     }
 
     fn mark(&mut self, lane: &str, kind: MarkKind, at: Duration, detail: String) {
-        self.timeline.marks.push(Mark { lane: lane.to_owned(), kind, at, detail });
+        self.timeline.marks.push(Mark { lane: lane.to_owned(), kind, at, detail, origin: None });
     }
 }
 

@@ -4,8 +4,10 @@
 //! validator's validations on a lane per subject; groups as lanes of a
 //! second process, each group a slice with its barrier (start to last
 //! decision) nested in it, barrier decisions and timeouts as instant (`i`)
-//! events; commits, conflicts, cache hits and timeouts as instant events on
-//! the agent's lane; the pool's usage as a counter (`C`).
+//! events; commits, conflicts, cache hits and skips, timeouts and refused
+//! HTTP requests as instant events on the agent's lane; each agent's HTTP
+//! requests as slices on a lane of their own (`agent http`); the pool's
+//! usage as a counter (`C`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -75,6 +77,8 @@ pub fn render(m: &RunMetrics) -> String {
             (SpanKind::Validate, Some(subject)) => {
                 lanes.get(&mut events, AGENTS, &format!("{} validates {subject}", span.lane))
             }
+            // Requests overlap: a lane of their own, beside the agent's.
+            (SpanKind::Http, _) => lanes.get(&mut events, AGENTS, &format!("{} http", span.lane)),
             _ => lanes.get(&mut events, AGENTS, &span.lane),
         };
         let (name, cat) = match span.kind {
@@ -86,9 +90,17 @@ pub fn render(m: &RunMetrics) -> String {
             SpanKind::Backoff => ("retry backoff".to_owned(), "backoff"),
             SpanKind::Group => (format!("group {}", span.lane), "group"),
             SpanKind::Load => ("load components".to_owned(), "load"),
+            SpanKind::Http => {
+                let call = span.http.as_ref();
+                let what = call.map(|c| format!("{} {}", c.method, c.origin));
+                (what.unwrap_or_else(|| "http".to_owned()), "http")
+            }
         };
         let colour = match (span.kind, outcome) {
             (SpanKind::Queued | SpanKind::Backoff | SpanKind::Load, _) => "grey",
+            (SpanKind::Http, "error") => "terrible",
+            (SpanKind::Http, status) if status.starts_with(['4', '5']) => "bad",
+            (SpanKind::Http, _) => "thread_state_iowait",
             (_, "succeeded" | "passed") => "good",
             (_, "failed" | "rejected" | "error") => "terrible",
             (_, "timed_out") => "bad",
@@ -98,6 +110,15 @@ pub fn render(m: &RunMetrics) -> String {
         let mut args = json!({"outcome": outcome});
         if let Some(attempt) = span.attempt {
             args["attempt"] = json!(attempt);
+        }
+        if let Some(call) = &span.http {
+            args["origin"] = json!(call.origin);
+            args["status"] = json!(call.status);
+            args["sent"] = json!(call.sent);
+            args["received"] = json!(call.received);
+            if let Some(error) = &call.error {
+                args["error"] = json!(error);
+            }
         }
         events.push(json!({
             "name": name,
@@ -146,6 +167,12 @@ pub fn render(m: &RunMetrics) -> String {
             MarkKind::Timeout => "timeout",
             MarkKind::GroupTimeout => "barrier timeout",
             MarkKind::Decision => "barrier decision",
+            MarkKind::CacheSkipped => "not cached",
+            MarkKind::HttpRefused => "http refused",
+        };
+        let detail = match &mark.origin {
+            Some(origin) => format!("{origin}: {}", mark.detail),
+            None => mark.detail.clone(),
         };
         events.push(json!({
             "name": name,
@@ -155,7 +182,7 @@ pub fn render(m: &RunMetrics) -> String {
             "ts": micros(mark.at),
             "pid": pid,
             "tid": tid,
-            "args": {"detail": mark.detail},
+            "args": {"detail": detail},
         }));
     }
     for sample in &m.timeline.pool {

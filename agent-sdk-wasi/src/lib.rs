@@ -25,7 +25,9 @@ use std::fmt;
 
 pub use wasip2 as wasi;
 use wasip2::filesystem::preopens::get_directories;
-use wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags};
+use wasip2::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+};
 
 /// A file operation the host or WASI refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +82,12 @@ fn resolve(action: &'static str, path: &str) -> Result<(Descriptor, String), Fil
     best.ok_or_else(|| error("no granted directory holds it".to_owned()))
 }
 
-fn open(action: &'static str, path: &str, open: OpenFlags, flags: DescriptorFlags) -> Result<Descriptor, FileError> {
+fn open(
+    action: &'static str,
+    path: &str,
+    open: OpenFlags,
+    flags: DescriptorFlags,
+) -> Result<Descriptor, FileError> {
     let (dir, rest) = resolve(action, path)?;
     dir.open_at(PathFlags::SYMLINK_FOLLOW, &rest, open, flags).map_err(|e| wasi_error(action, path, e))
 }
@@ -108,7 +115,9 @@ pub fn read(path: &str) -> Result<Vec<u8>, FileError> {
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     loop {
         let offset = bytes.len() as u64;
-        let (chunk, end) = file.read(CHUNK.max(size.saturating_sub(offset)), offset).map_err(|e| wasi_error("read", path, e))?;
+        let (chunk, end) = file
+            .read(CHUNK.max(size.saturating_sub(offset)), offset)
+            .map_err(|e| wasi_error("read", path, e))?;
         bytes.extend_from_slice(&chunk);
         if end || chunk.is_empty() {
             return Ok(bytes);
@@ -129,8 +138,11 @@ pub fn read(path: &str) -> Result<Vec<u8>, FileError> {
 ///
 /// As [`read`], and when the file is not UTF-8.
 pub fn read_to_string(path: &str) -> Result<String, FileError> {
-    String::from_utf8(read(path)?)
-        .map_err(|e| FileError { action: "read", path: path.to_owned(), reason: format!("not UTF-8 text ({e})") })
+    String::from_utf8(read(path)?).map_err(|e| FileError {
+        action: "read",
+        path: path.to_owned(),
+        reason: format!("not UTF-8 text ({e})"),
+    })
 }
 
 /// The entries of the granted directory at `path`, sorted by name (`.` and
@@ -183,7 +195,11 @@ pub fn write(path: &str, bytes: &[u8]) -> Result<(), FileError> {
     while written < bytes.len() {
         let n = file.write(&bytes[written..], written as u64).map_err(|e| wasi_error("write", path, e))?;
         if n == 0 {
-            return Err(FileError { action: "write", path: path.to_owned(), reason: "no progress".to_owned() });
+            return Err(FileError {
+                action: "write",
+                path: path.to_owned(),
+                reason: "no progress".to_owned(),
+            });
         }
         written += usize::try_from(n).unwrap_or(usize::MAX);
     }

@@ -228,7 +228,10 @@ fn describe(file: &Path, wit: bool) -> Result<String> {
     }
     if summary.component {
         match check_agent(&summary) {
-            Ok(()) => writeln!(s, "  agent world: ok (ensemble:agent and WASI 0.2 imports only; exports run and validate)")?,
+            Ok(()) => writeln!(
+                s,
+                "  agent world: ok (ensemble:agent and WASI 0.2 imports only; exports run and validate)"
+            )?,
             Err(e) => writeln!(s, "  agent world: NOT an agent: {e}")?,
         }
     }

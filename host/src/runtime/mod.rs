@@ -580,17 +580,6 @@ impl Runtime {
         Ok((validation, output))
     }
 
-    /// [`Self::invoke`] with secret values kept out of the error.
-    async fn invoke_redacted(
-        &self,
-        component: &AgentComponent,
-        call: AgentCall,
-        entry: Entry<'_>,
-    ) -> Result<(Option<Validation>, AgentOutput), AgentError> {
-        let secrets = secrets::Secrets::of(&call.capabilities.grants);
-        self.invoke(component, call, entry).await.map_err(|e| secrets.redact_error(e))
-    }
-
     async fn invoke(
         &self,
         component: &AgentComponent,

@@ -9,7 +9,7 @@ use std::fmt;
 
 use memchr::memmem;
 
-use super::AgentError;
+use super::{AgentCall, AgentComponent, AgentError, AgentOutput, Entry, Runtime, Validation};
 use crate::workflow::Grants;
 
 /// What a redacted secret is replaced by.
@@ -92,5 +92,18 @@ impl Secrets {
             }
             other => other,
         }
+    }
+}
+
+impl Runtime {
+    /// [`Runtime::invoke`] with secret values kept out of the error.
+    pub(super) async fn invoke_redacted(
+        &self,
+        component: &AgentComponent,
+        call: AgentCall,
+        entry: Entry<'_>,
+    ) -> Result<(Option<Validation>, AgentOutput), AgentError> {
+        let secrets = Secrets::of(&call.capabilities.grants);
+        self.invoke(component, call, entry).await.map_err(|e| secrets.redact_error(e))
     }
 }

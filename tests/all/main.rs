@@ -15,6 +15,7 @@ mod conflicts;
 mod context;
 mod crash;
 mod engine;
+mod grants_files;
 mod html;
 mod journal;
 mod limits;

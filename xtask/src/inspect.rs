@@ -120,7 +120,8 @@ pub fn summarize(bytes: &[u8]) -> Result<Summary> {
 }
 
 /// Fail unless `summary` is an agent component: the only instances it
-/// imports are [`ALLOWED_IMPORTS`] (no WASI), and it exports exactly the
+/// imports are [`ALLOWED_IMPORTS`] and WASI 0.2 (`wasi:*`, which the host
+/// links only for an agent granted it), and it exports exactly the
 /// functions [`REQUIRED_EXPORTS`]. Type imports (the types the world `use`s,
 /// bound to the `types` instance's) carry no capability and are allowed.
 pub fn check_agent(summary: &Summary) -> Result<()> {
@@ -130,12 +131,16 @@ pub fn check_agent(summary: &Summary) -> Result<()> {
     let extra: Vec<_> = summary
         .imports
         .iter()
-        .filter(|i| i.kind != "type" && !(i.kind == "instance" && ALLOWED_IMPORTS.contains(&i.name.as_str())))
+        .filter(|i| {
+            i.kind != "type"
+                && !(i.kind == "instance"
+                    && (ALLOWED_IMPORTS.contains(&i.name.as_str()) || i.name.starts_with("wasi:")))
+        })
         .map(|i| format!("{} {}", i.kind, i.name))
         .collect();
     if !extra.is_empty() {
         bail!(
-            "it imports {}; an agent may import only the instances {}",
+            "it imports {}; an agent may import only WASI 0.2 (`wasi:*`) and the instances {}",
             extra.join(", "),
             ALLOWED_IMPORTS.join(", ")
         );
@@ -223,7 +228,10 @@ fn describe(file: &Path, wit: bool) -> Result<String> {
     }
     if summary.component {
         match check_agent(&summary) {
-            Ok(()) => writeln!(s, "  agent world: ok (no WASI; exports run and validate)")?,
+            Ok(()) => writeln!(
+                s,
+                "  agent world: ok (ensemble:agent and WASI 0.2 imports only; exports run and validate)"
+            )?,
             Err(e) => writeln!(s, "  agent world: NOT an agent: {e}")?,
         }
     }

@@ -33,8 +33,8 @@ enum Command {
             Compiles the guest workspace agents/ (its members include \
             tests/fixtures/rust/*) with `cargo build --release --target \
             wasm32-unknown-unknown`, turns each core module into a component with \
-            wit-component, checks that it imports only ensemble:agent interfaces (no \
-            WASI) and exports run and validate, and writes agents/dist/<crate>.wasm, \
+            wit-component, checks that it imports only ensemble:agent interfaces and \
+            WASI 0.2 (which the host grants per agent) and exports run and validate, and writes agents/dist/<crate>.wasm, \
             tests/fixtures/dist/<crate>.wasm and a MANIFEST.txt in each (blake3, size, \
             route and toolchain).\n\n\
             Toolchain routes:\n  \
@@ -59,7 +59,7 @@ enum Command {
         long_about = "Print the imports and exports of WebAssembly components or core \
             modules: for a component, each imported interface's functions, the exported \
             functions' signatures, the producers (compilers and tools) and whether it is \
-            a valid Ensemble agent (imports only ensemble:agent interfaces, exports \
+            a valid Ensemble agent (imports only ensemble:agent interfaces and WASI 0.2, exports \
             exactly run and validate).",
         after_help = "Example:\n  cargo xtask inspect agents/dist/*.wasm"
     )]

@@ -63,6 +63,15 @@ pub enum AgentError {
     /// The executor stopped the agent (a group's barrier gave up on it).
     #[error("agent `{agent}` was stopped: {reason}")]
     Stopped { agent: String, reason: String },
+    /// It tried to write the value of a secret variable (`secret`, by name)
+    /// to the context; `key` is shown with secret values replaced by `***`.
+    #[error(
+        "agent `{agent}` may not write `{key}`: it holds the value of secret `{secret}`, and secrets never leave the host (nothing was committed)"
+    )]
+    SecretWrite { agent: String, key: String, secret: String },
+    /// A directory it was granted could not be opened when it ran.
+    #[error("agent `{agent}`: cannot open its granted directory {} (as `{guest}`): {reason}", host.display())]
+    GrantUnavailable { agent: String, host: PathBuf, guest: String, reason: String },
 }
 
 /// A key an agent read and found missing although another agent owns it:
@@ -116,7 +125,9 @@ impl AgentError {
             | Self::Host { agent, .. }
             | Self::Stopped { agent, .. }
             | Self::ReadRefused { agent, .. }
-            | Self::LimitExceeded { agent, .. } => agent,
+            | Self::LimitExceeded { agent, .. }
+            | Self::SecretWrite { agent, .. }
+            | Self::GrantUnavailable { agent, .. } => agent,
             Self::Ownership(e) => &e.agent,
             Self::Conflict(e) => &e.0.agent,
         }
@@ -143,12 +154,17 @@ impl AgentError {
             Self::Stopped { reason, .. } => Self::Stopped { agent: id, reason },
             Self::ReadRefused { key, patterns, .. } => Self::ReadRefused { agent: id, key, patterns },
             Self::LimitExceeded { message, .. } => Self::LimitExceeded { agent: id, message },
+            Self::SecretWrite { key, secret, .. } => Self::SecretWrite { agent: id, key, secret },
+            Self::GrantUnavailable { host, guest, reason, .. } => {
+                Self::GrantUnavailable { agent: id, host, guest, reason }
+            }
             other => other,
         }
     }
 
     /// Whether another attempt could succeed. Never for an unusable
-    /// component, an ownership violation, or input the agent called invalid.
+    /// component, an ownership violation, a secret written, a granted
+    /// directory missing, or input the agent called invalid.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
@@ -158,6 +174,8 @@ impl AgentError {
                 | Self::ReadRefused { .. }
                 | Self::LimitExceeded { .. }
                 | Self::Stopped { .. }
+                | Self::SecretWrite { .. }
+                | Self::GrantUnavailable { .. }
                 | Self::Returned { kind: ReturnedKind::InvalidInput | ReturnedKind::Context, .. }
         )
     }

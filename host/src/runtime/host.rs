@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use super::bindings::ContextError;
 use super::bindings::ensemble::agent::{context, log, progress, templates, types};
 use super::limits::Limiter;
-use super::{Pulse, Reads, Templates, listing_hash, value_hash};
+use super::secrets::Secrets;
+use super::wasi::Unopened;
+use super::{AgentError, Capabilities, Pulse, Reads, Templates, listing_hash, value_hash};
 use crate::context::{
     KeyError, MAX_KEY_LEN, Ownership, OwnershipError, ReadPatterns, Snapshot, StagedWrites, validate_key,
 };
@@ -151,8 +153,17 @@ pub(crate) struct AgentState {
     /// The first key it read and found missing that another agent owns
     /// (key, owner): if it then fails, a missing `needs` is the likely cause.
     absent_owned: Option<(String, String)>,
-    /// WASI 0.2, locked down: no files, environment, arguments or network;
-    /// stdin is empty, stdout and stderr are discarded.
+    /// Its granted directories, variables and clocks.
+    capabilities: Capabilities,
+    /// Its secret variables' values, kept out of what leaves the host.
+    secrets: Secrets,
+    /// The first write holding a secret (the key, redacted; the secret's
+    /// name). It fails the invocation whatever the agent does next.
+    secret_write: Option<(String, String)>,
+    /// A granted directory that could not be opened. It fails the invocation.
+    unopened: Option<Unopened>,
+    /// WASI 0.2 as its capabilities allow (see `runtime::wasi`); stdin is
+    /// empty, stdout and stderr are discarded, no sockets.
     /// Built at the first WASI call: most agents make none.
     wasi: Option<wasmtime_wasi::WasiCtx>,
     table: wasmtime::component::ResourceTable,
@@ -160,15 +171,14 @@ pub(crate) struct AgentState {
 
 impl wasmtime_wasi::WasiView for AgentState {
     fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
-        wasmtime_wasi::WasiCtxView {
-            ctx: self.wasi.get_or_insert_with(locked_down_wasi),
-            table: &mut self.table,
-        }
+        let (agent, capabilities, unopened) = (&self.agent, &self.capabilities, &mut self.unopened);
+        let ctx = self.wasi.get_or_insert_with(|| {
+            let (ctx, missing) = super::wasi::context(agent, capabilities);
+            *unopened = missing;
+            ctx
+        });
+        wasmtime_wasi::WasiCtxView { ctx, table: &mut self.table }
     }
-}
-
-fn locked_down_wasi() -> wasmtime_wasi::WasiCtx {
-    wasmtime_wasi::WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build()
 }
 
 impl AgentState {
@@ -203,6 +213,10 @@ impl AgentState {
             subject: None,
             read_refused: None,
             absent_owned: None,
+            capabilities: Capabilities::default(),
+            secrets: Secrets::default(),
+            secret_write: None,
+            unopened: None,
             wasi: None,
             table: wasmtime::component::ResourceTable::new(),
         }
@@ -210,6 +224,30 @@ impl AgentState {
 }
 
 impl AgentState {
+    /// Run with `capabilities` (files, variables, clocks; secrets redacted).
+    pub(crate) fn grant(&mut self, capabilities: Capabilities) {
+        self.secrets = Secrets::of(&capabilities.grants);
+        self.capabilities = capabilities;
+    }
+
+    /// Why its grants fail the invocation: a granted directory that could
+    /// not be opened, or a write that held a secret.
+    pub(crate) fn grant_failure(&mut self) -> Option<AgentError> {
+        let agent = self.agent.to_string();
+        if let Some(Unopened { host, guest, reason }) = self.unopened.take() {
+            return Some(AgentError::GrantUnavailable { agent, host, guest, reason });
+        }
+        let (key, secret) = self.secret_write.take()?;
+        Some(AgentError::SecretWrite { agent, key, secret })
+    }
+
+    /// Refuse a key (or prefix) that holds a secret's value: it would be
+    /// recorded (reads go to the cache) or shown in errors.
+    fn secret_key_error(&self, key: &str) -> Option<ContextError> {
+        let secret = self.secrets.found_in(key.as_bytes())?;
+        Some(ContextError::InvalidKey(format!("a key may not hold the value of secret `{secret}`")))
+    }
+
     /// The key it found missing that another agent owns, if any.
     pub(crate) fn missing_need(&self) -> Option<Box<super::MissingNeed>> {
         self.absent_owned.clone().map(|(key, owner)| Box::new(super::MissingNeed { key, owner }))
@@ -273,7 +311,7 @@ impl AgentState {
     /// the agent's latest word.
     pub(crate) fn flush_progress(&mut self) {
         if let Some((done, message)) = self.progress_held.take() {
-            let message = cut(message, self.limits.max_message_bytes);
+            let message = cut(self.secrets.redact(message), self.limits.max_message_bytes);
             self.events.send(EventKind::Progress { agent: self.agent.to_string(), done, message });
         }
     }
@@ -283,7 +321,7 @@ impl types::Host for AgentState {}
 
 impl context::Host for AgentState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, ContextError>> {
-        if let Some(e) = key_error(&key) {
+        if let Some(e) = key_error(&key).or_else(|| self.secret_key_error(&key)) {
             return Ok(Err(e));
         }
         if !self.may_read(&key) {
@@ -310,8 +348,9 @@ impl context::Host for AgentState {
     }
 
     fn keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, ContextError>> {
-        if let Some(e) =
-            prefix_error(&prefix).or_else(|| self.reads_full(!self.reads.listings.contains_key(&prefix)))
+        if let Some(e) = prefix_error(&prefix)
+            .or_else(|| self.secret_key_error(&prefix))
+            .or_else(|| self.reads_full(!self.reads.listings.contains_key(&prefix)))
         {
             return Ok(Err(e));
         }
@@ -343,6 +382,16 @@ impl context::Host for AgentState {
             return Ok(Err(ContextError::NotOwned(format!(
                 "`validate` may not write the context (`{key}`)"
             ))));
+        }
+        if let Some(secret) =
+            self.secrets.found_in(key.as_bytes()).or_else(|| self.secrets.found_in(&value)).map(str::to_owned)
+        {
+            let shown = self.secrets.redact(key);
+            let message = format!(
+                "`{shown}` may not hold the value of secret `{secret}`: secrets never leave the host"
+            );
+            self.secret_write.get_or_insert((shown, secret));
+            return Ok(Err(ContextError::NotOwned(message)));
         }
         if let Err(violation) = self.ownership.check(&self.agent, &key) {
             let message = violation.to_string();
@@ -391,7 +440,7 @@ impl progress::Host for AgentState {
         if self.progress_sent.is_none_or(|at| now.duration_since(at) >= interval) {
             self.progress_sent = Some(now);
             self.progress_held = None;
-            let message = cut(message, self.limits.max_message_bytes);
+            let message = cut(self.secrets.redact(message), self.limits.max_message_bytes);
             self.events.send(EventKind::Progress { agent: self.agent.to_string(), done, message });
         } else {
             self.progress_held = Some((done, message));
@@ -408,7 +457,7 @@ impl log::Host for AgentState {
                 "it logged faster than the host allows ({log_burst} messages at once, then {log_per_second} per second)"
             ))));
         }
-        let message = cut(message, max_message_bytes);
+        let message = cut(self.secrets.redact(message), max_message_bytes);
         let level = match level {
             log::Level::Trace => Level::Trace,
             log::Level::Debug => Level::Debug,

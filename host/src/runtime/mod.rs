@@ -16,7 +16,9 @@
 //!   its deadline has passed.
 //! - No ambient authority: the linker provides only the `ensemble:agent`
 //!   interfaces. A component that imports anything else (WASI included)
-//!   fails to load, naming the import.
+//!   fails to load, naming the import, unless its grants allow it; then
+//!   WASI gives it only its grants (`wasi.rs`), and secrets stay in the
+//!   host (`secrets.rs`).
 
 mod bindings;
 mod capabilities;
@@ -24,6 +26,8 @@ mod compiled;
 mod error;
 mod host;
 mod limits;
+mod secrets;
+mod wasi;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +46,8 @@ pub use capabilities::{Capabilities, Imports};
 pub use error::{AgentError, MissingNeed, ReturnedKind};
 pub use host::{HostLimits, MAX_MESSAGE_BYTES, MAX_STAGED_BYTES, MAX_STAGED_KEYS, MAX_VALUE_BYTES};
 pub use limits::MAX_TABLE_ELEMENTS;
+pub use secrets::REDACTED;
+pub use wasi::{FIXED_WALL_CLOCK, MONOTONIC_STEP};
 
 use crate::context::{Ownership, ReadPatterns, Snapshot, StagedWrites};
 use crate::observe::EventSink;
@@ -557,7 +563,7 @@ impl Runtime {
         component: &AgentComponent,
         call: AgentCall,
     ) -> Result<AgentOutput, AgentError> {
-        self.invoke(component, call, Entry::Run).await.map(|(_, output)| output)
+        self.invoke_redacted(component, call, Entry::Run).await.map(|(_, output)| output)
     }
 
     /// Instantiate `component` in a fresh store and call its `validate` over
@@ -569,7 +575,7 @@ impl Runtime {
         call: AgentCall,
         subject: &str,
     ) -> Result<(Validation, AgentOutput), AgentError> {
-        let (validation, output) = self.invoke(component, call, Entry::Validate(subject)).await?;
+        let (validation, output) = self.invoke_redacted(component, call, Entry::Validate(subject)).await?;
         let validation = validation.unwrap_or(Validation { passed: true, findings: Vec::new() });
         Ok((validation, output))
     }
@@ -597,6 +603,7 @@ impl Runtime {
         state.templates = call.templates.clone();
         state.read_only = matches!(entry, Entry::Validate(_));
         state.reads_allowed = call.reads.clone();
+        state.grant(call.capabilities);
         if let Entry::Validate(subject) = entry {
             // A validator reads what it validates.
             state.subject = Some(subject.to_owned());
@@ -668,6 +675,9 @@ impl Runtime {
         let fuel_used = fuel_budget.and_then(|budget| Some(budget - store.get_fuel().ok()?));
         let mut state = store.into_data();
         state.flush_progress();
+        if let Some(refused) = state.grant_failure() {
+            return Err(refused);
+        }
         let agent = call.agent;
         if let Some(violation) = state.violation {
             return Err(AgentError::Ownership(violation));

@@ -13,6 +13,7 @@ mod conflicts;
 mod context;
 mod crash;
 mod engine;
+mod grants_http;
 mod html;
 mod journal;
 mod limits;

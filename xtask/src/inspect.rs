@@ -11,6 +11,9 @@ use wit_component::{DecodedWasm, WitPrinter};
 use wit_parser::{Function, Resolve, WorldItem, WorldKey};
 
 /// The only interfaces an agent component may import (`types` only if used).
+/// What an agent built with the SDK's `http` feature may import besides.
+pub const HTTP_IMPORT_PREFIXES: [&str; 3] = ["wasi:http/", "wasi:io/", "wasi:clocks/"];
+
 pub const ALLOWED_IMPORTS: [&str; 5] = [
     "ensemble:agent/types@0.1.0",
     "ensemble:agent/context@0.1.0",
@@ -120,17 +123,24 @@ pub fn summarize(bytes: &[u8]) -> Result<Summary> {
 }
 
 /// Fail unless `summary` is an agent component: the only instances it
-/// imports are [`ALLOWED_IMPORTS`] (no WASI), and it exports exactly the
-/// functions [`REQUIRED_EXPORTS`]. Type imports (the types the world `use`s,
-/// bound to the `types` instance's) carry no capability and are allowed.
-pub fn check_agent(summary: &Summary) -> Result<()> {
+/// imports are [`ALLOWED_IMPORTS`] (no WASI; with `http`, also the WASI 0.2
+/// `wasi:http`, `wasi:io` and `wasi:clocks` interfaces the SDK's `http`
+/// feature uses), and it exports exactly the functions [`REQUIRED_EXPORTS`].
+/// Type imports (the types the world `use`s, bound to the `types`
+/// instance's) carry no capability and are allowed.
+pub fn check_agent(summary: &Summary, http: bool) -> Result<()> {
+    let http_import = |name: &str| http && HTTP_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p));
     if !summary.component {
         bail!("it is a core module, not a component");
     }
     let extra: Vec<_> = summary
         .imports
         .iter()
-        .filter(|i| i.kind != "type" && !(i.kind == "instance" && ALLOWED_IMPORTS.contains(&i.name.as_str())))
+        .filter(|i| {
+            i.kind != "type"
+                && !(i.kind == "instance"
+                    && (ALLOWED_IMPORTS.contains(&i.name.as_str()) || http_import(&i.name)))
+        })
         .map(|i| format!("{} {}", i.kind, i.name))
         .collect();
     if !extra.is_empty() {
@@ -222,7 +232,9 @@ fn describe(file: &Path, wit: bool) -> Result<String> {
         }
     }
     if summary.component {
-        match check_agent(&summary) {
+        let wasi = summary.imports.iter().any(|i| i.name.starts_with("wasi:"));
+        match check_agent(&summary, true) {
+            Ok(()) if wasi => writeln!(s, "  agent world: ok (imports wasi:http: needs an `http` grant)")?,
             Ok(()) => writeln!(s, "  agent world: ok (no WASI; exports run and validate)")?,
             Err(e) => writeln!(s, "  agent world: NOT an agent: {e}")?,
         }

@@ -128,7 +128,7 @@ pub(crate) struct AgentState {
     /// panic message there before it traps).
     pub(crate) last_error: Option<String>,
     pub(crate) limiter: Limiter,
-    events: EventSink,
+    pub(crate) events: EventSink,
     pulse: Arc<Pulse>,
     /// Set for `validate`, which may read but not write.
     pub(crate) read_only: bool,
@@ -155,7 +155,9 @@ pub(crate) struct AgentState {
     /// stdin is empty, stdout and stderr are discarded.
     /// Built at the first WASI call: most agents make none.
     wasi: Option<wasmtime_wasi::WasiCtx>,
-    table: wasmtime::component::ResourceTable,
+    pub(crate) table: wasmtime::component::ResourceTable,
+    /// Outbound HTTP, for an agent with an `http` grant (see `runtime/http`).
+    pub(crate) http: Option<Box<super::http::HttpState>>,
 }
 
 impl wasmtime_wasi::WasiView for AgentState {
@@ -205,6 +207,7 @@ impl AgentState {
             absent_owned: None,
             wasi: None,
             table: wasmtime::component::ResourceTable::new(),
+            http: None,
         }
     }
 }

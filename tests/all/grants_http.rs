@@ -493,3 +493,67 @@ async fn a_component_importing_wasi_http_without_the_grant_fails_to_load_naming_
     .await;
     denied(&report, &["wasi:http/"]);
 }
+
+/// One plain GET from the host with hyper (a new connection, like the
+/// guest's), its body read whole.
+async fn host_get(port: u16) -> usize {
+    use http_body_util::BodyExt;
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let io = wasmtime_wasi_http::io::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get("/ok")
+        .header("host", format!("127.0.0.1:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    response.into_body().collect().await.expect("body").to_bytes().len()
+}
+
+/// The cost of a granted GET from a guest against a plain hyper GET from
+/// the host, to the same loopback server, 1000 of each, medians. Run with
+/// `cargo test -p ensemble-tests --test all -- --ignored --nocapture http_get_cost`
+/// (the dev profile builds wasmtime, hyper and the other dependencies with
+/// opt-level 2). Each GET opens a new connection, guest and host alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand"]
+async fn http_get_cost() {
+    const N: u32 = 1000;
+    let server = Server::start("").await;
+    let port = server.port;
+    let mut host = Vec::new();
+    for _ in 0..N {
+        let started = Instant::now();
+        assert_eq!(host_get(port).await, 5);
+        host.push(started.elapsed());
+    }
+    let project = project();
+    let yaml = workflow(
+        &format!("{{ allow: [\"http://127.0.0.1:{port}\"], max_requests: {N} }}"),
+        &format!("{{ requests: [{{ url: \"http://127.0.0.1:{port}/ok\", times: {N} }}] }}"),
+        "",
+    );
+    let (report, events) = run(&engine(), &project, &yaml).await;
+    assert!(report.succeeded(), "{:?}", report.error("fetch"));
+    let ends: Vec<Duration> =
+        events.iter().filter(|e| matches!(e.kind, EventKind::HttpRequest { .. })).map(|e| e.at).collect();
+    assert_eq!(ends.len(), N as usize);
+    // From one request's end to the next's: the guest's whole cycle.
+    let cycles: Vec<Duration> = ends.windows(2).map(|w| w[1] - w[0]).collect();
+    let flights: Vec<Duration> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::HttpRequest { elapsed, .. } => Some(elapsed),
+            _ => None,
+        })
+        .collect();
+    let (_, host_median, _) = ensemble_tests::min_median_max(host);
+    let (_, cycle_median, _) = ensemble_tests::min_median_max(cycles);
+    let (_, flight_median, _) = ensemble_tests::min_median_max(flights);
+    println!(
+        "host hyper GET median {host_median:?}; guest GET cycle median {cycle_median:?} ({:.2}x); \
+         host side of the guest's GET (connect to body end) median {flight_median:?} ({:.2}x)",
+        cycle_median.as_secs_f64() / host_median.as_secs_f64(),
+        flight_median.as_secs_f64() / host_median.as_secs_f64(),
+    );
+}

@@ -11,7 +11,7 @@
 //!   can merge them and feed them to templates.
 //! - [`progress::report`] feeds progress bars and the liveness check.
 //! - [`log`] sends log lines to the host.
-//! - [`templates::render`] renders one of the workflow's templates.
+//! - [`templates::render`] renders one of the workflow's templates; `http` (feature) sends HTTP.
 //!
 //! A panic in `run` or `validate` is logged through [`log`] at error level
 //! (message and location) before the agent traps, so the host can say why the
@@ -502,6 +502,11 @@ pub mod templates {
         super::bindings::ensemble::agent::templates::render(name, data)
     }
 }
+
+// Here, after the code, so that line numbers in panic locations compiled
+// into every agent do not move.
+#[cfg(feature = "http")]
+pub mod http;
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,7 @@ mod context;
 mod crash;
 mod engine;
 mod grants_files;
+mod grants_http;
 mod html;
 mod journal;
 mod limits;

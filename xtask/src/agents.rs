@@ -97,6 +97,8 @@ struct Guest {
     /// The library target's name: the core module is `<lib>.wasm`.
     lib: String,
     group: Group,
+    /// It uses the SDK's `http` feature: it may import `wasi:http`.
+    http: bool,
 }
 
 /// A built component.
@@ -131,7 +133,20 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<()> {
     }
 
     let build_started = Instant::now();
-    build(&tc, root, &agents, &target_dir, args.locked)?;
+    // Guests using the SDK's `http` feature are built in a cargo invocation
+    // of their own: cargo unifies a dependency's features across what one
+    // invocation builds, and the others must not get the feature (their bytes
+    // would change).
+    let http: Vec<&str> = guests.iter().filter(|g| g.http).map(|g| g.name.as_str()).collect();
+    let mut rest: Vec<&str> = vec!["--workspace"];
+    for name in &http {
+        rest.extend(["--exclude", name]);
+    }
+    build(&tc, root, &agents, &target_dir, args.locked, &rest)?;
+    if !http.is_empty() {
+        let packages: Vec<&str> = http.iter().flat_map(|name| ["-p", name]).collect();
+        build(&tc, root, &agents, &target_dir, args.locked, &packages)?;
+    }
     let build_time = build_started.elapsed();
 
     let componentize_started = Instant::now();
@@ -139,7 +154,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<()> {
     let mut components = Vec::new();
     for guest in guests {
         let module_path = release.join(format!("{}.wasm", guest.lib));
-        let component = componentize(&module_path)
+        let component = componentize(&module_path, guest.http)
             .with_context(|| format!("step `componentize {}` failed", guest.name))?;
         components.push(Component {
             module_size: std::fs::metadata(&module_path)?.len().try_into()?,
@@ -254,7 +269,11 @@ fn guests(tc: &Toolchain, root: &Path, agents: &Path) -> Result<Vec<Guest>> {
                 manifest.display()
             );
         };
-        guests.push(Guest { name: name.to_owned(), lib, group });
+        let http = pkg["dependencies"].as_array().into_iter().flatten().any(|d| {
+            d["name"] == "ensemble-agent-sdk"
+                && d["features"].as_array().is_some_and(|f| f.iter().any(|f| f == "http"))
+        });
+        guests.push(Guest { name: name.to_owned(), lib, group, http });
     }
     guests.sort_by(|a, b| (a.group, &a.name).cmp(&(b.group, &b.name)));
     Ok(guests)
@@ -262,7 +281,14 @@ fn guests(tc: &Toolchain, root: &Path, agents: &Path) -> Result<Vec<Guest>> {
 
 /// `cargo build --release --target wasm32-unknown-unknown` of the guest workspace,
 /// with paths remapped so that the bytes do not depend on where things are.
-fn build(tc: &Toolchain, root: &Path, agents: &Path, target_dir: &Path, locked: bool) -> Result<()> {
+fn build(
+    tc: &Toolchain,
+    root: &Path,
+    agents: &Path,
+    target_dir: &Path,
+    locked: bool,
+    packages: &[&str],
+) -> Result<()> {
     let remap = |from: &Path, to: &str| format!("--remap-path-prefix={}={to}", from.display());
     // rustc applies the last matching mapping: most specific last.
     let mut rustflags =
@@ -273,7 +299,8 @@ fn build(tc: &Toolchain, root: &Path, agents: &Path, target_dir: &Path, locked: 
 
     let mut cmd = tc
         .cargo()
-        .args(["build", "--release", "--workspace", "--target", TARGET])
+        .args(["build", "--release", "--target", TARGET])
+        .args(packages)
         .args(tc.build_args())
         .env("CARGO_TARGET_DIR", target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
@@ -293,7 +320,7 @@ fn build(tc: &Toolchain, root: &Path, agents: &Path, target_dir: &Path, locked: 
 }
 
 /// Read a core module and encode it as a component; check its world.
-fn componentize(module_path: &Path) -> Result<Vec<u8>> {
+fn componentize(module_path: &Path, http: bool) -> Result<Vec<u8>> {
     let module = std::fs::read(module_path)
         .with_context(|| format!("reading the core module {}", module_path.display()))?;
     let component = ComponentEncoder::default()
@@ -308,7 +335,7 @@ fn componentize(module_path: &Path) -> Result<Vec<u8>> {
         .encode()
         .with_context(|| format!("encoding {} as a component", module_path.display()))?;
     let summary = inspect::summarize(&component)?;
-    inspect::check_agent(&summary).context("the component is not an agent")?;
+    inspect::check_agent(&summary, http).context("the component is not an agent")?;
     Ok(component)
 }
 
@@ -396,7 +423,7 @@ fn compare(
             failures.push(format!("{file} is missing"));
             continue;
         };
-        if let Err(e) = inspect::summarize(&bytes).and_then(|s| inspect::check_agent(&s)) {
+        if let Err(e) = inspect::summarize(&bytes).and_then(|s| inspect::check_agent(&s, c.guest.http)) {
             eprintln!("  {name:<24} INVALID: the committed file is not an agent component: {e:#}");
             failures.push(format!("{file} is not an agent component"));
             continue;
@@ -536,7 +563,7 @@ mod tests {
 
     fn greeter(bytes: Vec<u8>) -> Component {
         Component {
-            guest: Guest { name: "greeter".into(), lib: "greeter".into(), group: Group::Agents },
+            guest: Guest { name: "greeter".into(), lib: "greeter".into(), group: Group::Agents, http: false },
             module_size: 0,
             bytes,
         }

@@ -10,7 +10,8 @@ use wasmparser::{ExternalKind, KnownCustom, Parser, Payload, TypeRef};
 use wit_component::{DecodedWasm, WitPrinter};
 use wit_parser::{Function, Resolve, WorldItem, WorldKey};
 
-/// The only interfaces an agent component may import (`types` only if used).
+/// The only interfaces an agent component may import (`types` only if used),
+/// besides WASI 0.2 (see [`check_agent`]).
 pub const ALLOWED_IMPORTS: [&str; 5] = [
     "ensemble:agent/types@0.1.0",
     "ensemble:agent/context@0.1.0",
@@ -121,10 +122,12 @@ pub fn summarize(bytes: &[u8]) -> Result<Summary> {
 
 /// Fail unless `summary` is an agent component: the only instances it
 /// imports are [`ALLOWED_IMPORTS`] and WASI 0.2 (`wasi:*`, which the host
-/// links only for an agent granted it), and it exports exactly the
+/// links only for an agent granted it; `wasi:http` only with `http`, for
+/// guests using the SDK's `http` feature), and it exports exactly the
 /// functions [`REQUIRED_EXPORTS`]. Type imports (the types the world `use`s,
 /// bound to the `types` instance's) carry no capability and are allowed.
-pub fn check_agent(summary: &Summary) -> Result<()> {
+pub fn check_agent(summary: &Summary, http: bool) -> Result<()> {
+    let wasi_import = |name: &str| name.starts_with("wasi:") && (http || !name.starts_with("wasi:http/"));
     if !summary.component {
         bail!("it is a core module, not a component");
     }
@@ -134,7 +137,7 @@ pub fn check_agent(summary: &Summary) -> Result<()> {
         .filter(|i| {
             i.kind != "type"
                 && !(i.kind == "instance"
-                    && (ALLOWED_IMPORTS.contains(&i.name.as_str()) || i.name.starts_with("wasi:")))
+                    && (ALLOWED_IMPORTS.contains(&i.name.as_str()) || wasi_import(&i.name)))
         })
         .map(|i| format!("{} {}", i.kind, i.name))
         .collect();
@@ -227,11 +230,12 @@ fn describe(file: &Path, wit: bool) -> Result<String> {
         }
     }
     if summary.component {
-        match check_agent(&summary) {
-            Ok(()) => writeln!(
-                s,
-                "  agent world: ok (ensemble:agent and WASI 0.2 imports only; exports run and validate)"
-            )?,
+        let wasi = summary.imports.iter().any(|i| i.name.starts_with("wasi:"));
+        match check_agent(&summary, true) {
+            Ok(()) if wasi => {
+                writeln!(s, "  agent world: ok (imports WASI 0.2: the agent needs the matching grants)")?
+            }
+            Ok(()) => writeln!(s, "  agent world: ok (no WASI; exports run and validate)")?,
             Err(e) => writeln!(s, "  agent world: NOT an agent: {e}")?,
         }
     }

@@ -524,6 +524,8 @@ struct Execution<'w> {
     queue: Vec<Queued<'w>>,
     queued_seq: u64,
     pool: ResourcePool,
+    /// HTTP requests in flight, shared by every agent of the run.
+    http_slots: crate::runtime::HttpSlots,
     running: JoinSet<Ended>,
     /// Jobs admitted in this pass, started together by [`Self::start`].
     starting: Vec<(Task<'w>, JobFuture)>,
@@ -640,6 +642,7 @@ impl<'w> Execution<'w> {
             queue: Vec::new(),
             queued_seq: 0,
             pool: ResourcePool::new(&workflow.resources),
+            http_slots: crate::runtime::HttpSlots::new(workflow.resources.http_concurrent),
             running: JoinSet::new(),
             starting: Vec::new(),
             inline: None,
@@ -1228,7 +1231,7 @@ impl<'w> Execution<'w> {
             pulse: pulse.clone(),
             templates: self.templates.clone().map(|t| t as Arc<dyn crate::runtime::Templates>),
             reads: self.reads.get(agent.id.as_str()).cloned(),
-            capabilities: Capabilities::of(agent),
+            capabilities: Capabilities { http_slots: self.http_slots.clone(), ..Capabilities::of(agent) },
         };
         let validating = match queued.job {
             Job::Validate { subject, .. } => Some(subject),

@@ -38,11 +38,18 @@ pub struct Capabilities {
     /// grants sees a fixed wall clock and seeded randomness, so its output
     /// depends only on what it was granted.
     pub real_clocks: bool,
+    /// The HTTP requests in flight shared by every agent of the run
+    /// (`resources.http_concurrent`); each invocation gets its own by default.
+    pub http_slots: super::HttpSlots,
 }
 
 impl Capabilities {
     /// The capabilities `agent` runs with.
     pub fn of(agent: &AgentSpec) -> Self {
-        Self { grants: agent.grants.clone(), real_clocks: agent.wasi }
+        Self {
+            grants: agent.grants.clone(),
+            real_clocks: agent.wasi,
+            http_slots: super::HttpSlots::default(),
+        }
     }
 }

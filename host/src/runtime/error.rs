@@ -19,7 +19,7 @@ pub enum ReturnedKind {
 pub enum AgentError {
     #[error("agent `{agent}`: cannot load component {}: {reason}", path.display())]
     Load { agent: String, path: PathBuf, reason: String },
-    #[error("agent `{agent}`: component {} imports `{import}`, which the host does not provide (agents get only the ensemble:agent interfaces; grant WASI 0.2 with `wasi: true`)", path.display())]
+    #[error("agent `{agent}`: component {} imports `{import}`, which the host does not provide ({})", path.display(), grant_hint(import))]
     Link { agent: String, path: PathBuf, import: String },
     #[error("agent `{agent}` ran out of fuel (budget: {budget} units)")]
     OutOfFuel { agent: String, budget: u64 },
@@ -82,6 +82,14 @@ pub struct MissingNeed {
     pub key: String,
     /// The agent owning `key`.
     pub owner: String,
+}
+
+fn grant_hint(import: &str) -> &'static str {
+    if import.starts_with("wasi:http/") {
+        "outbound HTTP is only for an agent with an `http` grant: `grants: { http: { allow: [...] } }`"
+    } else {
+        "agents get only the ensemble:agent interfaces; grant WASI 0.2 with `wasi: true`"
+    }
 }
 
 fn need_hint(agent: &str, missing: Option<&MissingNeed>) -> String {

@@ -130,7 +130,7 @@ pub(crate) struct AgentState {
     /// panic message there before it traps).
     pub(crate) last_error: Option<String>,
     pub(crate) limiter: Limiter,
-    events: EventSink,
+    pub(crate) events: EventSink,
     pulse: Arc<Pulse>,
     /// Set for `validate`, which may read but not write.
     pub(crate) read_only: bool,
@@ -166,7 +166,9 @@ pub(crate) struct AgentState {
     /// empty, stdout and stderr are discarded, no sockets.
     /// Built at the first WASI call: most agents make none.
     wasi: Option<wasmtime_wasi::WasiCtx>,
-    table: wasmtime::component::ResourceTable,
+    pub(crate) table: wasmtime::component::ResourceTable,
+    /// Outbound HTTP, for an agent with an `http` grant (see `runtime/http`).
+    pub(crate) http: Option<Box<super::http::HttpState>>,
 }
 
 impl wasmtime_wasi::WasiView for AgentState {
@@ -219,6 +221,7 @@ impl AgentState {
             unopened: None,
             wasi: None,
             table: wasmtime::component::ResourceTable::new(),
+            http: None,
         }
     }
 }

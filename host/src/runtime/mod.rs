@@ -23,8 +23,10 @@
 mod bindings;
 mod capabilities;
 mod compiled;
+mod engine;
 mod error;
 mod host;
+mod http;
 mod limits;
 mod secrets;
 mod wasi;
@@ -36,15 +38,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
-    WasmBacktrace,
-};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 pub use bindings::{Finding, Severity, Validation};
 pub use capabilities::{Capabilities, Imports};
 pub use error::{AgentError, MissingNeed, ReturnedKind};
 pub use host::{HostLimits, MAX_MESSAGE_BYTES, MAX_STAGED_BYTES, MAX_STAGED_KEYS, MAX_VALUE_BYTES};
+pub use http::HttpSlots;
 pub use limits::MAX_TABLE_ELEMENTS;
 pub use secrets::REDACTED;
 pub use wasi::{FIXED_WALL_CLOCK, MONOTONIC_STEP};
@@ -53,6 +53,7 @@ use crate::context::{Ownership, ReadPatterns, Snapshot, StagedWrites};
 use crate::observe::EventSink;
 use bindings::{AgentPre, Invocation};
 use compiled::CompiledCache;
+use engine::{check_header, deserialize, engine_config, spawn_ticker};
 use host::AgentState;
 use limits::Limiter;
 
@@ -284,11 +285,15 @@ type Loaded = (AgentPre<AgentState>, Option<String>, Option<String>);
 
 struct Inner {
     engine: Engine,
+    /// The `ensemble:agent` interfaces and WASI 0.2.
     linker: Linker<AgentState>,
+    /// The same and `wasi:http`, for agents with an `http` grant.
+    http_linker: Linker<AgentState>,
     cache: Option<CompiledCache>,
     fingerprint: String,
-    /// Loaded components by content hash: linked, and their first WASI import.
-    loaded: Mutex<HashMap<String, Loaded>>,
+    /// Loaded components by content hash and whether they were linked with
+    /// `wasi:http`: linked, and their first WASI imports.
+    loaded: Mutex<HashMap<(String, bool), Loaded>>,
     compiled: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
@@ -323,39 +328,6 @@ impl std::fmt::Debug for Runtime {
 #[error("cannot create the wasm engine: {0}")]
 pub struct RuntimeError(String);
 
-/// Bytes of each pooled memory and table kept resident between instances
-/// (zeroed with memset); the rest is released with madvise.
-const KEEP_RESIDENT: usize = 128 << 10;
-
-fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
-    let mut cfg = Config::new();
-    cfg.wasm_component_model(true);
-    cfg.epoch_interruption(true);
-    cfg.consume_fuel(config.fuel);
-    if pooled {
-        let n = config.max_instances.max(1);
-        let mut pool = PoolingAllocationConfig::new();
-        // Interpreted guests (Python, JavaScript) have several core instances,
-        // memories and tables per component; Rust agents have one of each.
-        pool.total_component_instances(n)
-            .max_core_instances_per_component(64)
-            .total_core_instances(n * 64)
-            .max_memories_per_component(8)
-            .total_memories(n * 8)
-            .max_tables_per_component(8)
-            .total_tables(n * 8)
-            .total_stacks(n)
-            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
-            .table_elements(100_000)
-            // Reset small instances with memset rather than madvise: most
-            // agents touch little, and a syscall per instance costs more.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
-        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    }
-    cfg
-}
-
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let (engine, pooling) = if config.pooling {
@@ -373,10 +345,17 @@ impl Runtime {
         } else {
             (Engine::new(&engine_config(&config, false)).map_err(|e| RuntimeError(e.to_string()))?, false)
         };
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError(e.to_string()))?;
-        bindings::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| RuntimeError(e.to_string()))?;
+        let linker = |http: bool| -> wasmtime::Result<Linker<AgentState>> {
+            let mut linker = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            if http {
+                wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+            }
+            bindings::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+            Ok(linker)
+        };
+        let (linker, http_linker) =
+            linker(false).and_then(|l| Ok((l, linker(true)?))).map_err(|e| RuntimeError(e.to_string()))?;
         spawn_ticker(&engine, config.epoch_tick);
         let fingerprint = compiled::engine_fingerprint(&engine);
         let slots =
@@ -385,6 +364,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                http_linker,
                 cache: config.cache_dir.map(CompiledCache::new),
                 fingerprint,
                 loaded: Mutex::new(HashMap::new()),
@@ -485,7 +465,10 @@ impl Runtime {
         check_header(bytes).map_err(|r| load_error(r.to_owned()))?;
         let content_hash = blake3::hash(bytes).to_hex().to_string();
         let inner = &self.inner;
-        let known = inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&content_hash).cloned();
+        // A component granted HTTP is linked with it; the same bytes without
+        // the grant are linked (and checked) apart.
+        let key = (content_hash.clone(), imports.http);
+        let known = inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         if let Some((pre, wasi_import, http_import)) = known {
             inner.memory_hits.fetch_add(1, Ordering::Relaxed);
             if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
@@ -519,10 +502,9 @@ impl Runtime {
         if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
             return Err(link_error(import.clone()));
         }
-        let instance_pre = inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_error(format!("cannot link: {e:#}")))?;
+        let linker = if imports.http { &inner.http_linker } else { &inner.linker };
+        let instance_pre =
+            linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {e:#}")))?;
         let pre = AgentPre::new(instance_pre).map_err(|e| {
             load_error(format!("it does not implement the `ensemble:agent/agent` world (it must export `run` and `validate`): {e:#}"))
         })?;
@@ -530,7 +512,7 @@ impl Runtime {
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(content_hash.clone(), (pre.clone(), wasi_import.clone(), http_import));
+            .insert(key, (pre.clone(), wasi_import.clone(), http_import));
         Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre })
     }
 
@@ -603,6 +585,14 @@ impl Runtime {
         state.templates = call.templates.clone();
         state.read_only = matches!(entry, Entry::Validate(_));
         state.reads_allowed = call.reads.clone();
+        if let Some(grant) = &call.capabilities.grants.http {
+            state.http = Some(Box::new(http::HttpState::new(
+                state.agent.clone(),
+                Some(grant.clone()),
+                state.events.clone(),
+                call.capabilities.http_slots.clone(),
+            )));
+        }
         state.grant(call.capabilities);
         if let Entry::Validate(subject) = entry {
             // A validator reads what it validates.
@@ -679,6 +669,7 @@ impl Runtime {
             return Err(refused);
         }
         let agent = call.agent;
+        let http_refused = state.http.as_ref().and_then(|h| h.refused());
         if let Some(violation) = state.violation {
             return Err(AgentError::Ownership(violation));
         }
@@ -710,6 +701,7 @@ impl Runtime {
                     bindings::AgentError::Context(e) => (ReturnedKind::Context, context_error_message(&e)),
                     bindings::AgentError::Failed(m) => (ReturnedKind::Failed, m),
                 };
+                let message = http::name_refusal(message, http_refused);
                 Err(AgentError::Returned { agent, kind, message, missing_need: state.missing_need() })
             }
             Err(e) => {
@@ -744,6 +736,7 @@ impl Runtime {
                         .collect::<Vec<_>>()
                         .join(": "),
                 };
+                let message = http::name_refusal(message, http_refused);
                 let missing_need = state.missing_need();
                 Err(AgentError::Trap { agent, message, backtrace, said: state.last_error, missing_need })
             }
@@ -768,46 +761,5 @@ fn context_error_message(e: &bindings::ContextError) -> String {
         bindings::ContextError::NotOwned(m)
         | bindings::ContextError::InvalidKey(m)
         | bindings::ContextError::LimitExceeded(m) => m.clone(),
-    }
-}
-
-/// Say plainly what a file is when it is not a component.
-fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
-    match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', _, _, 0x01, 0x00]) => Ok(()),
-        Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => Err(
-            "this is a core wasm module, not a component: turn it into one (cargo xtask build-agents does this for Rust agents)",
-        ),
-        Some([0, b'a', b's', b'm', ..]) => Err("unknown WebAssembly binary version"),
-        _ if bytes.starts_with(b"(component") || bytes.starts_with(b"(module") => {
-            Err("this is WebAssembly text; give the binary (.wasm)")
-        }
-        _ => Err("not a WebAssembly component (the file does not start with the wasm magic bytes)"),
-    }
-}
-
-/// Load a compiled artifact this engine wrote.
-#[allow(unsafe_code)]
-fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: wasmtime runs deserialized artifacts as native code without
-    // validating them. The bytes come from our own cache directory, were
-    // written by this engine configuration (the file name carries the
-    // engine's compatibility hash) and passed the checksum in the file
-    // header, so they are exactly what `Component::serialize` produced.
-    unsafe { Component::deserialize(engine, artifact) }
-}
-
-/// Tick the engine's epoch until the engine is dropped.
-fn spawn_ticker(engine: &Engine, tick: Duration) {
-    let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("ensemble-epoch".into()).spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(tick);
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::error!("cannot start the epoch ticker ({e}); agent deadlines will not be enforced");
     }
 }

@@ -5,7 +5,7 @@
 //! A paper is a `# Title` line, a `Topic: name` line and paragraphs; the
 //! summary is its first paragraph after the topic.
 
-use ensemble_agent_sdk::{Agent, AgentError, Invocation, context, export_agent, files, progress};
+use ensemble_agent_sdk::{Agent, AgentError, Invocation, context, export_agent, host_io, progress};
 use serde::Serialize;
 
 /// Where the workflow grants the papers.
@@ -45,13 +45,15 @@ struct Librarian;
 
 impl Agent for Librarian {
     fn run(_inv: &Invocation) -> Result<(), AgentError> {
-        let mut names = files::read_dir(PAPERS)?;
-        names.retain(|n| n.ends_with(".md"));
-        names.sort();
+        let names: Vec<String> = host_io::list(PAPERS)?
+            .into_iter()
+            .filter(|e| e.kind == "file" && e.name.ends_with(".md"))
+            .map(|e| e.name)
+            .collect();
         let mut documents = Vec::new();
         for (i, name) in names.iter().enumerate() {
             progress::report(i as f32 / names.len() as f32, &format!("reading {name}"));
-            let text = files::read_to_string(&format!("{PAPERS}/{name}"))?;
+            let text = host_io::read_to_string(&format!("{PAPERS}/{name}"))?;
             documents.push(parse(name, &text));
         }
         if documents.is_empty() {

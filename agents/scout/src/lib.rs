@@ -6,7 +6,7 @@
 //! Config: `{ topics: [String] }`. Variables: `API_URL` and the secret
 //! `API_TOKEN`, granted by the workflow.
 
-use ensemble_agent_sdk::{Agent, AgentError, Invocation, context, export_agent, http, log, progress, vars};
+use ensemble_agent_sdk::{Agent, AgentError, Invocation, context, export_agent, host_io, http, log, progress};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -29,7 +29,7 @@ struct Work {
 }
 
 fn variable(name: &str) -> Result<String, AgentError> {
-    vars::get(name).ok_or_else(|| AgentError::invalid_input(format!("variable {name} is not granted")))
+    host_io::var(name).ok_or_else(|| AgentError::invalid_input(format!("variable {name} is not granted")))
 }
 
 struct Scout;
@@ -41,14 +41,14 @@ impl Agent for Scout {
         let mut works = Vec::new();
         for (i, topic) in cfg.topics.iter().enumerate() {
             progress::report(i as f32 / cfg.topics.len() as f32, &format!("asking about {topic}"));
-            let response = http::Request::get(&format!("{url}/related?topic={topic}"))
-                .header("authorization", &format!("Bearer {token}"))
-                .send()?;
+            let request = http::Request::get(&format!("{url}/related?topic={topic}"))
+                .header("authorization", &format!("Bearer {token}"));
+            let response = http::send(&request)?;
             if response.status != 200 {
                 return Err(AgentError::failed(format!(
                     "the API answered {} for topic {topic}: {}",
                     response.status,
-                    response.text()
+                    response.text().unwrap_or("(not text)")
                 )));
             }
             let answer: Answer = response.json()?;

@@ -5,7 +5,8 @@
 //! A paper is a `# Title` line, a `Topic: name` line and paragraphs; the
 //! summary is its first paragraph after the topic.
 
-use ensemble_agent_sdk::{Agent, AgentError, Invocation, context, export_agent, host_io, progress};
+use ensemble_agent_sdk::{Agent, AgentError, Invocation, context, export_agent, progress};
+use ensemble_agent_sdk_wasi as host_io;
 use serde::Serialize;
 
 /// Where the workflow grants the papers.

@@ -6,7 +6,8 @@
 //! Config: `{ topics: [String] }`. Variables: `API_URL` and the secret
 //! `API_TOKEN`, granted by the workflow.
 
-use ensemble_agent_sdk::{Agent, AgentError, Invocation, context, export_agent, host_io, http, log, progress};
+use ensemble_agent_sdk::{Agent, AgentError, Invocation, context, export_agent, http, log, progress};
+use ensemble_agent_sdk_wasi as host_io;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A demo citations API for examples/research, on 127.0.0.1 (port 8787, or argv[1]).
+"""A demo citations API for examples/research, on 127.0.0.1 (port 8787, or argv[1];
+0 picks a free port, printed on the first line).
 
 GET /related?topic=T answers JSON: works related to topic T, each with a
 title, year and citation count. Every request must carry
@@ -54,5 +55,6 @@ class Handler(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8787
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    port = server.server_address[1]
     print(f"research API on http://127.0.0.1:{port} (token from $RESEARCH_TOKEN, default demo-token)", flush=True)
     server.serve_forever()

@@ -25,6 +25,7 @@ mod observe;
 mod ownership;
 mod plan;
 mod polyglot;
+mod research;
 mod retry;
 mod templates;
 mod validation;

@@ -88,7 +88,7 @@ fn grant_hint(import: &str) -> &'static str {
     if import.starts_with("wasi:http/") {
         "outbound HTTP is only for an agent with an `http` grant: `grants: { http: { allow: [...] } }`"
     } else {
-        "agents get only the ensemble:agent interfaces; grant WASI 0.2 with `wasi: true`"
+        "agents get only the ensemble:agent interfaces; WASI 0.2 comes with `wasi: true` or any grant (`grants: { files, variables }`)"
     }
 }
 

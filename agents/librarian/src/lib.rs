@@ -39,7 +39,13 @@ fn parse(file: &str, text: &str) -> Document {
             summary.push(line);
         }
     }
-    Document { file: file.to_owned(), title, topic, summary: summary.join(" "), words: text.split_whitespace().count() }
+    Document {
+        file: file.to_owned(),
+        title,
+        topic,
+        summary: summary.join(" "),
+        words: text.split_whitespace().count(),
+    }
 }
 
 struct Librarian;

@@ -318,3 +318,41 @@ async fn templates_are_read_only_from_inside_their_directory() {
     let error = render("../secret.md").await.expect("refused");
     assert!(error.contains("../secret.md") && error.contains("refused"), "{error}");
 }
+
+/// A file grant must not reach the host's own directories: an agent granted
+/// the state directory could forge a compiled component (native code the
+/// host loads) or a journal; one granted the cache, a cache entry.
+#[test]
+fn a_grant_reaching_the_state_directory_or_the_cache_is_refused() {
+    let project = Project::new();
+    project.component("w", &writer("w.out"));
+    std::fs::create_dir_all(project.path().join("work/inner")).expect("mkdir");
+    let workflow = |path: &str| {
+        project.workflow_file(&format!(
+            "agents:\n  w:\n    component: w.wasm\n    grants:\n      files: [{{ path: {path}, mode: read_write }}]\n"
+        ))
+    };
+    // The workflow's folder holds the default state directory (.ensemble).
+    let file = workflow(".");
+    let (code, _, stderr) = run_cli(&["run", s(&file)]);
+    assert_eq!(code, EXIT_INVALID, "{stderr}");
+    assert!(
+        stderr.contains("agent `w`: the granted directory") && stderr.contains("holds the state directory"),
+        "{stderr}"
+    );
+    assert!(!project.path().join(".ensemble/runs").exists(), "nothing written");
+    let (code, _, stderr) = run_cli(&["check", s(&file)]);
+    assert_eq!(code, EXIT_INVALID, "{stderr}");
+    assert!(stderr.contains("holds the state directory"), "{stderr}");
+
+    // A grant inside an explicit --state-dir.
+    let file = workflow("work/inner");
+    let state = project.path().join("work");
+    let (code, _, stderr) = run_cli(&["run", s(&file), "--state-dir", s(&state)]);
+    assert_eq!(code, EXIT_INVALID, "{stderr}");
+    assert!(stderr.contains("is inside the state directory"), "{stderr}");
+
+    // Beside them, the same grant runs.
+    let (code, _, stderr) = run_cli(&["run", s(&file), "--state-dir", s(&project.path().join("state"))]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+}

@@ -151,6 +151,12 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
     };
     match loaded {
         Ok(w) if !args.no_components && !components_load(&w, err)? => Ok(EXIT_INVALID),
+        Ok(w) if !runs::host_dirs_granted(&w, &runs::default_state_dir(&w.path), None).is_empty() => {
+            for line in runs::host_dirs_granted(&w, &runs::default_state_dir(&w.path), None) {
+                writeln!(err, "{line}")?;
+            }
+            Ok(EXIT_INVALID)
+        }
         Ok(w) => {
             let groups =
                 if w.groups.is_empty() { String::new() } else { format!(", {} groups", w.groups.len()) };

@@ -218,6 +218,7 @@ pub(super) fn run(
     };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path));
     let mut unusable = args.exec.unconfirmed_outputs(&workflow);
+    unusable.extend(host_dirs_granted(&workflow, &state_dir, args.cache_dir.as_deref()));
     unusable.extend(args.exec.files.unwritable(None));
     for (flag, dir) in [("--state-dir", Some(&state_dir)), ("--cache-dir", args.cache_dir.as_ref())] {
         if let Some(why) = dir.and_then(|d| crate::files::dir_unusable(d)) {
@@ -301,6 +302,7 @@ pub(super) fn resume(
         }
     }
     let mut unusable = args.exec.unconfirmed_outputs(&workflow);
+    unusable.extend(host_dirs_granted(&workflow, &args.state_dir, None));
     unusable.extend(args.exec.files.unwritable(None));
     if !unusable.is_empty() {
         return invalid(err, &unusable);
@@ -517,6 +519,22 @@ fn invalid(err: &mut dyn Write, lines: &[String]) -> std::io::Result<u8> {
 pub(super) const COMPILED: &str = "compiled";
 
 /// `.ensemble` next to the workflow file.
+/// Grants that reach the host's own directories (see [`Workflow::grants_reaching`]).
+pub(super) fn host_dirs_granted(
+    workflow: &Workflow,
+    state_dir: &Path,
+    compiled: Option<&Path>,
+) -> Vec<String> {
+    let mut found = workflow.grants_reaching(state_dir, "state directory");
+    if workflow.cache.enabled {
+        found.extend(workflow.grants_reaching(&workflow.cache.dir, "output cache"));
+    }
+    if let Some(dir) = compiled {
+        found.extend(workflow.grants_reaching(dir, "compiled-component cache"));
+    }
+    found
+}
+
 pub(super) fn default_state_dir(workflow: &Path) -> PathBuf {
     workflow.parent().unwrap_or(Path::new(".")).join(".ensemble")
 }

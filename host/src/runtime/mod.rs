@@ -591,6 +591,7 @@ impl Runtime {
                 Some(grant.clone()),
                 state.events.clone(),
                 call.capabilities.http_slots.clone(),
+                secrets::Secrets::of(&call.capabilities.grants),
             )));
         }
         state.grant(call.capabilities);

@@ -52,6 +52,21 @@ impl Secrets {
         text
     }
 
+    /// `text` with every secret value replaced by [`REDACTED`], matched
+    /// whatever its case (host names are lower-cased on their way).
+    pub(crate) fn redact_any_case(&self, text: &str) -> String {
+        let mut text = self.redact(text.to_owned());
+        for (_, value) in &self.0 {
+            let lower = value.to_lowercase();
+            if text.to_lowercase().contains(&lower) {
+                // Case-insensitive: cut it out of the lower-cased text
+                // (the original case of a host name is gone anyway).
+                text = text.to_lowercase().replace(&lower, REDACTED);
+            }
+        }
+        text
+    }
+
     /// The name of the first secret whose value `bytes` hold.
     pub(crate) fn found_in(&self, bytes: &[u8]) -> Option<&str> {
         self.0
@@ -104,6 +119,39 @@ impl Runtime {
         entry: Entry<'_>,
     ) -> Result<(Option<Validation>, AgentOutput), AgentError> {
         let secrets = Secrets::of(&call.capabilities.grants);
-        self.invoke(component, call, entry).await.map_err(|e| secrets.redact_error(e))
+        let (validation, output) =
+            self.invoke(component, call, entry).await.map_err(|e| secrets.redact_error(e))?;
+        // A validator's findings reach the report: its secrets stay out of them.
+        let validation = validation.map(|mut v| {
+            if !secrets.is_empty() {
+                for finding in &mut v.findings {
+                    finding.message = secrets.redact(std::mem::take(&mut finding.message));
+                }
+            }
+            v
+        });
+        Ok((validation, output))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::{Location, Variable, VariableValue};
+
+    #[test]
+    fn host_names_are_redacted_whatever_their_case() {
+        let grants = Grants {
+            variables: vec![Variable {
+                name: "TOKEN".into(),
+                source: "env T".into(),
+                value: VariableValue { text: "AbC123xyz".into(), secret: true },
+                location: Location::default(),
+            }],
+            ..Grants::default()
+        };
+        let secrets = Secrets::of(&grants);
+        assert_eq!(secrets.redact_any_case("http://abc123xyz.evil.example:80"), "http://***.evil.example:80");
+        assert_eq!(secrets.redact("say AbC123xyz".into()), "say ***");
     }
 }

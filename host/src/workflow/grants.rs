@@ -16,6 +16,8 @@ use super::validate::{Problems, parse_size};
 
 /// Default per-request timeout of an HTTP grant.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest per-request timeout a workflow may set.
+pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default requests per invocation.
 pub const DEFAULT_HTTP_MAX_REQUESTS: u32 = 100;
 /// Default requests in flight per invocation.
@@ -313,22 +315,34 @@ fn check_name(name: &str) -> Result<(), String> {
 pub fn is_public(address: IpAddr) -> bool {
     match address.to_canonical() {
         IpAddr::V4(a) => {
+            let [o0, o1, o2, _] = a.octets();
             !(a.is_loopback()
                 || a.is_private()
                 || a.is_link_local()
                 || a.is_unspecified()
                 || a.is_broadcast()
                 || a.is_documentation()
-                || a.octets()[0] == 0
-                // 100.64.0.0/10, carrier-grade NAT
-                || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64))
+                || a.is_multicast()
+                || o0 == 0
+                || o0 >= 240 // reserved
+                || (o0 == 100 && (o1 & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+                || (o0 == 198 && (o1 & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || (o0 == 192 && o1 == 0 && o2 == 0)) // 192.0.0.0/24, protocol assignments
         }
         IpAddr::V6(a) => {
-            let first = a.segments()[0];
-            !(a.is_loopback()
-                || a.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link-local
+            let s = a.segments();
+            // IPv4 carried in IPv6 (NAT64, 6to4, IPv4-compatible): judged by that address.
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)))
+            };
+            if s[0] == 0x64 && s[1] == 0xff9b {
+                return s[2..6] == [0, 0, 0, 0] && is_public(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public(embedded(s[1], s[2]));
+            }
+            // Global unicast is 2000::/3; Teredo (2001::/32) tunnels to anywhere.
+            (s[0] & 0xe000) == 0x2000 && !(s[0] == 0x2001 && s[1] == 0) && !(s[0] == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -337,6 +351,12 @@ pub fn is_public(address: IpAddr) -> bool {
 pub(super) fn check_guest_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("`as: {path}` must be an absolute path in the agent, such as `/docs`"));
+    }
+    if path.trim_end_matches('/').is_empty() {
+        return Err(
+            "`as: /` would hide the agent's whole file system view: give a directory such as `/docs`"
+                .to_owned(),
+        );
     }
     if path.split('/').any(|s| s == "." || s == "..") {
         return Err(format!("`as: {path}` must not contain `.` or `..`"));
@@ -413,6 +433,38 @@ impl super::Workflow {
             }
         }
         lines
+    }
+}
+
+impl super::Workflow {
+    /// One error line per file grant that holds `dir` or lies inside it.
+    /// `dir` is one of the host's own (the state directory with its journals
+    /// and compiled code, a cache): an agent granted it could forge what the
+    /// host later trusts, so `run` refuses such a grant before anything runs.
+    pub fn grants_reaching(&self, dir: &Path, what: &str) -> Vec<String> {
+        let dir = crate::confined::resolve(dir).unwrap_or_else(|_| dir.to_owned());
+        let mut found = Vec::new();
+        for agent in &self.agents {
+            for grant in &agent.grants.files {
+                let host = crate::confined::resolve(&grant.host).unwrap_or_else(|_| grant.host.clone());
+                let how = if dir.starts_with(&host) {
+                    "holds"
+                } else if host.starts_with(&dir) {
+                    "is inside"
+                } else {
+                    continue;
+                };
+                found.push(format!(
+                    "{}:{}: agent `{}`: the granted directory {} {how} the {what} {}: an agent must not reach the host's journals, caches or compiled code; grant a directory beside it",
+                    self.path.display(),
+                    grant.location,
+                    agent.id,
+                    host.display(),
+                    dir.display()
+                ));
+            }
+        }
+        found
     }
 }
 
@@ -535,7 +587,11 @@ fn http_grant(
     }
     let mut limits = HttpLimits::default();
     if let Some(t) = field(|h| h.timeout.is_some()).and_then(|h| h.timeout.as_ref()) {
-        limits.timeout = problems.duration(t, "http.timeout").unwrap_or(limits.timeout);
+        match problems.duration(t, "http.timeout") {
+            Some(d) if d > MAX_HTTP_TIMEOUT => problems.at(at(t), "http.timeout must be at most 1h"),
+            Some(d) => limits.timeout = d,
+            None => {}
+        }
     }
     for (value, name, slot) in [
         (
@@ -697,6 +753,21 @@ mod tests {
         assert!(!is_public("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!is_public("fd00::1".parse().unwrap()));
         assert!(is_public("93.184.216.34".parse().unwrap()));
+        for local in [
+            "64:ff9b::a00:5",
+            "2002:a00:1::",
+            "::10.0.0.1",
+            "2001::1",
+            "fec0::1",
+            "ff02::1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "198.18.0.1",
+        ] {
+            assert!(!is_public(local.parse().unwrap()), "{local}");
+        }
+        assert!(is_public("64:ff9b::5db8:d822".parse().unwrap()), "NAT64 of a public address");
+        assert!(is_public("2606:4700::1111".parse().unwrap()));
     }
 
     #[test]

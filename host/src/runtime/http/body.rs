@@ -68,12 +68,12 @@ impl Drop for Flight {
         self.shared.events.send(EventKind::HttpRequest {
             agent: self.shared.agent.to_string(),
             method: std::mem::take(&mut self.method),
-            origin: std::mem::take(&mut self.origin),
+            origin: self.shared.secrets.redact_any_case(&std::mem::take(&mut self.origin)),
             status: self.status,
             sent: self.sent.load(Ordering::Acquire),
             received: self.received,
             elapsed: self.started.elapsed(),
-            error: self.error.take(),
+            error: self.error.take().map(|e| self.shared.secrets.redact_any_case(&e)),
         });
     }
 }
@@ -172,7 +172,10 @@ impl Body for GuardedBody {
                         format!("the response body went past its `max_response_body` of {limit} bytes");
                     return Poll::Ready(this.end(Some((Error::HttpResponseBodySize(Some(limit)), reason))));
                 }
-                this.timer.as_mut().reset(tokio::time::Instant::now() + this.gap);
+                let now = tokio::time::Instant::now();
+                this.timer
+                    .as_mut()
+                    .reset(now.checked_add(this.gap).unwrap_or(now + Duration::from_secs(86_400)));
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => {

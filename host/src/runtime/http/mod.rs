@@ -43,6 +43,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::host::AgentState;
+use super::secrets::Secrets;
 use crate::observe::{EventKind, EventSink};
 use crate::workflow::{DEFAULT_HTTP_CONCURRENT_PER_RUN, HostPattern, HttpGrant, is_public};
 use body::{Flight, GuardedBody, LimitedBody};
@@ -80,11 +81,12 @@ impl HttpState {
         grant: Option<HttpGrant>,
         events: EventSink,
         slots: HttpSlots,
+        secrets: Secrets,
     ) -> Self {
         Self {
             ctx: WasiHttpCtx::new(),
             guard: Guard {
-                shared: Arc::new(Shared { agent, events, refused: Mutex::new(None) }),
+                shared: Arc::new(Shared { agent, events, refused: Mutex::new(None), secrets }),
                 grant: grant.map(Arc::new),
                 slots,
                 requests: 0,
@@ -104,7 +106,13 @@ impl WasiHttpView for AgentState {
         let http = self.http.get_or_insert_with(|| {
             // Only a component loaded with an `http` grant reaches here; an
             // invocation without one refuses every request all the same.
-            Box::new(HttpState::new(self.agent.clone(), None, self.events.clone(), HttpSlots::default()))
+            Box::new(HttpState::new(
+                self.agent.clone(),
+                None,
+                self.events.clone(),
+                HttpSlots::default(),
+                Secrets::default(),
+            ))
         });
         WasiHttpCtxView { ctx: &mut http.ctx, hooks: &mut http.guard, table: &mut self.table }
     }
@@ -116,12 +124,16 @@ struct Shared {
     events: EventSink,
     /// The first refusal, `origin: reason`.
     refused: Mutex<Option<String>>,
+    /// Kept out of events and logs: a guest may put a secret in a host name.
+    secrets: Secrets,
 }
 
 impl Shared {
     /// Report a refusal: the event, the first one recorded, and the error
     /// the agent gets.
     fn refuse(&self, origin: &str, reason: String, code: Error) -> Error {
+        let (origin, reason) =
+            (&*self.secrets.redact_any_case(origin), self.secrets.redact_any_case(&reason));
         tracing::debug!(agent = %self.agent, %origin, "HTTP refused: {reason}");
         self.refused
             .lock()

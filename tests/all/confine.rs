@@ -254,7 +254,8 @@ fn compiled_components_stay_inside_their_directory() {
 fn the_output_cache_does_not_follow_a_link_out_of_its_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let outside = tempfile::tempdir().expect("tempdir");
-    let family = Family { agent: "a", component: "c", config: &[], templates: None, reads: None, grants: None };
+    let family =
+        Family { agent: "a", component: "c", config: &[], templates: None, reads: None, grants: None };
     let snapshot = ContextStore::new().snapshot();
     let writes = BTreeMap::from([("a.out".to_owned(), vec![1u8])]);
     let cache = AgentCache::open(dir.path(), 1 << 20, 1 << 20);

@@ -109,17 +109,33 @@ fn wasi_error(action: &'static str, path: &str, code: ErrorCode) -> FileError {
 /// [`FileError`] naming the path: under no grant, missing, not readable, or
 /// outside its granted directory.
 pub fn read(path: &str) -> Result<Vec<u8>, FileError> {
-    const CHUNK: u64 = 1 << 20;
+    // The host returns at most 64 KiB a call, and zeroes as much as is asked:
+    // ask for what the size says is left, then probe for the end with a few
+    // bytes (the file may have grown), then read on in large chunks.
+    const PROBE: u64 = 32;
+    const CHUNK: u64 = 1 << 16;
     let file = open("read", path, OpenFlags::empty(), DescriptorFlags::READ)?;
     let size = file.stat().map(|s| s.size).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut bytes = Vec::new();
     loop {
         let offset = bytes.len() as u64;
-        let (chunk, end) = file
-            .read(CHUNK.max(size.saturating_sub(offset)), offset)
-            .map_err(|e| wasi_error("read", path, e))?;
-        bytes.extend_from_slice(&chunk);
-        if end || chunk.is_empty() {
+        let want = match offset.cmp(&size) {
+            std::cmp::Ordering::Less => size - offset,
+            std::cmp::Ordering::Equal => PROBE,
+            std::cmp::Ordering::Greater => CHUNK,
+        };
+        let (chunk, end) = file.read(want, offset).map_err(|e| wasi_error("read", path, e))?;
+        let done = end || chunk.is_empty();
+        if bytes.is_empty() {
+            // The first chunk is kept, not copied: a small file is one chunk.
+            bytes = chunk;
+            if !done {
+                bytes.reserve(usize::try_from(size.saturating_sub(bytes.len() as u64)).unwrap_or(0));
+            }
+        } else {
+            bytes.extend_from_slice(&chunk);
+        }
+        if done {
             return Ok(bytes);
         }
     }

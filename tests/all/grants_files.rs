@@ -339,38 +339,52 @@ fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A measurement, not a check: a 1 MiB granted file read by a guest through
+/// A measurement, not a check: a granted file read by a guest through
 /// `ensemble_agent_sdk_wasi::read`, against `std::fs::read` of the same file
-/// in this process, medians of 101 reads each. Run it with
-/// `cargo test -p ensemble-tests --test all -- --ignored measure_granted_read --nocapture`.
-#[tokio::test]
+/// in this process, medians of 101 reads each, for a 1 MiB file (the cost
+/// issue 18 asks for) and a 1 KiB one (the cost per read, whatever the size).
+/// Measure the optimised host, as shipped:
+/// `cargo test --release -p ensemble-tests --test all -- --ignored measure_granted_read --nocapture`.
+/// In the dev profile the `ensemble` crate is unoptimised, and so is
+/// wasmtime's copy of each returned `list<u8>` into the guest (generic over
+/// the store's data, so compiled in `ensemble`): about 10 ns a byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run it by hand"]
 async fn measure_granted_read_against_native() {
     const REPS: usize = 101;
     let project = project();
-    let big = project.path().join("docs/big.bin");
-    std::fs::write(&big, vec![b'x'; 1 << 20]).expect("1 MiB file");
+    let sizes = [("1 KiB", "small.bin", 1usize << 10), ("1 MiB", "big.bin", 1 << 20)];
+    let mut ops = Vec::new();
+    for (_, name, len) in sizes {
+        std::fs::write(project.path().join("docs").join(name), vec![b'x'; len]).expect("the file");
+        ops.push(format!("{{op: time_read, path: /docs/{name}, reps: {REPS}, key: timer.{name}}}"));
+    }
     let workflow = project.workflow(&format!(
         "agents:\n{}",
-        agent("timer", &format!("[{{op: time_read, path: /docs/big.bin, reps: {REPS}, key: timer.nanos}}]"))
+        agent("timer", &format!("[{}]", ops.join(", ")))
             .replace("    config:", "    wasi: true\n    config:")
     ));
     let report = crate::bounded(engine().run(&workflow, RunOptions::default())).await;
-    let entry = report.context.get("timer.nanos").unwrap_or_else(|| panic!("{report:#?}"));
-    let guest: Vec<u64> = rmp_serde::from_slice(&entry.value).expect("nanoseconds");
-    assert_eq!(guest.len(), REPS);
-    let native: Vec<u64> = (0..REPS)
-        .map(|_| {
-            let start = std::time::Instant::now();
-            let bytes = std::fs::read(&big).expect("read");
-            assert_eq!(bytes.len(), 1 << 20);
-            u64::try_from(start.elapsed().as_nanos()).expect("u64")
-        })
-        .collect();
-    let (_, guest_median, _) = ensemble_tests::min_median_max(guest);
-    let (_, native_median, _) = ensemble_tests::min_median_max(native);
-    println!(
-        "1 MiB granted file: guest read median {guest_median} ns, native std::fs::read median {native_median} ns, ratio {:.2}",
-        guest_median as f64 / native_median as f64
-    );
+    let profile = if cfg!(debug_assertions) { "dev profile (unoptimised host)" } else { "optimised host" };
+    for (label, name, len) in sizes {
+        let entry = report.context.get(&format!("timer.{name}")).unwrap_or_else(|| panic!("{report:#?}"));
+        let guest: Vec<u64> = rmp_serde::from_slice(&entry.value).expect("nanoseconds");
+        assert_eq!(guest.len(), REPS);
+        let path = project.path().join("docs").join(name);
+        let native: Vec<u64> = (0..REPS)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let bytes = std::fs::read(&path).expect("read");
+                assert_eq!(bytes.len(), len);
+                u64::try_from(start.elapsed().as_nanos()).expect("u64")
+            })
+            .collect();
+        let (_, guest_median, _) = ensemble_tests::min_median_max(guest);
+        let (_, native_median, _) = ensemble_tests::min_median_max(native);
+        println!(
+            "{label} granted file, {profile}: guest read median {guest_median} ns, \
+             native std::fs::read median {native_median} ns, ratio {:.2}",
+            guest_median as f64 / native_median as f64
+        );
+    }
 }

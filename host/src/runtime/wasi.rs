@@ -9,6 +9,12 @@
 //!   an empty stdin, and its stdout and stderr are discarded.
 //! - No sockets: TCP, UDP and name lookups are refused (HTTP, when granted,
 //!   goes through `wasi:http`, not sockets).
+//! - File operations run on the executor thread that runs the agent
+//!   (`allow_blocking_current_thread`), not handed to tokio's blocking pool:
+//!   the hand-off cost ~25 µs a call (a call reads at most 64 KiB), making a
+//!   1 MiB read ~5x slower. A call that blocks in the kernel (a FIFO, a hung
+//!   network mount) holds that thread, and the agent's timeout, until it
+//!   returns (SECURITY.md, "not defended").
 //! - Without `wasi: true` ([`Capabilities::real_clocks`]) the agent's output
 //!   can depend only on what it was granted: the wall clock always reads
 //!   [`FIXED_WALL_CLOCK`], the monotonic clock reads 0 and then one
@@ -50,7 +56,7 @@ pub(crate) struct Unopened {
 /// that could not be opened (the context then lacks it).
 pub(crate) fn context(agent: &str, capabilities: &Capabilities) -> (WasiCtx, Option<Unopened>) {
     let mut builder = WasiCtxBuilder::new();
-    builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).allow_blocking_current_thread(true);
     let grants = &capabilities.grants;
     let mut unopened = None;
     for grant in &grants.files {

@@ -132,8 +132,11 @@ impl Shared {
     /// Report a refusal: the event, the first one recorded, and the error
     /// the agent gets.
     fn refuse(&self, origin: &str, reason: String, code: Error) -> Error {
-        let (origin, reason) =
-            (&*self.secrets.redact_any_case(origin), self.secrets.redact_any_case(&reason));
+        let (origin, reason) = match self.secrets.is_empty() {
+            true => (origin.to_owned(), reason),
+            false => (self.secrets.redact_any_case(origin), self.secrets.redact_any_case(&reason)),
+        };
+        let origin = origin.as_str();
         tracing::debug!(agent = %self.agent, %origin, "HTTP refused: {reason}");
         self.refused
             .lock()

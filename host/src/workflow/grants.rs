@@ -103,7 +103,8 @@ pub struct HttpGrant {
 /// Limits of an HTTP grant, per invocation of the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// Per request, from connecting to the last byte of the response.
+    /// Per step of a request: resolving, connecting (each address), the TLS
+    /// handshake, the first byte of the response and each gap between bytes.
     pub timeout: Duration,
     /// Requests one invocation may make.
     pub max_requests: u32,

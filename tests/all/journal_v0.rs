@@ -11,8 +11,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ensemble::context::{Conflict, Resolution};
 use ensemble::journal::{Journal, RunStatus, list_runs, path_of};
-use ensemble::{AgentStatus, Engine, EventKind, RunOptions, Workflow};
+use ensemble::{AgentOutcome, AgentStatus, Decision, Engine, EventKind, RunMetrics, RunOptions, Workflow};
 use ensemble_tests::{Project, copier, plain, stalls_after_progress, writer, writer_of};
 
 /// The run's id, and the fixture's file.
@@ -124,41 +125,42 @@ fn the_v0_journal_opens_and_reads_back() {
     assert!(record.inputs.contains_key("doc"));
 
     let journal = Journal::open(&path_of(&state, RUN)).expect("opens");
-    let outcomes: Vec<(String, String)> = journal
+    let outcomes: Vec<(String, AgentOutcome)> = journal
         .agents()
         .expect("agent records read")
         .into_iter()
-        .map(|(agent, r)| (agent, r.outcome.to_string()))
+        .map(|(agent, r)| (agent, r.outcome))
         .collect();
+    use AgentOutcome::*;
     let expected = [
-        ("a", "succeeded"),
-        ("b", "succeeded"),
-        ("broken", "failed"),
-        ("fast", "succeeded"),
-        ("first", "succeeded"),
-        ("input", "input"),
-        ("long", "cancelled"),
-        ("orphan", "skipped"),
-        ("slow", "partial"),
+        ("a", Succeeded),
+        ("b", Succeeded),
+        ("broken", Failed),
+        ("fast", Succeeded),
+        ("first", Succeeded),
+        ("input", Input),
+        ("long", Cancelled),
+        ("orphan", Skipped),
+        ("slow", Partial),
     ];
-    let expected: Vec<(String, String)> =
-        expected.iter().map(|(a, o)| (a.to_string(), o.to_string())).collect();
+    let expected: Vec<(String, AgentOutcome)> = expected.iter().map(|(a, o)| (a.to_string(), *o)).collect();
     assert_eq!(outcomes, expected);
 
     let commits = journal.commits().expect("commits read");
-    let conflicts: Vec<_> = commits.iter().flat_map(|c| &c.conflicts).collect();
+    let conflicts: Vec<&Conflict> = commits.iter().flat_map(|c| &c.conflicts).collect();
     assert_eq!(conflicts.len(), 1, "{commits:#?}");
     assert_eq!(conflicts[0].key, "shared.doc");
-    assert!(conflicts[0].resolution.to_string().starts_with("kept the first writer's value"));
+    assert_eq!(conflicts[0].resolution, Resolution::KeptFirst { path: "v".into() });
 
     let decisions = journal.decisions().expect("decisions read");
     assert_eq!(decisions.len(), 1);
-    assert_eq!(
-        (decisions[0].group.as_str(), decisions[0].decision.to_string()),
-        ("g", "continue_with_partial".into())
-    );
-    let report = journal.report().expect("its report reads").expect("a cancelled run has one");
+    assert_eq!(decisions[0].group, "g");
+    assert_eq!(decisions[0].decision, Decision::ContinueWithPartial);
+    let report = journal.report::<RunMetrics>().expect("its report reads").expect("a cancelled run has one");
     assert_eq!(report.agents.len(), 8);
+    assert_eq!(report.agent("slow").map(|a| a.outcome), Some(Partial));
+    assert_eq!(report.decisions[0].decision, Decision::ContinueWithPartial);
+    assert_eq!(report.conflicts.list[0].resolution, Resolution::KeptFirst { path: "v".into() });
 }
 
 #[test]

@@ -53,10 +53,8 @@ pub use report::{
 
 use crate::cache::{AgentCache, Family};
 use crate::context::{CommitError, Conflict, ContextStore, Ownership, StagedWrites};
-use crate::journal::{
-    AgentRecord, CommitRecord, ConflictRecord, Journal, JournalError, RunRecord, RunStatus,
-};
-use crate::observe::{Decision, EventKind, EventSink, EventTap, TimelineRecorder};
+use crate::events::{AgentOutcome, Decision, EventKind, EventSink, EventTap, TimelineRecorder};
+use crate::journal::{AgentRecord, CommitRecord, Journal, JournalError, RunRecord, RunStatus};
 use crate::runtime::{
     AgentCall, AgentComponent, AgentError, AgentOutput, Capabilities, Imports, Limits, Pulse, Runtime,
     RuntimeConfig, RuntimeError, Validation,
@@ -65,8 +63,7 @@ use crate::templates::{TemplateLimits, TemplateService};
 use crate::workflow::{AgentSpec, DependencyKind, OnFailure, Workflow};
 use barrier::{Facts, Verdict, criterion_holds};
 
-/// The writer of the run's inputs (`input.<name>` keys).
-pub const INPUT_WRITER: &str = "input";
+pub use crate::events::INPUT_WRITER;
 
 /// Cpu units per epoch tick of an agent's time slice.
 pub const CPU_UNITS_PER_TICK: u32 = 10;
@@ -746,7 +743,7 @@ impl<'w> Execution<'w> {
                 continue;
             }
             let keys = record.version.and_then(|v| written.get(&v).cloned()).unwrap_or_default();
-            let status = if record.outcome == "partial" {
+            let status = if record.outcome == AgentOutcome::Partial {
                 AgentStatus::Partial {
                     defaults: keys,
                     because: record.message.clone().unwrap_or_default(),
@@ -792,7 +789,8 @@ impl<'w> Execution<'w> {
                 .into_iter()
                 .map(|(k, v)| (format!("input.{k}"), v))
                 .collect();
-            let record = AgentRecord { outcome: "input".into(), version: None, attempts: 0, message: None };
+            let record =
+                AgentRecord { outcome: AgentOutcome::Input, version: None, attempts: 0, message: None };
             if let Err(e) = self.commit(INPUT_WRITER, 0, writes, record) {
                 self.error = Some(e.to_string());
             }
@@ -1154,7 +1152,7 @@ impl<'w> Execution<'w> {
             return false;
         }
         let attempts = self.attempts.get(agent.id.as_str()).copied().unwrap_or(0);
-        let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
+        let record = AgentRecord { outcome: AgentOutcome::Succeeded, version: None, attempts, message: None };
         let base = self.store.snapshot().version();
         match self.commit(&agent.id, base, hit.writes, record) {
             Ok(Some((version, keys))) => {
@@ -1454,7 +1452,8 @@ impl<'w> Execution<'w> {
                 }
             }
             let attempts = self.attempts.get(id).copied().unwrap_or(1);
-            let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
+            let record =
+                AgentRecord { outcome: AgentOutcome::Succeeded, version: None, attempts, message: None };
             match self.commit(id, base, output.writes, record) {
                 Ok(Some(committed)) => Ok((output.fuel_used, output.peak_memory, committed)),
                 Ok(None) => Err(AgentError::Host { agent: id.to_owned(), message: "the run stopped".into() }),
@@ -1547,7 +1546,7 @@ impl<'w> Execution<'w> {
                 agent: agent.to_owned(),
                 at_ms: self.started.elapsed().as_millis() as u64,
                 writes: commit.keys.iter().cloned().zip(commit.values.iter().map(|v| v.to_vec())).collect(),
-                conflicts: commit.conflicts.iter().map(ConflictRecord::from).collect(),
+                conflicts: commit.conflicts.clone(),
             };
             if let Err(e) = journal.record_commit(&entry, Some(&record)) {
                 self.error = Some(format!("cannot journal the commit of agent `{agent}`: {e}"));
@@ -1603,16 +1602,13 @@ impl<'w> Execution<'w> {
         let journaled = match &status {
             AgentStatus::Succeeded { .. } => None,
             AgentStatus::Partial { defaults, .. } if !defaults.is_empty() => None,
-            AgentStatus::Partial { because, .. } => Some(("partial", Some(because.clone()))),
-            AgentStatus::Failed(e) => Some(("failed", Some(e.to_string()))),
-            AgentStatus::Skipped { because } => Some(("skipped", Some(because.clone()))),
-            AgentStatus::Cancelled => Some(("cancelled", None)),
+            AgentStatus::Partial { because, .. } => Some((AgentOutcome::Partial, Some(because.clone()))),
+            AgentStatus::Failed(e) => Some((AgentOutcome::Failed, Some(e.to_string()))),
+            AgentStatus::Skipped { because } => Some((AgentOutcome::Skipped, Some(because.clone()))),
+            AgentStatus::Cancelled => Some((AgentOutcome::Cancelled, None)),
         };
         if let Some((outcome, message)) = journaled {
-            self.journal_agent(
-                id,
-                &AgentRecord { outcome: outcome.into(), version: None, attempts, message },
-            );
+            self.journal_agent(id, &AgentRecord { outcome, version: None, attempts, message });
         }
         let commit_wait = self.commit_wait.get(id).copied();
         let cached = self.cached.contains(id);
@@ -1871,18 +1867,18 @@ impl<'w> Execution<'w> {
     fn record(&mut self, g: usize, decision: Decision, reason: String) {
         let group = self.workflow.groups[g].name.clone();
         self.emit(EventKind::BarrierDecision { group, decision: decision.clone(), reason: reason.clone() });
-        if let Some(journal) = &self.journal {
-            let record = crate::journal::DecisionRecord {
-                group: self.workflow.groups[g].name.clone(),
-                decision: decision.name().to_owned(),
-                reason: reason.clone(),
-                at_ms: self.started.elapsed().as_millis() as u64,
-            };
-            if let Err(e) = journal.record_decision(&record) {
-                self.error.get_or_insert(format!("cannot journal a barrier decision: {e}"));
-            }
+        let record = DecisionRecord {
+            group: self.workflow.groups[g].name.clone(),
+            decision,
+            reason,
+            at: self.started.elapsed(),
+        };
+        if let Some(journal) = &self.journal
+            && let Err(e) = journal.record_decision(&record)
+        {
+            self.error.get_or_insert(format!("cannot journal a barrier decision: {e}"));
         }
-        self.groups[g].report.decisions.push(DecisionRecord { at: self.started.elapsed(), decision, reason });
+        self.groups[g].report.decisions.push(record);
     }
 
     /// Stop agent `id` wherever it is; its pulse and start time if it was running.
@@ -1940,7 +1936,7 @@ impl<'w> Execution<'w> {
             } else {
                 let attempts = self.attempts.get(member).copied().unwrap_or(0);
                 let record = AgentRecord {
-                    outcome: "partial".into(),
+                    outcome: AgentOutcome::Partial,
                     version: None,
                     attempts,
                     message: Some(because.clone()),
@@ -2178,20 +2174,12 @@ impl<'w> Execution<'w> {
         });
         self.timeline.record(&done);
         report.timeline = self.timeline.finish(report.elapsed);
-        if let Some(journal) = &self.journal {
-            let status = if report.cancelled {
-                RunStatus::Cancelled
-            } else if report.succeeded() {
-                RunStatus::Succeeded
-            } else {
-                RunStatus::Failed
-            };
-            // A run whose journal failed stays `running`: it can be resumed.
-            if report.error.is_none()
-                && let Err(e) = journal.finish(status, &crate::observe::RunMetrics::new(wf, &report))
-            {
-                tracing::error!("{e}");
-            }
+        // The run report is for whoever finishes the run to keep
+        // (`report::finish_journal`), with the metrics it computes once.
+        if let (Some(journal), Some(status)) = (&self.journal, report.journal_status())
+            && let Err(e) = journal.set_status(status)
+        {
+            tracing::error!("{e}");
         }
         self.events.publish(done);
         report

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The shared prefixes' model lives with the context that enforces it.
+pub use crate::context::{ConflictPolicy, SharedPrefix};
 pub use grants::{
     DEFAULT_HTTP_CONCURRENT_PER_RUN, FileGrant, FileMode, GrantLine, Grants, HostMatch, HostPattern,
     HttpGrant, HttpLimits, PortMatch, SchemeMatch, Variable, VariableValue, is_public,
@@ -95,24 +97,6 @@ pub struct Need {
     pub agent: String,
     pub kind: DependencyKind,
     pub location: Location,
-}
-
-/// What happens when two agents commit different values to a shared key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConflictPolicy {
-    /// Merge maps three-way; otherwise keep the first committed value.
-    #[default]
-    FirstWriterWins,
-    /// Merge maps three-way; fail the later commit if they cannot merge.
-    MergeOrFail,
-    /// Any concurrent change fails the later commit.
-    Fail,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedPrefix {
-    pub prefix: String,
-    pub policy: ConflictPolicy,
 }
 
 /// Retries of one agent.

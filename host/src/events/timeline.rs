@@ -234,7 +234,7 @@ impl TimelineRecorder {
                 }
             }
             EventKind::Committed { agent, version, keys } => {
-                let lane = if agent == crate::exec::INPUT_WRITER { INPUTS_LANE } else { agent };
+                let lane = if agent == super::INPUT_WRITER { INPUTS_LANE } else { agent };
                 self.mark(lane, MarkKind::Commit, at, format!("v{version}: {}", keys.join(", ")));
             }
             EventKind::Conflict { key, agent, other, resolution } => {

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::RunMetrics;
+use crate::events::AgentOutcome;
 
 /// `d` for people: `840 µs`, `12.3 ms`, `1.20 s`, `2 min 05 s`.
 pub fn duration(d: Duration) -> String {
@@ -78,12 +79,12 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
     writeln!(s, "| agent | outcome | queued | ran | fuel | peak memory | attempts | commit wait | slack |")?;
     writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|")?;
     for a in &m.agents {
-        let outcome = match a.outcome.as_str() {
-            "succeeded" if a.cached => "cached",
-            "succeeded" if a.resumed => "resumed",
-            "succeeded" => "ok",
-            "failed" => "FAILED",
-            other => other,
+        let outcome = match a.outcome {
+            AgentOutcome::Succeeded if a.cached => "cached",
+            AgentOutcome::Succeeded if a.resumed => "resumed",
+            AgentOutcome::Succeeded => "ok",
+            AgentOutcome::Failed => "FAILED",
+            other => other.name(),
         };
         let ran = a.attempts > 0 && !a.resumed && !a.cached;
         let or_dash = |show: bool, text: String| if show { text } else { "–".to_owned() };
@@ -102,11 +103,11 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
         )?;
     }
     writeln!(s, "\n★ on the measured critical path\n")?;
-    for a in m.agents.iter().filter(|a| a.outcome != "succeeded") {
+    for a in m.agents.iter().filter(|a| a.outcome != AgentOutcome::Succeeded) {
         let detail = a.detail.as_deref().unwrap_or("");
         let keys =
             if a.keys.is_empty() { String::new() } else { format!(" (defaults for {})", a.keys.join(", ")) };
-        writeln!(s, "- `{}` {}: {detail}{keys}", a.agent, a.outcome.to_uppercase())?;
+        writeln!(s, "- `{}` {}: {detail}{keys}", a.agent, a.outcome.name().to_uppercase())?;
     }
     if let Some(error) = &m.error {
         writeln!(s, "- error: {error}")?;

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::RunMetrics;
+use super::{GroupOutcome, RunMetrics, RunOutcome};
 use crate::events::AgentOutcome;
 
 /// `d` for people: `840 µs`, `12.3 ms`, `1.20 s`, `2 min 05 s`.
@@ -61,12 +61,14 @@ pub fn render(m: &RunMetrics) -> String {
 }
 
 fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
-    let outcome = match m.outcome.as_str() {
-        "succeeded" if m.agents.iter().all(|a| a.resumed) => "succeeded (everything was already committed)",
-        "succeeded" => "succeeded",
-        "failed" => "FAILED",
-        "cancelled" => "CANCELLED",
-        _ => "STOPPED",
+    let outcome = match m.outcome {
+        RunOutcome::Succeeded if m.agents.iter().all(|a| a.resumed) => {
+            "succeeded (everything was already committed)"
+        }
+        RunOutcome::Succeeded => "succeeded",
+        RunOutcome::Failed => "FAILED",
+        RunOutcome::Cancelled => "CANCELLED",
+        RunOutcome::Stopped => "STOPPED",
     };
     writeln!(
         s,
@@ -229,7 +231,7 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
         writeln!(s, "\n### Groups\n")?;
     }
     for g in &m.groups {
-        let outcome = if g.outcome == "failed" { "FAILED" } else { g.outcome.as_str() };
+        let outcome = if g.outcome == GroupOutcome::Failed { "FAILED" } else { g.outcome.name() };
         let detail = g.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
         writeln!(s, "- `{}` ({}): {outcome}{detail}", g.group, g.agents.join(" ∥ "))?;
         for d in m.decisions.iter().filter(|d| d.group == g.group) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::network::{AgentNetwork, GrantMetrics, NetworkMetrics, agent_network, run_network};
+use super::outcome::{GroupOutcome, RunOutcome};
 use crate::context::Conflict;
 use crate::events::{AgentOutcome, Decision, Mark, MarkKind, Span, SpanKind, Timeline, secs};
 use crate::exec::{AgentStatus, GroupStatus, RunReport, ValidationOutcome};
@@ -50,8 +51,7 @@ use crate::workflow::{OnFailure, Workflow};
 pub struct RunMetrics {
     pub run_id: String,
     pub workflow: String,
-    /// `succeeded`, `failed`, `cancelled`, or `stopped` (the journal failed).
-    pub outcome: String,
+    pub outcome: RunOutcome,
     #[serde(with = "secs")]
     pub total_time: Duration,
     /// Loading the components (compiling, or reading the compiled cache),
@@ -127,8 +127,7 @@ pub struct AgentMetrics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupMetrics {
     pub group: String,
-    /// `succeeded`, `failed` or `cancelled`.
-    pub outcome: String,
+    pub outcome: GroupOutcome,
     pub detail: Option<String>,
     pub agents: Vec<String>,
     #[serde(with = "secs::option")]
@@ -369,13 +368,13 @@ impl RunMetrics {
             .map(|g| {
                 let span = lane(&g.group).find(|s| s.kind == SpanKind::Group);
                 let (outcome, detail) = match &g.status {
-                    GroupStatus::Succeeded => ("succeeded", None),
-                    GroupStatus::Failed { because } => ("failed", Some(because.clone())),
-                    GroupStatus::Cancelled => ("cancelled", None),
+                    GroupStatus::Succeeded => (GroupOutcome::Succeeded, None),
+                    GroupStatus::Failed { because } => (GroupOutcome::Failed, Some(because.clone())),
+                    GroupStatus::Cancelled => (GroupOutcome::Cancelled, None),
                 };
                 GroupMetrics {
                     group: g.group.clone(),
-                    outcome: outcome.to_owned(),
+                    outcome,
                     detail,
                     agents: workflow
                         .groups
@@ -508,18 +507,18 @@ impl RunMetrics {
             timeline.spans.iter().filter(|s| s.kind == SpanKind::Load).map(|s| s.duration()).sum();
         let critical_path = critical_path_metrics(&path, &agents, &parallelism, &resources, total, load_time);
         let outcome = if report.cancelled {
-            "cancelled"
+            RunOutcome::Cancelled
         } else if report.error.is_some() {
-            "stopped"
+            RunOutcome::Stopped
         } else if report.succeeded() {
-            "succeeded"
+            RunOutcome::Succeeded
         } else {
-            "failed"
+            RunOutcome::Failed
         };
         Self {
             run_id: report.run_id.clone(),
             workflow: report.workflow.clone(),
-            outcome: outcome.to_owned(),
+            outcome,
             total_time: total,
             load_time,
             agents,

@@ -13,6 +13,7 @@ pub mod html;
 pub mod markdown;
 mod metrics;
 mod network;
+mod outcome;
 pub mod prometheus;
 pub mod trace;
 
@@ -24,3 +25,4 @@ pub use metrics::{
 pub use network::{
     AgentNetwork, FileGrantMetric, GrantMetrics, NetworkMetrics, OriginMetrics, RefusalMetric, VariableMetric,
 };
+pub use outcome::{GroupOutcome, RunOutcome};

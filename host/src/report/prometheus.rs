@@ -54,7 +54,7 @@ pub fn render(m: &RunMetrics) -> String {
         "ensemble_run_info",
         "gauge",
         "The run this file describes: its id and how it ended.",
-        &[(vec![("run_id", &m.run_id), ("outcome", &m.outcome)], 1.0)],
+        &[(vec![("run_id", &m.run_id), ("outcome", m.outcome.name())], 1.0)],
     );
     e.one("ensemble_run_duration_seconds", "gauge", "Wall time of the run.", secs(m.total_time));
     e.one(

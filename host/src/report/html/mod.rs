@@ -130,8 +130,8 @@ pub fn render(metrics: &RunMetrics) -> String {
         escape(&metrics.workflow),
         escape(&metrics.workflow),
         escape(&metrics.run_id),
-        colour(Some(&metrics.outcome)),
-        escape(&metrics.outcome),
+        colour(Some(metrics.outcome.name())),
+        escape(metrics.outcome.name()),
         dur(metrics.total_time)
     );
     if !metrics.load_time.is_zero() {
@@ -526,7 +526,12 @@ fn run_metrics(out: &mut String, m: &RunMetrics) {
         .map(|g| {
             let detail = g.detail.as_deref().map(|d| format!(" — {}", escape(d))).unwrap_or_default();
             let members: Vec<String> = g.agents.iter().map(|a| escape(a)).collect();
-            format!("<li>{} [{}]: {}{detail}</li>", escape(&g.group), members.join(", "), escape(&g.outcome))
+            format!(
+                "<li>{} [{}]: {}{detail}</li>",
+                escape(&g.group),
+                members.join(", "),
+                escape(g.outcome.name())
+            )
         })
         .collect();
     row("groups", format!("{}<ul>{groups}</ul>", m.groups.len()));

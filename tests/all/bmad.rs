@@ -22,7 +22,7 @@ fn engine() -> &'static ensemble::Engine {
 
 async fn run(workflow: &Workflow, brief: &str) -> RunReport {
     let path = repo_root().join("examples/bmad/briefs").join(brief);
-    let input = ensemble::exec::load_input(&path).expect("the brief loads");
+    let input = ensemble::inputs::load_input(&path).expect("the brief loads");
     let options =
         RunOptions { inputs: BTreeMap::from([("brief".to_owned(), input)]), ..RunOptions::default() };
     let report = crate::bounded(engine().run(workflow, options)).await;

@@ -114,16 +114,16 @@ async fn agents_that_can_see_a_changing_world_are_cached_only_when_opted_in_and_
             assert_eq!(why("clock").as_deref(), Some("real clocks (wasi: true)"));
             assert_eq!(why("off").as_deref(), Some("cache: false"));
             assert_eq!((why("opted"), why("plain")), (None, None));
-            let markdown = ensemble::observe::markdown::render(&m);
+            let markdown = ensemble::report::markdown::render(&m);
             assert!(
                 markdown.contains("| rw | `files /scratch (read_write)` | read_write files |"),
                 "{markdown}"
             );
             assert!(markdown.contains("| clock | `real clocks` | real clocks (wasi: true) |"), "{markdown}");
-            let html = ensemble::observe::html::render(&m);
+            let html = ensemble::report::html::render(&m);
             assert!(html.contains("no: cache: false") && html.contains("<table id=\"grants\">"), "{html}");
             assert!(m.to_json().contains("\"cache_skipped\": \"http grant\""));
-            let trace = ensemble::observe::trace::render(&m);
+            let trace = ensemble::report::trace::render(&m);
             assert!(trace.contains("not cached"), "a mark in the trace");
             let mut skipped = Vec::new();
             while let Ok(event) = rx.try_recv() {

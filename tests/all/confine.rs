@@ -86,7 +86,7 @@ fn an_output_name_with_dotdot_or_an_absolute_path_is_refused_by_the_library() {
     for name in ["../escaped.md".to_owned(), elsewhere.path().join("abs.md").display().to_string()] {
         let mut workflow = ensemble::Workflow::load(&path).expect("valid");
         workflow.outputs.as_mut().expect("outputs").files[0].name = name.clone();
-        let (written, errors) = ensemble::exec::write_outputs(&workflow, &snapshot, false);
+        let (written, errors) = ensemble::outputs::write_outputs(&workflow, &snapshot, false);
         assert!(written.is_empty(), "{name}: {written:?}");
         let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
         assert!(message.contains("leads outside") && message.contains(&name), "{name}: {message}");
@@ -130,9 +130,9 @@ fn outputs_outside_the_workflows_folder_need_the_flag() {
     assert!(!target.join("doc.md").exists());
     // The library refuses it as well unless allowed.
     let workflow = ensemble::Workflow::load(&path).expect("valid");
-    let (written, errors) = ensemble::exec::write_outputs(&workflow, &ContextStore::new().snapshot(), false);
+    let (written, errors) = ensemble::outputs::write_outputs(&workflow, &ContextStore::new().snapshot(), false);
     assert!(
-        written.is_empty() && matches!(errors[..], [ensemble::exec::OutputError::Outside(_)]),
+        written.is_empty() && matches!(errors[..], [ensemble::outputs::OutputError::Outside(_)]),
         "{errors:?}"
     );
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ensemble::observe::{Event, EventKind};
+use ensemble::events::{Event, EventKind};
 use ensemble::runtime::{AgentError, Imports};
 use ensemble::{Engine, RunOptions};
 use ensemble_tests::{Project, repo_root, writer};

@@ -107,7 +107,7 @@ groups:
     assert_eq!(agents, 6);
     assert_eq!(metrics.agent("flaky").map(|a| a.attempts), Some(2), "{metrics:#?}");
 
-    let page = ensemble::observe::html::render(&metrics);
+    let page = ensemble::report::html::render(&metrics);
     assert_eq!(page.matches(r#"class="bar"#).count(), bars, "{page}");
     for colour in ["#2f9e44", "#e03131"] {
         assert!(page.contains(&format!(r#"fill="{colour}""#)), "bars of both outcomes: {colour}");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::run_cli as cli;
 use ensemble::journal::{Journal, RunStatus, path_of};
-use ensemble::{AgentStatus, Engine, RunOptions, Workflow};
+use ensemble::{AgentOutcome, AgentStatus, Engine, RunMetrics, RunOptions, Workflow};
 use ensemble_tests::{Project, copier, fails_first, writer};
 
 /// `first` writes, `flaky` fails its first attempt, `last` copies `first.value`.
@@ -35,9 +35,9 @@ async fn a_stopped_run_resumes_without_rerunning_what_committed() {
     let journal = Journal::open(&path_of(&state, "r1")).expect("journal opens");
     assert_eq!(journal.run().expect("record").status, RunStatus::Failed);
     let agents = journal.agents().expect("agents");
-    assert_eq!(agents["first"].outcome, "succeeded");
-    assert_eq!(agents["flaky"].outcome, "failed");
-    assert_eq!(agents["last"].outcome, "skipped");
+    assert_eq!(agents["first"].outcome, AgentOutcome::Succeeded);
+    assert_eq!(agents["flaky"].outcome, AgentOutcome::Failed);
+    assert_eq!(agents["last"].outcome, AgentOutcome::Skipped);
     assert_eq!(journal.commits().expect("commits").len(), 1);
 
     let report = crate::bounded(engine.resume(&workflow, Arc::new(journal), RunOptions::default(), false))
@@ -168,9 +168,17 @@ async fn a_resumed_run_drops_the_report_of_its_previous_part() {
     let options = RunOptions { journal: Some(journal.clone()), ..Default::default() };
     let report = crate::bounded(engine.run(&workflow, options)).await;
     assert!(report.succeeded());
-    let journaled = journal.report().expect("readable").expect("a finished run has its report");
+    // Whoever finishes the run (the command line, an application) keeps the
+    // metrics it computed once as the journal's run report.
+    let metrics = report.metrics(&workflow);
+    ensemble::report::finish_journal(&journal, &report, &metrics).expect("finished");
+    let journaled = journal.report::<RunMetrics>().expect("readable").expect("a finished run has its report");
+    assert_eq!(journaled, metrics);
     assert_eq!(journaled.agents.len(), 1);
     // What a resume does first: until this part ends, there is no report.
     journal.set_resumed(&journal.run().expect("run record")).expect("resumed");
-    assert!(journal.report().expect("readable").is_none(), "no stale report from the previous part");
+    assert!(
+        journal.report::<RunMetrics>().expect("readable").is_none(),
+        "no stale report from the previous part"
+    );
 }

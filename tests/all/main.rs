@@ -19,6 +19,7 @@ mod grants_files;
 mod grants_http;
 mod html;
 mod journal;
+mod journal_v0;
 mod limits;
 mod loading;
 mod observe;

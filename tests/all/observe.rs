@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ensemble::cache::AgentCache;
-use ensemble::observe::{self, SpanKind};
+use ensemble::events::{MarkKind, SpanKind};
+use ensemble::report;
 use ensemble::{Event, EventKind, RunMetrics, RunOptions};
 use ensemble_tests::{Project, busy, clocked, fails_first, rejecting_validator, renderer, writer};
 use serde_json::Value;
@@ -137,7 +138,7 @@ async fn the_report_agrees_with_what_the_events_say_happened() {
     assert_eq!(back.critical_path.agents, m.critical_path.agents);
     assert_eq!(back.agents.len(), 4);
 
-    let summary = observe::markdown::render(&m);
+    let summary = report::markdown::render(&m);
     assert!(summary.contains("long → join"), "{summary}");
     assert!(summary.contains("Bottleneck: `long`"), "{summary}");
     assert!(summary.contains("| join ★ | ok |"), "{summary}");
@@ -232,7 +233,7 @@ agents:
     assert_eq!((m.cache.agent_hits, m.cache.agent_lookups, m.cache.agent_hit_ratio), (2, 2, Some(1.0)));
     assert_eq!(m.retries.attempts, 0, "nothing ran");
     assert!(m.agents.iter().all(|a| a.cached && a.run_time.is_zero()));
-    assert!(m.timeline.marks.iter().any(|k| k.kind == observe::MarkKind::CacheHit && k.lane == "r2"));
+    assert!(m.timeline.marks.iter().any(|k| k.kind == MarkKind::CacheHit && k.lane == "r2"));
 }
 
 /// Check `text` against the trace-event format (the JSON object form):
@@ -316,7 +317,7 @@ groups:
     let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     assert!(report.succeeded(), "{report:#?}");
     let m = report.metrics(&workflow);
-    assert_eq!(m.decisions.iter().map(|d| d.decision.as_str()).collect::<Vec<_>>(), ["fallback_sequential"]);
+    assert_eq!(m.decisions.iter().map(|d| d.decision.name()).collect::<Vec<_>>(), ["fallback_sequential"]);
     let runs: Vec<_> =
         m.timeline.lane("slow").filter(|s| s.kind == SpanKind::Run).map(|s| s.outcome.as_deref()).collect();
     assert_eq!(runs, [Some("stopped"), Some("succeeded")]);
@@ -329,8 +330,8 @@ groups:
     }
     assert_eq!(m.critical_path.agents, ["slow", "after"], "{:?}", m.agents);
     assert_eq!(m.retries.retries, 2, "both members re-ran");
-    check_trace(&observe::trace::render(&m), m.total_time);
-    let page = observe::html::render(&m);
+    check_trace(&report::trace::render(&m), m.total_time);
+    let page = report::html::render(&m);
     assert!(page.contains("stopped by the barrier"), "the legend names the stopped attempt");
 }
 
@@ -340,7 +341,7 @@ async fn the_trace_is_trace_event_json_with_a_lane_per_agent() {
     let workflow = known_shape(&project);
     let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     let m = report.metrics(&workflow);
-    let events = check_trace(&observe::trace::render(&m), m.total_time);
+    let events = check_trace(&report::trace::render(&m), m.total_time);
     let lanes: Vec<&str> = events
         .iter()
         .filter(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["pid"] == 1)
@@ -415,7 +416,7 @@ async fn the_prometheus_exposition_is_well_formed_and_follows_the_conventions() 
     let workflow = known_shape(&project);
     let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
     let m = report.metrics(&workflow);
-    let text = observe::prometheus::render(&m);
+    let text = report::prometheus::render(&m);
     check_exposition("the_prometheus_exposition_is_well_formed_and_follows_the_conventions", &text);
     assert!(text.contains("ensemble_run_retries_total{workflow=\"workflow\"} 1"), "{text}");
     assert!(text.contains("ensemble_agent_attempts_total{workflow=\"workflow\",agent=\"join\"} 2"), "{text}");

@@ -16,7 +16,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use super::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, Terminal, live, print_context};
 use crate::cache::AgentCache;
 use crate::journal::{self, Journal};
-use crate::observe::{self, RunMetrics};
+use crate::report::{self, RunMetrics};
 use crate::{Engine, RunOptions, RunReport, RuntimeConfig, Workflow};
 
 #[derive(Debug, clap::Args)]
@@ -123,9 +123,9 @@ impl ReportFiles {
         type Render = fn(&RunMetrics) -> String;
         let files: [(Option<&Path>, &str, Render); 4] = [
             (self.report.as_deref(), "run report", RunMetrics::to_json),
-            (self.trace.as_deref(), "trace", observe::trace::render),
-            (self.metrics.as_deref(), "metrics", observe::prometheus::render),
-            (html, "HTML report", observe::html::render),
+            (self.trace.as_deref(), "trace", report::trace::render),
+            (self.metrics.as_deref(), "metrics", report::prometheus::render),
+            (html, "HTML report", report::html::render),
         ];
         let mut ok = true;
         for (path, what, render) in files {
@@ -256,9 +256,10 @@ pub(super) fn run(
     if !args.exec.quiet {
         super::grants::print_summary(&workflow, if args.exec.events.is_some() { err } else { out })?;
     }
-    let journaled = options.journal.is_some();
+    let journal = options.journal.clone();
     let report = drive(&options, &args.exec, term, out, err, |options| engine.run(&workflow, options))?;
-    finish(&workflow, &report, &args.exec, journaled.then_some(&state_dir), out, err)
+    let journaled = journal.as_deref().map(|j| (j, state_dir.as_path()));
+    finish(&workflow, &report, &args.exec, journaled, out, err)
 }
 
 pub(super) fn resume(
@@ -320,7 +321,7 @@ pub(super) fn resume(
         engine.resume(&workflow, journal.clone(), options, args.force)
     })?;
     match resumed {
-        Ok(report) => finish(&workflow, &report, &args.exec, Some(&args.state_dir), out, err),
+        Ok(report) => finish(&workflow, &report, &args.exec, Some((&journal, &args.state_dir)), out, err),
         Err(e) => {
             writeln!(err, "error: {e}")?;
             Ok(EXIT_INVALID)
@@ -463,7 +464,7 @@ fn read_inputs(pairs: &[String]) -> Result<std::collections::BTreeMap<String, Ve
         if inputs.contains_key(name) {
             return Err(format!("--input `{pair}`: input `{name}` is given twice: keep one"));
         }
-        let bytes = crate::exec::load_input(Path::new(file)).map_err(|e| format!("--input {name}: {e}"))?;
+        let bytes = crate::inputs::load_input(Path::new(file)).map_err(|e| format!("--input {name}: {e}"))?;
         inputs.insert(name.to_owned(), bytes);
     }
     Ok(inputs)
@@ -489,7 +490,7 @@ fn write_outputs(
         writeln!(err, "outputs not written: the run did not succeed")?;
         return Ok(true);
     }
-    let (written, errors) = crate::exec::write_outputs(workflow, &report.context, allow_outside);
+    let (written, errors) = crate::outputs::write_outputs(workflow, &report.context, allow_outside);
     for e in &errors {
         writeln!(err, "error: {e}")?;
     }
@@ -655,17 +656,17 @@ where
 
 /// After a run: its outputs, the report files, the summary (on stdout, or on
 /// stderr when stdout carries the JSON events), the context or where to
-/// find it, the journal; the exit code.
+/// find it, the journal (finished with the run's metrics); the exit code.
 fn finish(
     workflow: &Workflow,
     report: &RunReport,
     exec: &ExecArgs,
-    state_dir: Option<&Path>,
+    journaled: Option<(&Journal, &Path)>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<u8> {
     let mut summary = Vec::new();
-    let code = summarise(workflow, report, exec, state_dir, &mut summary, err)?;
+    let code = summarise(workflow, report, exec, journaled, &mut summary, err)?;
     if exec.events.is_some() {
         err.write_all(&summary)?
     } else {
@@ -678,14 +679,20 @@ fn summarise(
     workflow: &Workflow,
     report: &RunReport,
     exec: &ExecArgs,
-    state_dir: Option<&Path>,
+    journaled: Option<(&Journal, &Path)>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<u8> {
     let outputs_written = write_outputs(workflow, report, exec.allow_outputs_outside, out, err)?;
     let metrics = report.metrics(workflow);
+    let state_dir = journaled.map(|(journal, dir)| {
+        if let Err(e) = report::finish_journal(journal, report, &metrics) {
+            tracing::error!("{e}");
+        }
+        dir
+    });
     let files_written = exec.files.write(&metrics, None, err)?;
-    write!(out, "{}", observe::markdown::render(&metrics))?;
+    write!(out, "{}", report::markdown::render(&metrics))?;
     writeln!(out)?;
     if workflow.outputs.is_some() {
         // The documents are the result; the context is one command away.
@@ -732,7 +739,8 @@ pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write
     if !unusable.is_empty() {
         return invalid(err, &unusable);
     }
-    let read = Journal::open_in(&args.state_dir, &args.run).and_then(|j| Ok((j.report()?, j.run()?.status)));
+    let read = Journal::open_in(&args.state_dir, &args.run)
+        .and_then(|j| Ok((j.report::<RunMetrics>()?, j.run()?.status)));
     let metrics = match read {
         Ok((Some(metrics), _)) => metrics,
         Ok((None, status)) => {
@@ -757,7 +765,7 @@ pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write
     if args.json {
         writeln!(out, "{}", metrics.to_json())?;
     } else {
-        write!(out, "{}", observe::markdown::render(&metrics))?;
+        write!(out, "{}", report::markdown::render(&metrics))?;
     }
     Ok(if files_written { EXIT_OK } else { EXIT_FAILED })
 }

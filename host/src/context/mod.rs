@@ -17,9 +17,30 @@ pub mod ownership;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 pub use ownership::{Ownership, OwnershipError, ReadPatterns};
 
-use crate::workflow::{ConflictPolicy, SharedPrefix};
+/// What happens when two agents commit different values to a shared key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConflictPolicy {
+    /// Merge maps three-way; otherwise keep the first committed value.
+    #[default]
+    FirstWriterWins,
+    /// Merge maps three-way; fail the later commit if they cannot merge.
+    MergeOrFail,
+    /// Any concurrent change fails the later commit.
+    Fail,
+}
+
+/// A shared key prefix (the workflow's `shared:`) and its conflict policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPrefix {
+    /// The keys it covers: those that start with it.
+    pub prefix: String,
+    /// What a conflict on one of its keys does.
+    pub policy: ConflictPolicy,
+}
 
 /// The largest key, in bytes. Keys are names, not data.
 pub const MAX_KEY_LEN: usize = 256;
@@ -97,7 +118,9 @@ pub struct Commit {
     pub conflicts: Vec<Conflict>,
 }
 
-/// How a write-write conflict was resolved.
+/// How a write-write conflict was resolved. Serialised as its
+/// [`Display`](std::fmt::Display) sentence (what journals and run reports
+/// have always held), and read back from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
     /// The two writes merged three-way; the merge was committed.
@@ -122,10 +145,44 @@ impl std::fmt::Display for Resolution {
     }
 }
 
+impl std::str::FromStr for Resolution {
+    type Err = String;
+
+    /// The resolution whose [`Display`](std::fmt::Display) sentence `text` is.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let between = |prefix: &str| {
+            text.strip_prefix(prefix).and_then(|rest| rest.strip_suffix("`)")).map(str::to_owned)
+        };
+        if text == "merged three-way" {
+            Ok(Self::Merged)
+        } else if text == "commit refused (the key's policy is `fail`)" {
+            Ok(Self::Failed { path: None })
+        } else if let Some(path) = between("kept the first writer's value (they disagree at `") {
+            Ok(Self::KeptFirst { path })
+        } else if let Some(path) = between("commit refused (they disagree at `") {
+            Ok(Self::Failed { path: Some(path) })
+        } else {
+            Err(format!("unknown conflict resolution `{text}`"))
+        }
+    }
+}
+
+impl Serialize for Resolution {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Resolution {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Two agents wrote one key: `agent`'s snapshot (version `base_version`)
 /// predates `other`'s write. Detected by content hash: equal values are not
-/// a conflict.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// a conflict. Its serde form is the journal's record and the run report's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
     pub key: String,
     pub agent: String,

@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::{Commit, CommitError, ContextStore, Resolution, Snapshot, StagedWrites};
-use crate::workflow::{ConflictPolicy, SharedPrefix};
+use super::{
+    Commit, CommitError, ConflictPolicy, ContextStore, Resolution, SharedPrefix, Snapshot, StagedWrites,
+};
 
 const DOC: &str = "s.doc";
 
@@ -399,4 +400,20 @@ fn fail_model_examples() {
         run.store.snapshot().get(DOC).map(|e| decode_doc(&e.value)),
         Some(BTreeMap::from([(name(0), 1), (name(1), 2)]))
     );
+}
+
+proptest! {
+    /// Journals and run reports hold a resolution as its sentence: every
+    /// resolution, whatever its path, reads back from it.
+    #[test]
+    fn a_resolution_reads_back_from_its_sentence(path in proptest::option::of(".{0,12}"), kind in 0..3u8) {
+        let resolution = match (kind, path) {
+            (0, _) => Resolution::Merged,
+            (1, path) => Resolution::KeptFirst { path: path.unwrap_or_default() },
+            (_, path) => Resolution::Failed { path },
+        };
+        let json = serde_json::to_string(&resolution).expect("encodes");
+        prop_assert_eq!(&json, &serde_json::to_string(&resolution.to_string()).expect("a string"));
+        prop_assert_eq!(serde_json::from_str::<Resolution>(&json).expect("decodes"), resolution);
+    }
 }

@@ -11,7 +11,7 @@ use super::dispatch::{Done, Job, JobEnv, JobOutcome};
 use super::report::{AgentReport, AgentStatus, ValidationOutcome, ValidationReport};
 use super::run::{Execution, Started};
 use crate::journal::AgentRecord;
-use crate::observe::EventKind;
+use crate::events::{AgentOutcome, EventKind, PoolUsage};
 use crate::runtime::{AgentCall, AgentError, AgentOutput, Capabilities, Limits, Pulse, Validation};
 use crate::workflow::OnFailure;
 
@@ -58,23 +58,16 @@ impl Execution<'_> {
                 let running = running.iter().map(|&m| wf.agents[m].id.clone()).collect();
                 self.emit(EventKind::GroupTimedOut { group: wf.groups[group].name.clone(), running });
             }
-            Action::Barrier { group, decision, reason } => {
-                let name = wf.groups[group].name.clone();
+            Action::Barrier { group, record } => {
                 self.emit(EventKind::BarrierDecision {
-                    group: name.clone(),
-                    decision: decision.clone(),
-                    reason: reason.clone(),
+                    group: wf.groups[group].name.clone(),
+                    decision: record.decision.clone(),
+                    reason: record.reason.clone(),
                 });
-                if let Some(journal) = &self.journal {
-                    let record = crate::journal::DecisionRecord {
-                        group: name,
-                        decision: decision.name().to_owned(),
-                        reason,
-                        at_ms: self.started.elapsed().as_millis() as u64,
-                    };
-                    if let Err(e) = journal.record_decision(&record) {
-                        self.error.get_or_insert(format!("cannot journal a barrier decision: {e}"));
-                    }
+                if let Some(journal) = &self.journal
+                    && let Err(e) = journal.record_decision(&record)
+                {
+                    self.error.get_or_insert(format!("cannot journal a barrier decision: {e}"));
                 }
             }
             Action::GroupDone { group, succeeded } => {
@@ -106,7 +99,7 @@ impl Execution<'_> {
         kind: JobKind,
         exclusive: bool,
         attempt: u32,
-        pool: crate::observe::PoolUsage,
+        pool: PoolUsage,
     ) {
         let wf = self.wf;
         let spec = &wf.agents[agent];
@@ -214,7 +207,7 @@ impl Execution<'_> {
         let result = result.and_then(|output| {
             self.store_cached(agent, &output, ended - job.started);
             let attempts = self.core.attempts(agent);
-            let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
+            let record = AgentRecord { outcome: AgentOutcome::Succeeded, version: None, attempts, message: None };
             match self.commit(id, job.base, output.writes, record) {
                 Ok(Some(committed)) => Ok((output.fuel_used, output.peak_memory, committed)),
                 Ok(None) => Err(AgentError::Host { agent: id.to_owned(), message: "the run stopped".into() }),
@@ -303,7 +296,7 @@ impl Execution<'_> {
         {
             let writes = spec.defaults.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             let record = AgentRecord {
-                outcome: "partial".into(),
+                outcome: AgentOutcome::Partial,
                 version: None,
                 attempts,
                 message: Some(because.clone()),
@@ -332,15 +325,15 @@ impl Execution<'_> {
         let journaled = match &status {
             AgentStatus::Succeeded { .. } => None,
             AgentStatus::Partial { defaults, .. } if !defaults.is_empty() => None,
-            AgentStatus::Partial { because, .. } => Some(("partial", Some(because.clone()))),
-            AgentStatus::Failed(e) => Some(("failed", Some(e.to_string()))),
-            AgentStatus::Skipped { because } => Some(("skipped", Some(because.clone()))),
-            AgentStatus::Cancelled => Some(("cancelled", None)),
+            AgentStatus::Partial { because, .. } => Some((AgentOutcome::Partial, Some(because.clone()))),
+            AgentStatus::Failed(e) => Some((AgentOutcome::Failed, Some(e.to_string()))),
+            AgentStatus::Skipped { because } => Some((AgentOutcome::Skipped, Some(because.clone()))),
+            AgentStatus::Cancelled => Some((AgentOutcome::Cancelled, None)),
         };
         if let Some((outcome, message)) = journaled {
             self.journal_agent(
                 id,
-                &AgentRecord { outcome: outcome.into(), version: None, attempts, message },
+                &AgentRecord { outcome, version: None, attempts, message },
             );
         }
         let run = &mut self.agents[agent];

@@ -8,8 +8,8 @@ use super::core::AgentIx;
 use super::run::Execution;
 use crate::cache::Family;
 use crate::context::{CommitError, StagedWrites};
-use crate::journal::{AgentRecord, CommitRecord, ConflictRecord};
-use crate::observe::EventKind;
+use crate::events::{AgentOutcome, EventKind};
+use crate::journal::{AgentRecord, CommitRecord};
 use crate::runtime::AgentOutput;
 
 impl Execution<'_> {
@@ -43,7 +43,7 @@ impl Execution<'_> {
                 agent: agent.to_owned(),
                 at_ms: self.started.elapsed().as_millis() as u64,
                 writes: commit.keys.iter().cloned().zip(commit.values.iter().map(|v| v.to_vec())).collect(),
-                conflicts: commit.conflicts.iter().map(ConflictRecord::from).collect(),
+                conflicts: commit.conflicts.clone(),
             };
             if let Err(e) = journal.record_commit(&entry, Some(&record)) {
                 self.error = Some(format!("cannot journal the commit of agent `{agent}`: {e}"));
@@ -113,7 +113,7 @@ impl Execution<'_> {
             return None;
         }
         let attempts = self.core.attempts(agent);
-        let record = AgentRecord { outcome: "succeeded".into(), version: None, attempts, message: None };
+        let record = AgentRecord { outcome: AgentOutcome::Succeeded, version: None, attempts, message: None };
         let base = self.store.snapshot().version();
         match self.commit(id, base, hit.writes, record) {
             Ok(Some(committed)) => {

@@ -57,18 +57,13 @@ pub use report::{
     AgentReport, AgentStatus, DecisionRecord, GroupReport, GroupStatus, RunReport, ValidationOutcome,
     ValidationReport,
 };
-// Run inputs and outputs are files, read and written outside the executor;
-// re-exported here for callers of the old paths.
-pub use crate::inputs::{MAX_INPUT_BYTES, load_input};
-pub use crate::outputs::{OutputError, write_outputs};
 
 use crate::cache::AgentCache;
 use crate::journal::{Journal, JournalError};
-use crate::observe::EventSink;
+use crate::events::EventSink;
 use crate::templates::TemplateService;
 
-/// The writer of the run's inputs (`input.<name>` keys).
-pub const INPUT_WRITER: &str = "input";
+pub use crate::events::INPUT_WRITER;
 
 /// Cpu units per epoch tick of an agent's time slice.
 pub const CPU_UNITS_PER_TICK: u32 = 10;

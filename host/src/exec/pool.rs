@@ -6,7 +6,7 @@
 //! so their sum bounds what the agents can take), and a free slot under the
 //! concurrent-agent limit.
 
-use crate::observe::PoolUsage;
+use crate::events::PoolUsage;
 use crate::workflow::{AgentSpec, Resources};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+pub use crate::events::DecisionRecord;
+
 use crate::context::{Conflict, Snapshot};
-use crate::observe::{Decision, RunMetrics, Timeline};
+use crate::events::{AgentOutcome, Timeline};
+use crate::journal::RunStatus;
 use crate::runtime::{AgentError, Finding};
-use crate::workflow::{OnFailure, Workflow};
+use crate::workflow::OnFailure;
 
 /// How one agent ended.
 #[derive(Debug, Clone)]
@@ -33,7 +36,18 @@ impl AgentStatus {
     /// Whether the agent's dependents may use what it left: its own outputs
     /// or, for a partial agent, its defaults.
     pub fn is_usable(&self) -> bool {
-        matches!(self, Self::Succeeded { .. } | Self::Partial { .. })
+        self.outcome().is_final()
+    }
+
+    /// Its outcome, as the journal and the run report name it.
+    pub fn outcome(&self) -> AgentOutcome {
+        match self {
+            Self::Succeeded { .. } => AgentOutcome::Succeeded,
+            Self::Partial { .. } => AgentOutcome::Partial,
+            Self::Failed(_) => AgentOutcome::Failed,
+            Self::Skipped { .. } => AgentOutcome::Skipped,
+            Self::Cancelled => AgentOutcome::Cancelled,
+        }
     }
 }
 
@@ -72,20 +86,11 @@ pub enum GroupStatus {
     Cancelled,
 }
 
-/// One decision of a group's barrier.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecisionRecord {
-    /// Time since the run started.
-    pub at: Duration,
-    pub decision: Decision,
-    pub reason: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct GroupReport {
     pub group: String,
     pub status: GroupStatus,
-    /// Decisions in the order they were taken.
+    /// Decisions in the order they were taken (`at`: time since the run started).
     pub decisions: Vec<DecisionRecord>,
     /// From the members' start to the end of cross-validation.
     pub elapsed: Option<Duration>,
@@ -146,7 +151,7 @@ pub struct RunReport {
     /// Whether the run used the agent output cache.
     pub agent_cache: bool,
     /// What happened when: spans, marks and pool samples (see
-    /// [`RunMetrics`](crate::observe::RunMetrics) for what is made of it).
+    /// [`RunMetrics`](crate::report::RunMetrics) for what is made of it).
     pub timeline: Timeline,
 }
 
@@ -179,9 +184,18 @@ impl RunReport {
         }
     }
 
-    /// The run's metrics (the run report of `ensemble run --report`).
-    pub fn metrics(&self, workflow: &Workflow) -> RunMetrics {
-        RunMetrics::new(workflow, self)
+    /// How the journal records the end of this run: `None` for a run
+    /// whose journal failed (it stays `running`, so it can be resumed).
+    pub fn journal_status(&self) -> Option<RunStatus> {
+        if self.error.is_some() {
+            None
+        } else if self.cancelled {
+            Some(RunStatus::Cancelled)
+        } else if self.succeeded() {
+            Some(RunStatus::Succeeded)
+        } else {
+            Some(RunStatus::Failed)
+        }
     }
 
     /// Validations that ran and did not pass.

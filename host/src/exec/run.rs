@@ -15,8 +15,8 @@ use super::report::{AgentReport, AgentStatus, RunReport, ValidationReport};
 use super::{CancellationToken, INPUT_WRITER, RunOptions};
 use crate::cache::AgentCache;
 use crate::context::{Conflict, ContextStore, Ownership, ReadPatterns, StagedWrites};
-use crate::journal::{AgentRecord, CommitRecord, Journal, RunStatus};
-use crate::observe::{EventKind, EventSink, EventTap, TimelineRecorder};
+use crate::journal::{AgentRecord, CommitRecord, Journal};
+use crate::events::{AgentOutcome, EventKind, EventSink, EventTap, TimelineRecorder};
 use crate::runtime::{AgentComponent, AgentError, Imports, Pulse, Runtime};
 use crate::templates::{TemplateLimits, TemplateService};
 use crate::workflow::Workflow;
@@ -172,7 +172,7 @@ impl<'w> Execution<'w> {
                 continue;
             }
             let keys = record.version.and_then(|v| written.get(&v).cloned()).unwrap_or_default();
-            let status = if record.outcome == "partial" {
+            let status = if record.outcome == AgentOutcome::Partial {
                 AgentStatus::Partial {
                     defaults: keys,
                     because: record.message.clone().unwrap_or_default(),
@@ -228,7 +228,7 @@ impl<'w> Execution<'w> {
                 .into_iter()
                 .map(|(k, v)| (format!("input.{k}"), v))
                 .collect();
-            let record = AgentRecord { outcome: "input".into(), version: None, attempts: 0, message: None };
+            let record = AgentRecord { outcome: AgentOutcome::Input, version: None, attempts: 0, message: None };
             if let Err(e) = self.commit(INPUT_WRITER, 0, writes, record) {
                 self.error = Some(e.to_string());
             }
@@ -346,20 +346,12 @@ impl<'w> Execution<'w> {
         });
         self.timeline.record(&done);
         report.timeline = self.timeline.finish(report.elapsed);
-        if let Some(journal) = &self.journal {
-            let status = if report.cancelled {
-                RunStatus::Cancelled
-            } else if report.succeeded() {
-                RunStatus::Succeeded
-            } else {
-                RunStatus::Failed
-            };
-            // A run whose journal failed stays `running`: it can be resumed.
-            if report.error.is_none()
-                && let Err(e) = journal.finish(status, &crate::observe::RunMetrics::new(self.wf, &report))
-            {
-                tracing::error!("{e}");
-            }
+        // The run report is for whoever finishes the run to keep
+        // (`report::finish_journal`), with the metrics it computes once.
+        if let (Some(journal), Some(status)) = (&self.journal, report.journal_status())
+            && let Err(e) = journal.set_status(status)
+        {
+            tracing::error!("{e}");
         }
         self.events.publish(done);
         report

@@ -13,6 +13,10 @@
 //! Every write is one durable transaction (redb fsyncs on commit), made
 //! before anything that depends on it starts. Values are MessagePack.
 //!
+//! Its records are the domain's own types ([`Conflict`], [`DecisionRecord`],
+//! [`AgentOutcome`]), serialised with the names journals have always used,
+//! so journals of earlier versions open (`tests/all/journal_v0.rs`).
+//!
 //! Architecture invariant: this module knows nothing of wasmtime or tokio.
 
 use std::collections::BTreeMap;
@@ -22,7 +26,11 @@ use redb::backends::FileBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+pub use crate::context::Conflict;
+pub use crate::events::DecisionRecord;
+
 use crate::confined::Root;
+use crate::events::AgentOutcome;
 
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 const COMMITS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("commits");
@@ -106,36 +114,6 @@ pub struct RunRecord {
     pub inputs: BTreeMap<String, serde_bytes::ByteBuf>,
 }
 
-/// One write-write conflict and how it was resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConflictRecord {
-    pub key: String,
-    /// The agent whose commit met the conflict.
-    pub agent: String,
-    /// The agent that wrote the key since `agent`'s snapshot.
-    pub other: String,
-    /// The version `agent` read.
-    pub base_version: u64,
-    /// blake3 of `agent`'s value and of the other agent's value.
-    pub ours_hash: String,
-    pub theirs_hash: String,
-    pub resolution: String,
-}
-
-impl From<&crate::context::Conflict> for ConflictRecord {
-    fn from(c: &crate::context::Conflict) -> Self {
-        Self {
-            key: c.key.clone(),
-            agent: c.agent.clone(),
-            other: c.other.clone(),
-            base_version: c.base_version,
-            ours_hash: c.ours_hash.clone(),
-            theirs_hash: c.theirs_hash.clone(),
-            resolution: c.resolution.to_string(),
-        }
-    }
-}
-
 /// One context version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRecord {
@@ -145,14 +123,13 @@ pub struct CommitRecord {
     pub at_ms: u64,
     /// Keys and MessagePack values, as committed.
     pub writes: Vec<(String, Vec<u8>)>,
-    pub conflicts: Vec<ConflictRecord>,
+    pub conflicts: Vec<Conflict>,
 }
 
 /// How an agent finished, as the journal keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
-    /// `succeeded`, `partial`, `failed`, `skipped` or `cancelled`.
-    pub outcome: String,
+    pub outcome: AgentOutcome,
     /// The context version of its commit, if it committed.
     pub version: Option<u64>,
     pub attempts: u32,
@@ -163,16 +140,8 @@ pub struct AgentRecord {
 impl AgentRecord {
     /// Whether a resumed run keeps this agent's result instead of running it again.
     pub fn is_final(&self) -> bool {
-        self.outcome == "succeeded" || self.outcome == "partial"
+        self.outcome.is_final()
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DecisionRecord {
-    pub group: String,
-    pub decision: String,
-    pub reason: String,
-    pub at_ms: u64,
 }
 
 /// An open run journal.
@@ -338,8 +307,10 @@ impl Journal {
         })
     }
 
-    /// Record how the run ended and its report, in one transaction.
-    pub fn finish(&self, status: RunStatus, report: &crate::observe::RunMetrics) -> Result<(), JournalError> {
+    /// Record how the run ended and its report (the run's metrics,
+    /// [`crate::report::RunMetrics`], kept for `ensemble report`), in one
+    /// transaction.
+    pub fn finish<R: Serialize>(&self, status: RunStatus, report: &R) -> Result<(), JournalError> {
         let mut run = self.run()?;
         run.status = status;
         let (run, report) = (encode(&run), encode(report));
@@ -353,8 +324,9 @@ impl Journal {
 
     /// The report of the run's last (resumed) part, once it has ended; `None`
     /// while it runs, if it was killed or its journal failed, or if an
-    /// ensemble older than run reports journaled it.
-    pub fn report(&self) -> Result<Option<crate::observe::RunMetrics>, JournalError> {
+    /// ensemble older than run reports journaled it. `R` is the type it was
+    /// [`finish`](Self::finish)ed with ([`crate::report::RunMetrics`]).
+    pub fn report<R: serde::de::DeserializeOwned>(&self) -> Result<Option<R>, JournalError> {
         let what = "the run report";
         let txn = self.db.begin_read().map_err(|e| damaged(&self.path, "the file", e))?;
         let table = txn.open_table(META).map_err(|e| damaged(&self.path, what, e))?;
@@ -523,14 +495,15 @@ mod tests {
             writes: vec![("a.x".into(), vec![1, 2])],
             conflicts: Vec::new(),
         };
-        let done = AgentRecord { outcome: "succeeded".into(), version: Some(1), attempts: 1, message: None };
+        let done =
+            AgentRecord { outcome: AgentOutcome::Succeeded, version: Some(1), attempts: 1, message: None };
         journal.record_commit(&commit, Some(&done)).unwrap();
         journal
             .record_decision(&DecisionRecord {
                 group: "g".into(),
-                decision: "d".into(),
+                decision: crate::events::Decision::CriterionMet,
                 reason: "r".into(),
-                at_ms: 4,
+                at: std::time::Duration::from_millis(4),
             })
             .unwrap();
         journal.set_status(RunStatus::Succeeded).unwrap();

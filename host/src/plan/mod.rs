@@ -348,7 +348,7 @@ pub struct PathTiming {
 }
 
 /// What [`plan`] computes from estimates, from `durations` (one per agent,
-/// in the workflow's order): `observe` uses the measured run times.
+/// in the workflow's order): the run report uses the measured run times.
 pub fn critical_path(workflow: &Workflow, durations: &[Duration]) -> PathTiming {
     let graph = DependencyGraph::new(workflow);
     let n = workflow.agents.len();

@@ -17,7 +17,7 @@ use super::{AgentError, Capabilities, Pulse, Reads, Templates, listing_hash, val
 use crate::context::{
     KeyError, MAX_KEY_LEN, Ownership, OwnershipError, ReadPatterns, Snapshot, StagedWrites, validate_key,
 };
-use crate::observe::{EventKind, EventSink, Level};
+use crate::events::{EventKind, EventSink, Level};
 
 /// The largest value an agent may `put`.
 pub const MAX_VALUE_BYTES: usize = 16 << 20;

@@ -50,7 +50,7 @@ pub use secrets::REDACTED;
 pub use wasi::{FIXED_WALL_CLOCK, MONOTONIC_STEP};
 
 use crate::context::{Ownership, ReadPatterns, Snapshot, StagedWrites};
-use crate::observe::EventSink;
+use crate::events::EventSink;
 use bindings::{AgentPre, Invocation};
 use compiled::CompiledCache;
 use engine::{check_header, deserialize, engine_config, spawn_ticker};

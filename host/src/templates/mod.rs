@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::observe::{EventKind, EventSink};
+use crate::events::{EventKind, EventSink};
 use crate::runtime::Rendered;
 
 /// Limits of a template service.

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The shared prefixes' model lives with the context that enforces it.
+pub use crate::context::{ConflictPolicy, SharedPrefix};
 pub use grants::{
     DEFAULT_HTTP_CONCURRENT_PER_RUN, FileGrant, FileMode, GrantLine, Grants, HostMatch, HostPattern,
     HttpGrant, HttpLimits, PortMatch, SchemeMatch, Variable, VariableValue, is_public,
@@ -95,24 +97,6 @@ pub struct Need {
     pub agent: String,
     pub kind: DependencyKind,
     pub location: Location,
-}
-
-/// What happens when two agents commit different values to a shared key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConflictPolicy {
-    /// Merge maps three-way; otherwise keep the first committed value.
-    #[default]
-    FirstWriterWins,
-    /// Merge maps three-way; fail the later commit if they cannot merge.
-    MergeOrFail,
-    /// Any concurrent change fails the later commit.
-    Fail,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedPrefix {
-    pub prefix: String,
-    pub policy: ConflictPolicy,
 }
 
 /// Retries of one agent.
@@ -221,7 +205,7 @@ pub struct OutputsSpec {
 
 /// An `outputs.dir` that leads outside the workflow's own folder: writing
 /// there must be confirmed (the CLI's `--allow-outputs-outside`, or
-/// `allow_outside` of [`crate::exec::write_outputs`] in an embedding app).
+/// `allow_outside` of [`crate::outputs::write_outputs`] in an embedding app).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "{}:{at}: outputs.dir {} is outside the workflow's folder {}: confirm writing there with --allow-outputs-outside, or choose a directory inside {}",

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::{Action, AgentIx, Core, JobId, JobKind, Outcome, Phase};
 use crate::exec::barrier::{self, Facts, Verdict, criterion_holds};
-use crate::exec::report::{AgentStatus, DecisionRecord, GroupReport, GroupStatus};
-use crate::observe::Decision;
+use crate::events::{Decision, DecisionRecord};
+use crate::exec::report::{AgentStatus, GroupReport, GroupStatus};
 use crate::runtime::AgentError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,12 +302,9 @@ impl Core<'_> {
 
     fn record(&mut self, g: usize, decision: Decision, reason: String, now: Instant) {
         let at: Duration = self.since_start(now);
-        self.groups[g].report.decisions.push(DecisionRecord {
-            at,
-            decision: decision.clone(),
-            reason: reason.clone(),
-        });
-        self.out.push_back(Action::Barrier { group: g, decision, reason });
+        let record = DecisionRecord { group: self.wf.groups[g].name.clone(), decision, reason, at };
+        self.groups[g].report.decisions.push(record.clone());
+        self.out.push_back(Action::Barrier { group: g, record });
     }
 
     /// The barrier of group `g` is through. If `ok`, members that did not

@@ -32,7 +32,7 @@ use queue::Queue;
 
 use super::pool::ResourcePool;
 use super::report::{AgentStatus, GroupReport};
-use crate::observe::{Decision, PoolUsage};
+use crate::events::{DecisionRecord, PoolUsage};
 use crate::runtime::AgentError;
 use crate::workflow::Workflow;
 
@@ -91,11 +91,8 @@ pub enum Action {
         group: usize,
         running: Vec<AgentIx>,
     },
-    Barrier {
-        group: usize,
-        decision: Decision,
-        reason: String,
-    },
+    /// A barrier decision (also in the group's report).
+    Barrier { group: usize, record: DecisionRecord },
     GroupDone {
         group: usize,
         succeeded: bool,

@@ -105,8 +105,8 @@ impl<'w> Sim<'w> {
                 self.finishes[agent] += 1;
                 self.status[agent] = Some(status);
             }
-            Action::Barrier { group, decision, .. } => {
-                self.log.push(format!("barrier {} {}", self.wf.groups[group].name, decision.name()));
+            Action::Barrier { group, record } => {
+                self.log.push(format!("barrier {} {}", self.wf.groups[group].name, record.decision.name()));
             }
             Action::Retrying { agent, attempt, .. } => {
                 self.log.push(format!("retry {} #{attempt}", self.id(agent)))

@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{Error, WasiBody};
 
 use super::{InFlight, Shared, data_len, timeout_reason};
-use crate::observe::EventKind;
+use crate::events::EventKind;
 
 /// A request let through, from its connection to the end of its response:
 /// when dropped, it sends [`EventKind::HttpRequest`] and frees its place

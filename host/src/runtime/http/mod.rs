@@ -44,7 +44,7 @@ use wasmtime_wasi_http::{
 
 use super::host::AgentState;
 use super::secrets::Secrets;
-use crate::observe::{EventKind, EventSink};
+use crate::events::{EventKind, EventSink};
 use crate::workflow::{DEFAULT_HTTP_CONCURRENT_PER_RUN, HostPattern, HttpGrant, is_public};
 use body::{Flight, GuardedBody, LimitedBody};
 

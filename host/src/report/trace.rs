@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{MarkKind, RunMetrics, SpanKind};
+use super::RunMetrics;
+use crate::events::{MarkKind, SpanKind};
 
 const AGENTS: u32 = 1;
 const GROUPS: u32 = 2;

@@ -3,11 +3,9 @@
 use std::time::Duration;
 
 use crate::context::ContextStore;
+use crate::events::{Event, EventKind, EventSink, EventTap, PoolUsage, TimelineRecorder};
 use crate::exec::{AgentReport, AgentStatus, RunReport};
-use crate::observe::{
-    Event, EventKind, EventSink, EventTap, PoolUsage, RunMetrics, TimelineRecorder, html, markdown,
-    prometheus, trace,
-};
+use crate::report::{RunMetrics, html, markdown, prometheus, trace};
 use crate::workflow::Workflow;
 
 const SECRET: &str = "s3cret-t0ken-value";
@@ -234,7 +232,7 @@ fn a_tapped_sink_keeps_http_events_for_the_run_and_nothing_else() {
     runtime_side.send(request("a", X, 1, Some(200), None));
     runtime_side.send(EventKind::Log {
         agent: "a".into(),
-        level: crate::observe::Level::Info,
+        level: crate::events::Level::Info,
         message: "hi".into(),
     });
     runtime_side.send(refused("a", Z, "no"));

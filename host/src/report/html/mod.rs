@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{Mark, MarkKind, RunMetrics, Span, SpanKind};
+use super::RunMetrics;
+use crate::events::{Mark, MarkKind, Span, SpanKind};
 
 /// Append formatted text to a `String` (which cannot fail).
 macro_rules! w {
@@ -129,8 +130,8 @@ pub fn render(metrics: &RunMetrics) -> String {
         escape(&metrics.workflow),
         escape(&metrics.workflow),
         escape(&metrics.run_id),
-        colour(Some(&metrics.outcome)),
-        escape(&metrics.outcome),
+        colour(Some(metrics.outcome.name())),
+        escape(metrics.outcome.name()),
         dur(metrics.total_time)
     );
     if !metrics.load_time.is_zero() {
@@ -329,14 +330,14 @@ fn timeline(out: &mut String, m: &RunMetrics) {
             } else if a.cached {
                 "cached"
             } else {
-                a.outcome.as_str()
+                a.outcome.name()
             };
             let at = lane_spans.iter().map(|s| s.end).max().unwrap_or_default();
             let mx = x(at) + 6.0;
             w!(
                 out,
                 "<circle cx=\"{mx:.1}\" cy=\"{mid:.1}\" r=\"4\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}<title>{}</title></text>",
-                colour(Some(if a.cached { "cached" } else { a.outcome.as_str() })),
+                colour(Some(if a.cached { "cached" } else { a.outcome.name() })),
                 mx + 8.0,
                 y + 15.0,
                 escape(why),
@@ -390,12 +391,12 @@ fn agent_table(out: &mut String, m: &RunMetrics) {
     );
     for a in &m.agents {
         let star = if a.critical { "★ " } else { "" };
-        let outcome = if a.resumed { format!("{} (resumed)", a.outcome) } else { a.outcome.clone() };
+        let outcome = if a.resumed { format!("{} (resumed)", a.outcome) } else { a.outcome.to_string() };
         w!(
             out,
             "<tr><td>{star}{}</td><td class=\"l\" style=\"color:{}\" title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             escape(&a.agent),
-            colour(Some(&a.outcome)),
+            colour(Some(a.outcome.name())),
             escape(a.detail.as_deref().unwrap_or("")),
             escape(&outcome),
             dur(a.queue_wait),
@@ -474,7 +475,10 @@ fn run_metrics(out: &mut String, m: &RunMetrics) {
         .iter()
         .map(|c| {
             let (key, agent, other) = (escape(&c.key), escape(&c.agent), escape(&c.other));
-            format!("<li><code>{key}</code>: {agent} with {other}, {}</li>", escape(&c.resolution))
+            format!(
+                "<li><code>{key}</code>: {agent} with {other}, {}</li>",
+                escape(&c.resolution.to_string())
+            )
         })
         .collect();
     row(
@@ -511,7 +515,7 @@ fn run_metrics(out: &mut String, m: &RunMetrics) {
         .decisions
         .iter()
         .map(|d| {
-            let (group, decision, reason) = (escape(&d.group), escape(&d.decision), escape(&d.reason));
+            let (group, decision, reason) = (escape(&d.group), escape(d.decision.name()), escape(&d.reason));
             format!("<li>{group} at {}: <b>{decision}</b> — {reason}</li>", dur(d.at))
         })
         .collect();
@@ -522,7 +526,12 @@ fn run_metrics(out: &mut String, m: &RunMetrics) {
         .map(|g| {
             let detail = g.detail.as_deref().map(|d| format!(" — {}", escape(d))).unwrap_or_default();
             let members: Vec<String> = g.agents.iter().map(|a| escape(a)).collect();
-            format!("<li>{} [{}]: {}{detail}</li>", escape(&g.group), members.join(", "), escape(&g.outcome))
+            format!(
+                "<li>{} [{}]: {}{detail}</li>",
+                escape(&g.group),
+                members.join(", "),
+                escape(g.outcome.name())
+            )
         })
         .collect();
     row("groups", format!("{}<ul>{groups}</ul>", m.groups.len()));

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::RunMetrics;
+use super::{GroupOutcome, RunMetrics, RunOutcome};
+use crate::events::AgentOutcome;
 
 /// `d` for people: `840 µs`, `12.3 ms`, `1.20 s`, `2 min 05 s`.
 pub fn duration(d: Duration) -> String {
@@ -60,12 +61,14 @@ pub fn render(m: &RunMetrics) -> String {
 }
 
 fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
-    let outcome = match m.outcome.as_str() {
-        "succeeded" if m.agents.iter().all(|a| a.resumed) => "succeeded (everything was already committed)",
-        "succeeded" => "succeeded",
-        "failed" => "FAILED",
-        "cancelled" => "CANCELLED",
-        _ => "STOPPED",
+    let outcome = match m.outcome {
+        RunOutcome::Succeeded if m.agents.iter().all(|a| a.resumed) => {
+            "succeeded (everything was already committed)"
+        }
+        RunOutcome::Succeeded => "succeeded",
+        RunOutcome::Failed => "FAILED",
+        RunOutcome::Cancelled => "CANCELLED",
+        RunOutcome::Stopped => "STOPPED",
     };
     writeln!(
         s,
@@ -78,12 +81,12 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
     writeln!(s, "| agent | outcome | queued | ran | fuel | peak memory | attempts | commit wait | slack |")?;
     writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|")?;
     for a in &m.agents {
-        let outcome = match a.outcome.as_str() {
-            "succeeded" if a.cached => "cached",
-            "succeeded" if a.resumed => "resumed",
-            "succeeded" => "ok",
-            "failed" => "FAILED",
-            other => other,
+        let outcome = match a.outcome {
+            AgentOutcome::Succeeded if a.cached => "cached",
+            AgentOutcome::Succeeded if a.resumed => "resumed",
+            AgentOutcome::Succeeded => "ok",
+            AgentOutcome::Failed => "FAILED",
+            other => other.name(),
         };
         let ran = a.attempts > 0 && !a.resumed && !a.cached;
         let or_dash = |show: bool, text: String| if show { text } else { "–".to_owned() };
@@ -102,11 +105,11 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
         )?;
     }
     writeln!(s, "\n★ on the measured critical path\n")?;
-    for a in m.agents.iter().filter(|a| a.outcome != "succeeded") {
+    for a in m.agents.iter().filter(|a| a.outcome != AgentOutcome::Succeeded) {
         let detail = a.detail.as_deref().unwrap_or("");
         let keys =
             if a.keys.is_empty() { String::new() } else { format!(" (defaults for {})", a.keys.join(", ")) };
-        writeln!(s, "- `{}` {}: {detail}{keys}", a.agent, a.outcome.to_uppercase())?;
+        writeln!(s, "- `{}` {}: {detail}{keys}", a.agent, a.outcome.name().to_uppercase())?;
     }
     if let Some(error) = &m.error {
         writeln!(s, "- error: {error}")?;
@@ -228,7 +231,7 @@ fn write_summary(s: &mut String, m: &RunMetrics) -> std::fmt::Result {
         writeln!(s, "\n### Groups\n")?;
     }
     for g in &m.groups {
-        let outcome = if g.outcome == "failed" { "FAILED" } else { g.outcome.as_str() };
+        let outcome = if g.outcome == GroupOutcome::Failed { "FAILED" } else { g.outcome.name() };
         let detail = g.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
         writeln!(s, "- `{}` ({}): {outcome}{detail}", g.group, g.agents.join(" ∥ "))?;
         for d in m.decisions.iter().filter(|d| d.group == g.group) {

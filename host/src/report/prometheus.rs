@@ -54,7 +54,7 @@ pub fn render(m: &RunMetrics) -> String {
         "ensemble_run_info",
         "gauge",
         "The run this file describes: its id and how it ended.",
-        &[(vec![("run_id", &m.run_id), ("outcome", &m.outcome)], 1.0)],
+        &[(vec![("run_id", &m.run_id), ("outcome", m.outcome.name())], 1.0)],
     );
     e.one("ensemble_run_duration_seconds", "gauge", "Wall time of the run.", secs(m.total_time));
     e.one(
@@ -156,9 +156,9 @@ pub fn render(m: &RunMetrics) -> String {
     );
     let mut decisions: Vec<((&str, &str), f64)> = Vec::new();
     for d in &m.decisions {
-        match decisions.iter_mut().find(|(k, _)| *k == (d.group.as_str(), d.decision.as_str())) {
+        match decisions.iter_mut().find(|(k, _)| *k == (d.group.as_str(), d.decision.name())) {
             Some((_, n)) => *n += 1.0,
-            None => decisions.push(((d.group.as_str(), d.decision.as_str()), 1.0)),
+            None => decisions.push(((d.group.as_str(), d.decision.name()), 1.0)),
         }
     }
     let decisions: Vec<(Vec<(&str, &str)>, f64)> =
@@ -179,7 +179,7 @@ pub fn render(m: &RunMetrics) -> String {
         .map(|a| {
             let labels = vec![
                 ("agent", a.agent.as_str()),
-                ("outcome", a.outcome.as_str()),
+                ("outcome", a.outcome.name()),
                 ("cached", if a.cached { "true" } else { "false" }),
                 ("critical", if a.critical { "true" } else { "false" }),
             ];

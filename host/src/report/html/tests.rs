@@ -1,7 +1,7 @@
 //! Tests of the HTML report.
 
 use super::*;
-use crate::observe::AgentMetrics;
+use crate::report::AgentMetrics;
 
 /// A run of `a<b>` (ran twice, failed then succeeded) and `c & d` (skipped) in group `g`.
 fn sample() -> RunMetrics {

@@ -1,26 +1,26 @@
-//! What a run tells the outside world: events while it happens; after it,
-//! its timeline, metrics and the files made from them.
+//! What a run tells the outside world while it happens: timestamped
+//! events, and the pure folds over them that the run itself keeps.
 //!
 //! Every event carries the time since its [`EventSink`] was created, so the
 //! events of one run form a timeline. Events go out on a bounded broadcast
 //! channel: a slow or absent subscriber never slows a run down or grows its
 //! memory; it misses events instead (`recv` then says how many). The run
 //! itself also records the events that shape its [`Timeline`] (not progress,
-//! logs or renders), losslessly, into its report.
-//!
-//! From a finished run, [`RunMetrics`] computes the design's metrics (see its
-//! docs for each definition); [`markdown`], [`trace`], [`html`] and
-//! [`prometheus`] turn them into a summary, a Chrome trace, a self-contained
-//! HTML report and Prometheus text exposition. Events serialise to JSON
+//! logs or renders), losslessly, into its report. Events serialise to JSON
 //! (`serde_json::to_string(&event)`) with times in seconds.
+//!
+//! The vocabulary shared by the run, its journal and its report lives here
+//! too: how an agent ended ([`AgentOutcome`]) and what a group's barrier
+//! decided ([`Decision`], [`DecisionRecord`]).
+//!
+//! The lowest layer of the crate: it imports no other module of it (the
+//! layering is checked by `tests::layering` in `lib.rs`). What is made of a
+//! finished run (metrics, summaries, traces) is [`crate::report`], above
+//! the executor.
 
-pub mod html;
-pub mod markdown;
-mod metrics;
-mod network;
-pub mod prometheus;
+mod decision;
+mod outcome;
 mod timeline;
-pub mod trace;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -28,13 +28,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-pub use metrics::{
-    AgentMetrics, Bottleneck, CacheMetrics, CommitWait, ConflictMetrics, CriticalPathMetrics,
-    DecisionMetrics, GroupMetrics, Parallelism, RetryMetrics, RunMetrics, Utilisation, ValidationMetrics,
-};
-pub use network::{
-    AgentNetwork, FileGrantMetric, GrantMetrics, NetworkMetrics, OriginMetrics, RefusalMetric, VariableMetric,
-};
+pub(crate) use decision::by_name as decision_by_name;
+pub use decision::{Decision, DecisionRecord};
+pub use outcome::{AgentOutcome, INPUT_WRITER};
 pub use timeline::{
     HttpCall, INPUTS_LANE, LOAD_LANE, Mark, MarkKind, PoolSample, Span, SpanKind, Timeline, TimelineRecorder,
 };
@@ -71,44 +67,6 @@ pub struct PoolUsage {
     pub cpu: u32,
     pub memory: u32,
     pub running: u32,
-}
-
-/// What a group's smart barrier decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Decision {
-    /// Every member succeeded.
-    AllCompleted,
-    /// The stragglers reported progress recently: wait `by` longer
-    /// (extension number `extension`).
-    ExtendTimeout {
-        #[serde(with = "secs")]
-        by: Duration,
-        extension: u32,
-    },
-    /// Go on with what completed: stragglers cancelled, defaults filled.
-    ContinueWithPartial,
-    /// Re-run the members that did not succeed one at a time, each alone with
-    /// the whole pool. This is also the administrator notification.
-    FallbackSequential,
-    /// The success criterion holds without a strategy (failed members get
-    /// their defaults).
-    CriterionMet,
-    /// The group failed: its members' dependents are skipped.
-    GroupFailed,
-}
-
-impl Decision {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::AllCompleted => "all_completed",
-            Self::ExtendTimeout { .. } => "extend_timeout",
-            Self::ContinueWithPartial => "continue_with_partial",
-            Self::FallbackSequential => "fallback_sequential",
-            Self::CriterionMet => "criterion_met",
-            Self::GroupFailed => "group_failed",
-        }
-    }
 }
 
 /// The kinds of events. As JSON, `"event"` names the kind in snake case

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{Mark, RunMetrics, Span, dur, escape, ratio};
-use crate::observe::markdown::bytes;
+use crate::report::markdown::bytes;
 
 /// An HTTP request: a thin bar at `y`, under the agent's attempt.
 pub(super) fn http_bar(out: &mut String, s: &Span, sx: f64, sw: f64, y: f64) {

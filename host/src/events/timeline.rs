@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Event, EventKind, PoolUsage, secs};
+use super::{AgentOutcome, Event, EventKind, PoolUsage, secs};
 
 /// The lane of the [`SpanKind::Load`] span (not a valid agent id).
 pub const LOAD_LANE: &str = "(load)";
@@ -234,7 +234,7 @@ impl TimelineRecorder {
                 }
             }
             EventKind::Committed { agent, version, keys } => {
-                let lane = if agent == crate::exec::INPUT_WRITER { INPUTS_LANE } else { agent };
+                let lane = if agent == super::INPUT_WRITER { INPUTS_LANE } else { agent };
                 self.mark(lane, MarkKind::Commit, at, format!("v{version}: {}", keys.join(", ")));
             }
             EventKind::Conflict { key, agent, other, resolution } => {
@@ -249,14 +249,14 @@ impl TimelineRecorder {
                 self.mark(agent, MarkKind::Timeout, at, format!("attempt {attempt} after {after:.1?}"));
             }
             EventKind::AgentRetrying { agent, .. } => {
-                self.label_run(agent, "failed");
+                self.label_run(agent, AgentOutcome::Failed.name());
                 self.open(agent, SpanKind::Backoff, None, at, None);
             }
-            EventKind::AgentSucceeded { agent, .. } => self.label_run(agent, "succeeded"),
-            EventKind::AgentFailed { agent, .. } => self.end_agent(agent, at, "failed"),
-            EventKind::AgentSkipped { agent, .. } => self.end_agent(agent, at, "skipped"),
-            EventKind::AgentPartial { agent, .. } => self.end_agent(agent, at, "partial"),
-            EventKind::AgentCancelled { agent } => self.end_agent(agent, at, "cancelled"),
+            EventKind::AgentSucceeded { agent, .. } => self.label_run(agent, AgentOutcome::Succeeded.name()),
+            EventKind::AgentFailed { agent, .. } => self.end_agent(agent, at, AgentOutcome::Failed.name()),
+            EventKind::AgentSkipped { agent, .. } => self.end_agent(agent, at, AgentOutcome::Skipped.name()),
+            EventKind::AgentPartial { agent, .. } => self.end_agent(agent, at, AgentOutcome::Partial.name()),
+            EventKind::AgentCancelled { agent } => self.end_agent(agent, at, AgentOutcome::Cancelled.name()),
             EventKind::AgentStopped { agent } => self.end_agent(agent, at, "stopped"),
             EventKind::GroupStarted { group, .. } => {
                 self.open(group, SpanKind::Group, None, at, None);

@@ -6,9 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::network::{AgentNetwork, GrantMetrics, NetworkMetrics, agent_network, run_network};
-use super::{Mark, MarkKind, SpanKind, Timeline, secs};
+use super::outcome::{GroupOutcome, RunOutcome};
+use crate::context::Conflict;
+use crate::events::{AgentOutcome, Decision, Mark, MarkKind, Span, SpanKind, Timeline, secs};
 use crate::exec::{AgentStatus, GroupStatus, RunReport, ValidationOutcome};
-use crate::journal::ConflictRecord;
+use crate::journal::{Journal, JournalError};
 use crate::runtime::Severity;
 use crate::workflow::{OnFailure, Workflow};
 
@@ -49,8 +51,7 @@ use crate::workflow::{OnFailure, Workflow};
 pub struct RunMetrics {
     pub run_id: String,
     pub workflow: String,
-    /// `succeeded`, `failed`, `cancelled`, or `stopped` (the journal failed).
-    pub outcome: String,
+    pub outcome: RunOutcome,
     #[serde(with = "secs")]
     pub total_time: Duration,
     /// Loading the components (compiling, or reading the compiled cache),
@@ -80,8 +81,7 @@ pub struct RunMetrics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentMetrics {
     pub agent: String,
-    /// `succeeded`, `partial`, `failed`, `skipped` or `cancelled`.
-    pub outcome: String,
+    pub outcome: AgentOutcome,
     /// Why it did not succeed (its error, or why it was skipped or partial).
     pub detail: Option<String>,
     /// The keys it committed (for a partial agent, its defaults).
@@ -127,8 +127,7 @@ pub struct AgentMetrics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupMetrics {
     pub group: String,
-    /// `succeeded`, `failed` or `cancelled`.
-    pub outcome: String,
+    pub outcome: GroupOutcome,
     pub detail: Option<String>,
     pub agents: Vec<String>,
     #[serde(with = "secs::option")]
@@ -241,7 +240,7 @@ pub struct ConflictMetrics {
     /// Commits in the run (inputs included), and conflicts per commit.
     pub commits: u32,
     pub frequency: Option<f64>,
-    pub list: Vec<ConflictRecord>,
+    pub list: Vec<Conflict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,7 +248,10 @@ pub struct DecisionMetrics {
     pub group: String,
     #[serde(with = "secs")]
     pub at: Duration,
-    pub decision: String,
+    /// By name (`continue_with_partial`); an `extend_timeout` read back has
+    /// lost its extension.
+    #[serde(with = "crate::events::decision_by_name")]
+    pub decision: Decision,
     pub reason: String,
 }
 
@@ -285,7 +287,7 @@ impl RunMetrics {
         let timeline = report.timeline.clone();
         let total = report.elapsed;
         // Spans by lane: workflows may have many thousands of agents.
-        let mut lanes: HashMap<&str, Vec<&super::Span>> = HashMap::new();
+        let mut lanes: HashMap<&str, Vec<&Span>> = HashMap::new();
         for span in &timeline.spans {
             lanes.entry(span.lane.as_str()).or_default().push(span);
         }
@@ -318,22 +320,22 @@ impl RunMetrics {
             .map(|a| {
                 let index = index.get(a.agent.as_str()).copied();
                 let runs = || lane(&a.agent).filter(|s| s.kind == SpanKind::Run);
-                let (outcome, detail, keys) = match &a.status {
-                    AgentStatus::Succeeded { keys, .. } => ("succeeded", None, keys.clone()),
+                let (detail, keys) = match &a.status {
+                    AgentStatus::Succeeded { keys, .. } => (None, keys.clone()),
                     AgentStatus::Partial { defaults, because, error } => {
                         let detail = match error {
                             Some(e) => format!("{because} (last error: {e})"),
                             None => because.clone(),
                         };
-                        ("partial", Some(detail), defaults.clone())
+                        (Some(detail), defaults.clone())
                     }
-                    AgentStatus::Failed(e) => ("failed", Some(e.to_string()), Vec::new()),
-                    AgentStatus::Skipped { because } => ("skipped", Some(because.clone()), Vec::new()),
-                    AgentStatus::Cancelled => ("cancelled", Some("the run was cancelled".into()), Vec::new()),
+                    AgentStatus::Failed(e) => (Some(e.to_string()), Vec::new()),
+                    AgentStatus::Skipped { because } => (Some(because.clone()), Vec::new()),
+                    AgentStatus::Cancelled => (Some("the run was cancelled".into()), Vec::new()),
                 };
                 AgentMetrics {
                     agent: a.agent.clone(),
-                    outcome: outcome.to_owned(),
+                    outcome: a.status.outcome(),
                     detail,
                     keys,
                     cached: a.cached,
@@ -366,13 +368,13 @@ impl RunMetrics {
             .map(|g| {
                 let span = lane(&g.group).find(|s| s.kind == SpanKind::Group);
                 let (outcome, detail) = match &g.status {
-                    GroupStatus::Succeeded => ("succeeded", None),
-                    GroupStatus::Failed { because } => ("failed", Some(because.clone())),
-                    GroupStatus::Cancelled => ("cancelled", None),
+                    GroupStatus::Succeeded => (GroupOutcome::Succeeded, None),
+                    GroupStatus::Failed { because } => (GroupOutcome::Failed, Some(because.clone())),
+                    GroupStatus::Cancelled => (GroupOutcome::Cancelled, None),
                 };
                 GroupMetrics {
                     group: g.group.clone(),
-                    outcome: outcome.to_owned(),
+                    outcome,
                     detail,
                     agents: workflow
                         .groups
@@ -484,7 +486,7 @@ impl RunMetrics {
         let conflicts = ConflictMetrics {
             commits,
             frequency: ratio(report.conflicts.len() as f64, f64::from(commits)),
-            list: report.conflicts.iter().map(ConflictRecord::from).collect(),
+            list: report.conflicts.clone(),
         };
 
         let decisions = report
@@ -494,7 +496,7 @@ impl RunMetrics {
                 g.decisions.iter().map(|d| DecisionMetrics {
                     group: g.group.clone(),
                     at: d.at,
-                    decision: d.decision.name().to_owned(),
+                    decision: d.decision.clone(),
                     reason: d.reason.clone(),
                 })
             })
@@ -505,18 +507,18 @@ impl RunMetrics {
             timeline.spans.iter().filter(|s| s.kind == SpanKind::Load).map(|s| s.duration()).sum();
         let critical_path = critical_path_metrics(&path, &agents, &parallelism, &resources, total, load_time);
         let outcome = if report.cancelled {
-            "cancelled"
+            RunOutcome::Cancelled
         } else if report.error.is_some() {
-            "stopped"
+            RunOutcome::Stopped
         } else if report.succeeded() {
-            "succeeded"
+            RunOutcome::Succeeded
         } else {
-            "failed"
+            RunOutcome::Failed
         };
         Self {
             run_id: report.run_id.clone(),
             workflow: report.workflow.clone(),
-            outcome: outcome.to_owned(),
+            outcome,
             total_time: total,
             load_time,
             agents,
@@ -550,6 +552,32 @@ impl RunMetrics {
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serialisation cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+// Defined here, above the executor, so that `exec` does not depend on the
+// report: the run's report is computed from a `RunReport`, never inside it.
+impl RunReport {
+    /// The run's metrics (the run report of `ensemble run --report`). Compute
+    /// them once per run: they walk the whole timeline.
+    pub fn metrics(&self, workflow: &Workflow) -> RunMetrics {
+        RunMetrics::new(workflow, self)
+    }
+}
+
+/// Keep `metrics`, the metrics of `report`, as `journal`'s run report (read
+/// back by `ensemble report`), with how the run ended, in one transaction.
+/// Whoever finishes a journaled run calls this once, after the run; the run
+/// itself has already recorded its status. Nothing is written for a run whose
+/// journal failed: it stays `running`, so it can be resumed.
+pub fn finish_journal(
+    journal: &Journal,
+    report: &RunReport,
+    metrics: &RunMetrics,
+) -> Result<(), JournalError> {
+    match report.journal_status() {
+        Some(status) => journal.finish(status, metrics),
+        None => Ok(()),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Mark, MarkKind, Span, SpanKind, secs};
+use crate::events::{Mark, MarkKind, Span, SpanKind, secs};
 use crate::workflow::AgentSpec;
 
 /// What an agent was granted, as the report shows it: guest paths and

@@ -22,7 +22,6 @@
 //! context, [`exec`] runs the plan, [`observe`] reports what happened.
 
 pub mod cache;
-pub mod cli;
 pub mod confined;
 pub mod context;
 pub mod exec;

@@ -19,8 +19,8 @@ mod live;
 mod plan;
 mod runs;
 
-use crate::Workflow;
-use crate::context::Snapshot;
+use ensemble::Workflow;
+use ensemble::context::Snapshot;
 
 /// Run multi-agent workflows in parallel, every agent a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -181,8 +181,9 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
 /// world, exports, imports against the grants), in memory only; false after
 /// printing one line per unusable component.
 fn components_load(w: &Workflow, err: &mut dyn Write) -> std::io::Result<bool> {
-    let config = crate::RuntimeConfig { max_instances: 1, pooling: false, ..crate::RuntimeConfig::default() };
-    let engine = match crate::Engine::new(config) {
+    let config =
+        ensemble::RuntimeConfig { max_instances: 1, pooling: false, ..ensemble::RuntimeConfig::default() };
+    let engine = match ensemble::Engine::new(config) {
         Ok(engine) => engine,
         Err(e) => {
             writeln!(err, "{e}")?;
@@ -209,10 +210,10 @@ fn schema(out: &mut dyn Write) -> std::io::Result<u8> {
 /// Longest value shown per key; the rest is elided.
 const SHOWN_VALUE_CHARS: usize = 200;
 
-pub(super) fn print_context(out: &mut dyn Write, context: &Snapshot) -> std::io::Result<()> {
+pub(crate) fn print_context(out: &mut dyn Write, context: &Snapshot) -> std::io::Result<()> {
     writeln!(out, "context (version {}, {} keys):", context.version(), context.len())?;
     for (key, entry) in context.iter() {
-        let shown = match crate::context::decode_value(&entry.value) {
+        let shown = match ensemble::context::decode_value(&entry.value) {
             Ok(value) => value.to_string(),
             Err(_) => format!("<{} bytes, not MessagePack>", entry.value.len()),
         };

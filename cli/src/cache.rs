@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::runs::{COMPILED, default_state_dir};
-use super::{EXIT_INVALID, EXIT_OK};
-use crate::Workflow;
-use crate::cache::AgentCache;
+use crate::runs::{COMPILED, default_state_dir};
+use crate::{EXIT_INVALID, EXIT_OK};
+use ensemble::Workflow;
+use ensemble::cache::AgentCache;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct CacheArgs {

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use super::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, Terminal, live, print_context};
-use crate::cache::AgentCache;
-use crate::journal::{self, Journal};
-use crate::observe::{self, RunMetrics};
-use crate::{Engine, RunOptions, RunReport, RuntimeConfig, Workflow};
+use crate::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, Terminal, live, print_context};
+use ensemble::cache::AgentCache;
+use ensemble::journal::{self, Journal};
+use ensemble::observe::{self, RunMetrics};
+use ensemble::{Engine, RunOptions, RunReport, RuntimeConfig, Workflow};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RunArgs {
@@ -113,7 +113,7 @@ impl ReportFiles {
         .into_iter()
         .filter_map(|(flag, path)| {
             let path = path?;
-            crate::files::file_unwritable(path).map(|why| format!("{flag} {}: {why}", path.display()))
+            ensemble::files::file_unwritable(path).map(|why| format!("{flag} {}: {why}", path.display()))
         })
         .collect()
     }
@@ -221,7 +221,7 @@ pub(super) fn run(
     unusable.extend(host_dirs_granted(&workflow, &state_dir, args.cache_dir.as_deref()));
     unusable.extend(args.exec.files.unwritable(None));
     for (flag, dir) in [("--state-dir", Some(&state_dir)), ("--cache-dir", args.cache_dir.as_ref())] {
-        if let Some(why) = dir.and_then(|d| crate::files::dir_unusable(d)) {
+        if let Some(why) = dir.and_then(|d| ensemble::files::dir_unusable(d)) {
             unusable.insert(
                 0,
                 format!("{flag} {}: {why}", dir.map(|d| d.display().to_string()).unwrap_or_default()),
@@ -254,7 +254,7 @@ pub(super) fn run(
     options.cache = cache_for(&workflow, &args.exec);
     options.inputs = inputs;
     if !args.exec.quiet {
-        super::grants::print_summary(&workflow, if args.exec.events.is_some() { err } else { out })?;
+        crate::grants::print_summary(&workflow, if args.exec.events.is_some() { err } else { out })?;
     }
     let journaled = options.journal.is_some();
     let report = drive(&options, &args.exec, term, out, err, |options| engine.run(&workflow, options))?;
@@ -291,7 +291,7 @@ pub(super) fn resume(
     // Refuse a changed workflow before compiling anything for it.
     match Engine::resume_changes(&workflow, &journal) {
         Ok(changes) if !changes.is_empty() && !args.force => {
-            let e = crate::exec::ResumeError::Changed { run: record.run_id, changes };
+            let e = ensemble::exec::ResumeError::Changed { run: record.run_id, changes };
             writeln!(err, "error: {e}")?;
             return Ok(EXIT_INVALID);
         }
@@ -365,12 +365,12 @@ pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Wri
             return Ok(EXIT_INVALID);
         }
     };
-    let wanted = |key: &str| args.key.as_deref().is_none_or(|k| crate::context::ownership::covers(k, key));
+    let wanted = |key: &str| args.key.as_deref().is_none_or(|k| ensemble::context::ownership::covers(k, key));
     if let Some(key) = &args.key {
         let keys: std::collections::BTreeSet<&str> =
             commits.iter().flat_map(|c| c.writes.iter().map(|(k, _)| k.as_str())).collect();
         if !keys.iter().any(|k| wanted(k)) {
-            let hint = crate::workflow::closest(key, keys.iter().copied())
+            let hint = ensemble::workflow::closest(key, keys.iter().copied())
                 .map(|k| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_else(|| {
                     format!(" (it has {} keys: see ensemble context {})", keys.len(), args.run)
@@ -380,7 +380,7 @@ pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Wri
         }
     }
     let json = |bytes: &[u8]| {
-        crate::context::decode_value(bytes).unwrap_or_else(|_| {
+        ensemble::context::decode_value(bytes).unwrap_or_else(|_| {
             serde_json::Value::String(format!("<{} bytes, not MessagePack>", bytes.len()))
         })
     };
@@ -455,22 +455,23 @@ fn read_inputs(pairs: &[String]) -> Result<std::collections::BTreeMap<String, Ve
             ));
         }
         // The name must make a valid key under `input.` (and so fit its length).
-        if let Err(e) = crate::context::validate_key(name)
-            .and_then(|()| crate::context::validate_key(&format!("{INPUT_PREFIX}.{name}")))
+        if let Err(e) = ensemble::context::validate_key(name)
+            .and_then(|()| ensemble::context::validate_key(&format!("{INPUT_PREFIX}.{name}")))
         {
             return Err(format!("--input `{pair}`: {e}"));
         }
         if inputs.contains_key(name) {
             return Err(format!("--input `{pair}`: input `{name}` is given twice: keep one"));
         }
-        let bytes = crate::exec::load_input(Path::new(file)).map_err(|e| format!("--input {name}: {e}"))?;
+        let bytes =
+            ensemble::exec::load_input(Path::new(file)).map_err(|e| format!("--input {name}: {e}"))?;
         inputs.insert(name.to_owned(), bytes);
     }
     Ok(inputs)
 }
 
 /// The prefix of the run's input keys.
-const INPUT_PREFIX: &str = crate::exec::INPUT_WRITER;
+const INPUT_PREFIX: &str = ensemble::exec::INPUT_WRITER;
 
 /// Write the workflow's `outputs` files after a run; false (after saying
 /// why on `err`, one line each) if they could not be.
@@ -489,7 +490,7 @@ fn write_outputs(
         writeln!(err, "outputs not written: the run did not succeed")?;
         return Ok(true);
     }
-    let (written, errors) = crate::exec::write_outputs(workflow, &report.context, allow_outside);
+    let (written, errors) = ensemble::exec::write_outputs(workflow, &report.context, allow_outside);
     for e in &errors {
         writeln!(err, "error: {e}")?;
     }
@@ -555,9 +556,9 @@ fn engine_for(
             // `compiled/` is inside the state directory: a link there must
             // not lead out of it. (Checked without making anything.)
             let compiled = Path::new(COMPILED);
-            if let Ok(state) = crate::confined::Root::open(state_dir)
+            if let Ok(state) = ensemble::confined::Root::open(state_dir)
                 && let Err(e) = state.subdir(compiled, false)
-                && crate::confined::is_escape(&e)
+                && ensemble::confined::is_escape(&e)
             {
                 writeln!(err, "error: --state-dir {}: {e}", state_dir.display())?;
                 return Ok(None);

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod cache;
+mod drive;
 mod grants;
 mod live;
 mod plan;
@@ -21,6 +22,7 @@ mod runs;
 
 use ensemble::Workflow;
 use ensemble::context::Snapshot;
+use ensemble::run::places;
 
 /// Run multi-agent workflows in parallel, every agent a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -151,8 +153,8 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
     };
     match loaded {
         Ok(w) if !args.no_components && !components_load(&w, err)? => Ok(EXIT_INVALID),
-        Ok(w) if !runs::host_dirs_granted(&w, &runs::default_state_dir(&w.path), None).is_empty() => {
-            for line in runs::host_dirs_granted(&w, &runs::default_state_dir(&w.path), None) {
+        Ok(w) if !host_dirs_granted(&w).is_empty() => {
+            for line in host_dirs_granted(&w) {
                 writeln!(err, "{line}")?;
             }
             Ok(EXIT_INVALID)
@@ -175,6 +177,11 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
             Ok(EXIT_INVALID)
         }
     }
+}
+
+/// Grants of `w` reaching the directories a run of it keeps by default.
+fn host_dirs_granted(w: &Workflow) -> Vec<String> {
+    places::host_dirs_granted(w, &places::default_state_dir(&w.path), None)
 }
 
 /// Load and type-check every component of `w` as `run` does (format,

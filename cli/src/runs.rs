@@ -1,29 +1,31 @@
-//! `ensemble run`, `resume`, `runs` and `context`: running workflows, and
-//! the journal each run leaves in its state directory.
+//! `ensemble run`, `resume`, `runs` and `context`: running workflows (over
+//! [`ensemble::run::RunBuilder`]), and the journal each run leaves in its
+//! state directory.
 //!
-//! The state directory (`--state-dir`) holds `compiled/` (the compiled
-//! component cache) and `runs/<run id>.redb` (one journal per run). For
-//! `run`, it defaults to `.ensemble` next to the workflow; for the other
-//! commands to `.ensemble` in the current directory.
+//! The state directory (`--state-dir`) holds `runs/<run id>.redb` (one
+//! journal per run), `compiled/` (the compiled component cache) and, unless
+//! the workflow places it, `cache/` (the agent output cache). For `run`, it
+//! defaults to `.ensemble` next to the workflow, or to the per-user state
+//! directory when the workflow's folder cannot be written (see
+//! [`ensemble::run::places`]); for the other commands to `.ensemble` in the
+//! current directory.
 
-use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-
-use crate::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, Terminal, live, print_context};
-use ensemble::cache::AgentCache;
+use crate::{EXIT_FAILED, EXIT_INVALID, EXIT_OK, Terminal};
+use ensemble::Workflow;
 use ensemble::journal::{self, Journal};
 use ensemble::observe::{self, RunMetrics};
-use ensemble::{Engine, RunOptions, RunReport, RuntimeConfig, Workflow};
+use ensemble::run::{RunBuilder, RunError};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RunArgs {
     /// The workflow file (YAML).
     workflow: PathBuf,
-    /// Where the run journal and compiled components live [default: .ensemble next to the workflow].
+    /// Where the run journal, compiled components and the output cache live
+    /// [default: .ensemble next to the workflow; if its folder is read-only,
+    /// $XDG_STATE_HOME/ensemble or ~/.local/state/ensemble].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Where compiled components are cached [default: STATE_DIR/compiled].
@@ -44,7 +46,7 @@ pub(super) struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub(super) struct ExecArgs {
+pub(crate) struct ExecArgs {
     /// Run every agent, even those whose cached output still holds (the cache is not read or written).
     #[arg(long)]
     no_cache: bool,
@@ -53,42 +55,37 @@ pub(super) struct ExecArgs {
     no_fuel: bool,
     /// Do not print the live view of the run on stderr (the summary still goes to stdout).
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// Stream the run's events to stdout as JSON lines (one object per event,
     /// `"event"` names its kind, `"at"` the seconds since the start); the
     /// summary then goes to stderr. A `{"event":"lagged","missed":N}` line
     /// says the stream fell behind and lost N events.
     #[arg(long, value_name = "FORMAT", value_enum)]
-    events: Option<EventFormat>,
+    pub(crate) events: Option<EventFormat>,
     /// Write the workflow's `outputs` even though its `outputs.dir` (its
     /// symbolic links followed) is outside the workflow file's folder;
     /// without it, such a run is refused before it starts.
     #[arg(long)]
     allow_outputs_outside: bool,
     #[command(flatten)]
-    files: ReportFiles,
+    pub(crate) files: ReportFiles,
 }
 
 impl ExecArgs {
-    /// The workflow's `outputs.dir`, when it is outside the workflow's
-    /// folder and `--allow-outputs-outside` was not given: checked before a
-    /// run, so none is wasted.
-    fn unconfirmed_outputs(&self, workflow: &Workflow) -> Vec<String> {
-        match workflow.outputs_outside() {
-            Some(outside) if !self.allow_outputs_outside => vec![outside.to_string()],
-            _ => Vec::new(),
-        }
+    /// `builder` with these flags' settings.
+    fn apply(&self, builder: RunBuilder) -> RunBuilder {
+        builder.cache(!self.no_cache).fuel(!self.no_fuel).allow_outputs_outside(self.allow_outputs_outside)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(super) enum EventFormat {
+pub(crate) enum EventFormat {
     Json,
 }
 
 /// Files made from a finished run's report.
 #[derive(Debug, clap::Args)]
-pub(super) struct ReportFiles {
+pub(crate) struct ReportFiles {
     /// Write the run report (every metric, the timeline) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -119,7 +116,12 @@ impl ReportFiles {
     }
 
     /// Write the files asked for; false (after saying why on `err`) if one could not be written.
-    fn write(&self, metrics: &RunMetrics, html: Option<&Path>, err: &mut dyn Write) -> std::io::Result<bool> {
+    pub(crate) fn write(
+        &self,
+        metrics: &RunMetrics,
+        html: Option<&Path>,
+        err: &mut dyn Write,
+    ) -> std::io::Result<bool> {
         type Render = fn(&RunMetrics) -> String;
         let files: [(Option<&Path>, &str, Render); 4] = [
             (self.report.as_deref(), "run report", RunMetrics::to_json),
@@ -216,49 +218,20 @@ pub(super) fn run(
             return Ok(EXIT_INVALID);
         }
     };
-    let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path));
-    let mut unusable = args.exec.unconfirmed_outputs(&workflow);
-    unusable.extend(host_dirs_granted(&workflow, &state_dir, args.cache_dir.as_deref()));
-    unusable.extend(args.exec.files.unwritable(None));
-    for (flag, dir) in [("--state-dir", Some(&state_dir)), ("--cache-dir", args.cache_dir.as_ref())] {
-        if let Some(why) = dir.and_then(|d| ensemble::files::dir_unusable(d)) {
-            unusable.insert(
-                0,
-                format!("{flag} {}: {why}", dir.map(|d| d.display().to_string()).unwrap_or_default()),
-            );
-        }
+    let mut builder = args.exec.apply(RunBuilder::new(workflow)).journal(!args.no_journal);
+    if let Some(dir) = &args.state_dir {
+        builder = builder.state_dir(dir);
     }
-    if !unusable.is_empty() {
-        return invalid(err, &unusable);
+    if let Some(dir) = &args.cache_dir {
+        builder = builder.compiled_dir(dir);
     }
-    let Some(engine) = engine_for(&workflow, args.cache_dir.clone(), &state_dir, &args.exec, err)? else {
-        return Ok(EXIT_INVALID);
-    };
-    let run_id = args.run_id.clone().unwrap_or_else(|| Engine::new_run_id(&workflow));
-    let mut options = RunOptions { run_id: Some(run_id.clone()), ..RunOptions::default() };
-    if !args.no_journal {
-        match engine.create_journal(&workflow, &state_dir, &run_id) {
-            Ok(journal) => {
-                if let Err(e) = journal.set_inputs(&inputs) {
-                    writeln!(err, "error: {e}")?;
-                    return Ok(EXIT_FAILED);
-                }
-                options.journal = Some(Arc::new(journal));
-            }
-            Err(e) => {
-                writeln!(err, "error: {e}")?;
-                return Ok(EXIT_FAILED);
-            }
-        }
+    if let Some(id) = &args.run_id {
+        builder = builder.run_id(id);
     }
-    options.cache = cache_for(&workflow, &args.exec);
-    options.inputs = inputs;
-    if !args.exec.quiet {
-        crate::grants::print_summary(&workflow, if args.exec.events.is_some() { err } else { out })?;
+    for (name, value) in inputs {
+        builder = builder.input(name, value);
     }
-    let journaled = options.journal.is_some();
-    let report = drive(&options, &args.exec, term, out, err, |options| engine.run(&workflow, options))?;
-    finish(&workflow, &report, &args.exec, journaled.then_some(&state_dir), out, err)
+    start(builder, &args.exec, term, out, err)
 }
 
 pub(super) fn resume(
@@ -267,63 +240,61 @@ pub(super) fn resume(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<u8> {
-    let journal = match Journal::open_in(&args.state_dir, &args.run) {
-        Ok(j) => j,
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            return Ok(EXIT_INVALID);
-        }
-    };
-    let record = match journal.run() {
-        Ok(r) => r,
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            return Ok(EXIT_INVALID);
-        }
-    };
-    let workflow = match Workflow::load(&record.workflow_path) {
-        Ok(w) => w,
-        Err(e) => {
-            writeln!(err, "error: run `{}`: {e}", record.run_id)?;
-            return Ok(EXIT_INVALID);
-        }
-    };
-    // Refuse a changed workflow before compiling anything for it.
-    match Engine::resume_changes(&workflow, &journal) {
-        Ok(changes) if !changes.is_empty() && !args.force => {
-            let e = ensemble::exec::ResumeError::Changed { run: record.run_id, changes };
-            writeln!(err, "error: {e}")?;
-            return Ok(EXIT_INVALID);
-        }
-        Ok(_) => {}
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            return Ok(EXIT_INVALID);
-        }
+    match RunBuilder::resume_in(&args.state_dir, &args.run) {
+        Ok(builder) => start(args.exec.apply(builder).force(args.force), &args.exec, term, out, err),
+        Err(e) => refused(err, &e),
     }
-    let mut unusable = args.exec.unconfirmed_outputs(&workflow);
-    unusable.extend(host_dirs_granted(&workflow, &args.state_dir, None));
-    unusable.extend(args.exec.files.unwritable(None));
+}
+
+/// Check `builder` and the report files, prepare the run, show its grants,
+/// drive it and print what it left; the exit code.
+fn start(
+    builder: RunBuilder,
+    exec: &ExecArgs,
+    term: Terminal,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<u8> {
+    let mut unusable: Vec<String> = builder.problems().into_iter().map(flag_named).collect();
+    unusable.extend(exec.files.unwritable(None));
     if !unusable.is_empty() {
         return invalid(err, &unusable);
     }
-    let Some(engine) = engine_for(&workflow, None, &args.state_dir, &args.exec, err)? else {
-        return Ok(EXIT_INVALID);
+    let workflow = std::sync::Arc::new(builder.workflow().clone());
+    let prepared = match builder.prepare() {
+        Ok(prepared) => prepared,
+        Err(e) => return refused(err, &e),
     };
-    let options = RunOptions {
-        run_id: Some(record.run_id.clone()),
-        cache: cache_for(&workflow, &args.exec),
-        ..RunOptions::default()
-    };
-    let journal = Arc::new(journal);
-    let resumed = drive(&options, &args.exec, term, out, err, |options| {
-        engine.resume(&workflow, journal.clone(), options, args.force)
-    })?;
-    match resumed {
-        Ok(report) => finish(&workflow, &report, &args.exec, Some(&args.state_dir), out, err),
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            Ok(EXIT_INVALID)
+    if !exec.quiet {
+        crate::grants::print_summary(&workflow, if exec.events.is_some() { err } else { out })?;
+    }
+    match crate::drive::drive(prepared, exec, term, out, err)? {
+        Ok(finished) => crate::drive::finish(&workflow, &finished, exec, out, err),
+        Err(e) => refused(err, &e),
+    }
+}
+
+/// A problem with a directory, named by the flag that sets it.
+fn flag_named(line: String) -> String {
+    for (what, flag) in [("state directory ", "--state-dir "), ("compiled-component cache ", "--cache-dir ")]
+    {
+        if let Some(rest) = line.strip_prefix(what) {
+            return format!("{flag}{rest}");
+        }
+    }
+    line
+}
+
+/// Print why a run could not start (or go on); its exit code.
+fn refused(err: &mut dyn Write, e: &RunError) -> std::io::Result<u8> {
+    match e {
+        RunError::Invalid(lines) => {
+            let lines: Vec<String> = lines.iter().cloned().map(flag_named).collect();
+            invalid(err, &lines)
+        }
+        RunError::Failed(why) => {
+            writeln!(err, "error: {why}")?;
+            Ok(EXIT_FAILED)
         }
     }
 }
@@ -473,259 +444,12 @@ fn read_inputs(pairs: &[String]) -> Result<std::collections::BTreeMap<String, Ve
 /// The prefix of the run's input keys.
 const INPUT_PREFIX: &str = ensemble::exec::INPUT_WRITER;
 
-/// Write the workflow's `outputs` files after a run; false (after saying
-/// why on `err`, one line each) if they could not be.
-fn write_outputs(
-    workflow: &Workflow,
-    report: &RunReport,
-    allow_outside: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<bool> {
-    if workflow.outputs.is_none() {
-        return Ok(true);
-    }
-    if !report.succeeded() {
-        // Do not overwrite the documents of an earlier, successful run.
-        writeln!(err, "outputs not written: the run did not succeed")?;
-        return Ok(true);
-    }
-    let (written, errors) = ensemble::exec::write_outputs(workflow, &report.context, allow_outside);
-    for e in &errors {
-        writeln!(err, "error: {e}")?;
-    }
-    if !written.is_empty() {
-        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        writeln!(out, "wrote {}", names.join(", "))?;
-    }
-    Ok(errors.is_empty())
-}
-
-/// The workflow's agent output cache, unless disabled (by the file or `--no-cache`).
-fn cache_for(workflow: &Workflow, exec: &ExecArgs) -> Option<Arc<AgentCache>> {
-    let spec = &workflow.cache;
-    (spec.enabled && !exec.no_cache)
-        .then(|| Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above)))
-}
-
 /// Print each reason the input is unusable; exit code 2.
 fn invalid(err: &mut dyn Write, lines: &[String]) -> std::io::Result<u8> {
     for line in lines {
         writeln!(err, "error: {line}")?;
     }
     Ok(EXIT_INVALID)
-}
-
-/// The compiled-component cache inside a state directory.
-pub(super) const COMPILED: &str = "compiled";
-
-/// `.ensemble` next to the workflow file.
-/// Grants that reach the host's own directories (see [`Workflow::grants_reaching`]).
-pub(super) fn host_dirs_granted(
-    workflow: &Workflow,
-    state_dir: &Path,
-    compiled: Option<&Path>,
-) -> Vec<String> {
-    let mut found = workflow.grants_reaching(state_dir, "state directory");
-    if workflow.cache.enabled {
-        found.extend(workflow.grants_reaching(&workflow.cache.dir, "output cache"));
-    }
-    if let Some(dir) = compiled {
-        found.extend(workflow.grants_reaching(dir, "compiled-component cache"));
-    }
-    found
-}
-
-pub(super) fn default_state_dir(workflow: &Path) -> PathBuf {
-    workflow.parent().unwrap_or(Path::new(".")).join(".ensemble")
-}
-
-/// An engine sized for `workflow` with every component loaded, or `None`
-/// (the errors printed) when one cannot be used.
-fn engine_for(
-    workflow: &Workflow,
-    cache_dir: Option<PathBuf>,
-    state_dir: &Path,
-    exec: &ExecArgs,
-    err: &mut dyn Write,
-) -> std::io::Result<Option<Engine>> {
-    let max_memory = workflow.agents.iter().map(|a| a.memory_bytes(&workflow.resources)).max().unwrap_or(0);
-    let cache_dir = match cache_dir {
-        Some(dir) => dir,
-        None => {
-            // `compiled/` is inside the state directory: a link there must
-            // not lead out of it. (Checked without making anything.)
-            let compiled = Path::new(COMPILED);
-            if let Ok(state) = ensemble::confined::Root::open(state_dir)
-                && let Err(e) = state.subdir(compiled, false)
-                && ensemble::confined::is_escape(&e)
-            {
-                writeln!(err, "error: --state-dir {}: {e}", state_dir.display())?;
-                return Ok(None);
-            }
-            state_dir.join(compiled)
-        }
-    };
-    let config = RuntimeConfig {
-        max_instances: workflow.resources.max_concurrent,
-        max_memory_bytes: max_memory.max(1 << 20),
-        fuel: !exec.no_fuel,
-        cache_dir: Some(cache_dir),
-        ..RuntimeConfig::default()
-    };
-    let engine = match Engine::new(config) {
-        Ok(e) => e,
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            return Ok(None);
-        }
-    };
-    if let Err(errors) = engine.load_components(workflow) {
-        for e in errors {
-            writeln!(err, "error: {e}")?;
-        }
-        return Ok(None);
-    }
-    Ok(Some(engine))
-}
-
-/// Drive the run future `start(options)` on a fresh runtime to its end,
-/// showing it live and turning Ctrl-C into a cancellation.
-fn drive<F, T>(
-    options: &RunOptions,
-    exec: &ExecArgs,
-    term: Terminal,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-    start: impl FnOnce(RunOptions) -> F,
-) -> std::io::Result<T>
-where
-    F: Future<Output = T>,
-{
-    // Agents are tasks that poll for whole time slices (10 ms and up), so
-    // look at newly admitted ones at every tick: otherwise a new agent can
-    // wait dozens of slices behind running ones before its first.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .global_queue_interval(1)
-        .enable_all()
-        .build()
-        .map_err(|e| std::io::Error::other(format!("cannot start the async runtime: {e}")))?;
-    let cancel = options.cancel.clone();
-    let mut events = options.events.subscribe();
-    let mut live = live::LiveView::new(exec.events.is_some(), exec.quiet, term.interactive);
-    let result = runtime.block_on(async {
-        let run = start(options.clone());
-        tokio::pin!(run);
-        let mut interrupt = Box::pin(tokio::signal::ctrl_c());
-        let (mut listening, mut interrupts) = (true, 0);
-        loop {
-            tokio::select! {
-                result = &mut run => break result,
-                received = events.recv() => match received {
-                    Ok(event) => live.show(out, err, &event),
-                    Err(RecvError::Lagged(missed)) => live.missed(out, missed),
-                    Err(RecvError::Closed) => {}
-                },
-                signal = &mut interrupt, if listening => {
-                    if signal.is_err() {
-                        listening = false;
-                        continue;
-                    }
-                    interrupt = Box::pin(tokio::signal::ctrl_c());
-                    interrupts += 1;
-                    if interrupts > 1 {
-                        let _ = writeln!(err, "interrupted again: exiting without waiting");
-                        std::process::exit(i32::from(EXIT_CANCELLED));
-                    }
-                    let _ = writeln!(err, "interrupted: stopping running agents (Ctrl-C again to exit at once)");
-                    cancel.cancel();
-                }
-            }
-        }
-    });
-    loop {
-        match events.try_recv() {
-            Ok(event) => live.show(out, err, &event),
-            Err(TryRecvError::Lagged(missed)) => live.missed(out, missed),
-            Err(_) => break,
-        }
-    }
-    live.finish();
-    Ok(result)
-}
-
-/// After a run: its outputs, the report files, the summary (on stdout, or on
-/// stderr when stdout carries the JSON events), the context or where to
-/// find it, the journal; the exit code.
-fn finish(
-    workflow: &Workflow,
-    report: &RunReport,
-    exec: &ExecArgs,
-    state_dir: Option<&Path>,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<u8> {
-    let mut summary = Vec::new();
-    let code = summarise(workflow, report, exec, state_dir, &mut summary, err)?;
-    if exec.events.is_some() {
-        err.write_all(&summary)?
-    } else {
-        out.write_all(&summary)?
-    }
-    Ok(code)
-}
-
-fn summarise(
-    workflow: &Workflow,
-    report: &RunReport,
-    exec: &ExecArgs,
-    state_dir: Option<&Path>,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<u8> {
-    let outputs_written = write_outputs(workflow, report, exec.allow_outputs_outside, out, err)?;
-    let metrics = report.metrics(workflow);
-    let files_written = exec.files.write(&metrics, None, err)?;
-    write!(out, "{}", observe::markdown::render(&metrics))?;
-    writeln!(out)?;
-    if workflow.outputs.is_some() {
-        // The documents are the result; the context is one command away.
-        writeln!(
-            out,
-            "context: version {}, {} keys{}",
-            report.context.version(),
-            report.context.len(),
-            match state_dir {
-                Some(dir) => format!(" (ensemble context {} --state-dir {})", report.run_id, dir.display()),
-                None => String::new(),
-            }
-        )?;
-    } else {
-        print_context(out, &report.context)?;
-    }
-    if let Some(dir) = state_dir {
-        if report.succeeded() {
-            writeln!(out, "journal: {}", journal::path_of(dir, &report.run_id).display())?;
-        } else {
-            writeln!(
-                out,
-                "journal: {} (finish it with: ensemble resume {} --state-dir {})",
-                journal::path_of(dir, &report.run_id).display(),
-                report.run_id,
-                dir.display()
-            )?;
-        }
-    }
-    Ok(if report.cancelled {
-        EXIT_CANCELLED
-    } else if !report.succeeded() || !files_written {
-        EXIT_FAILED
-    } else if !outputs_written {
-        // The workflow's outputs do not match what its agents wrote.
-        EXIT_INVALID
-    } else {
-        EXIT_OK
-    })
 }
 
 pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {

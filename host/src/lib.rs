@@ -29,6 +29,7 @@ pub mod files;
 pub mod journal;
 pub mod observe;
 pub mod plan;
+pub mod run;
 pub mod runtime;
 pub mod templates;
 pub mod workflow;

@@ -5,6 +5,7 @@ mod authority;
 mod bad_input;
 mod barrier;
 mod bmad;
+mod builder;
 mod cache;
 mod cache_grants;
 mod cancel;

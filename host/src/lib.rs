@@ -3,23 +3,25 @@
 //!
 //! ```ignore
 //! # async fn demo() -> anyhow::Result<()> {
-//! use ensemble::{Engine, RunOptions, RuntimeConfig, Workflow};
+//! use ensemble::{Workflow, run::RunBuilder};
 //!
 //! let workflow = Workflow::load("examples/hello/workflow.yaml")?;
-//! let engine = Engine::new(RuntimeConfig::default())?;
-//! let report = engine.run(&workflow, RunOptions::default()).await;
-//! for agent in &report.agents {
+//! let finished = RunBuilder::new(workflow).start().await?.finish().await?;
+//! for agent in &finished.report.agents {
 //!     println!("{}: {:?}", agent.agent, agent.status);
 //! }
 //! # Ok(()) }
 //! ```
 //!
-//! (A complete, compiled version of this is `examples/embed.rs`.)
+//! (A complete, compiled version of this is `examples/embed.rs`; the
+//! [`run`] module says what a run needs from tokio.)
 //!
 //! The modules follow the data: [`workflow`] parses and checks the file,
 //! [`plan`] derives groups, the critical path and priorities from it,
 //! [`runtime`] sandboxes components, [`context`] holds the shared versioned
-//! context, [`exec`] runs the plan, [`observe`] reports what happened.
+//! context, [`exec`] runs the plan, [`observe`] reports what happened, and
+//! [`run`] puts them together as `ensemble run` does (the command line is
+//! the `ensemble-cli` crate).
 
 pub mod cache;
 pub mod confined;

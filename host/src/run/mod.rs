@@ -37,7 +37,7 @@
 //!   stream ends after the run's last event (`RunDone`), so none is lost at
 //!   either end;
 //! - **cancellation** through [`RunHandle::cancel`];
-//! - **the report** ([`Finished`]): the [`RunReport`], its [`RunMetrics`]
+//! - **the report** ([`Finished`]): the [`RunReport`](crate::RunReport), its [`RunMetrics`](crate::RunMetrics)
 //!   (computed once) and their JSON ([`Finished::json`]).
 //!
 //! # Tokio

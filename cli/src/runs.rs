@@ -3,8 +3,7 @@
 //! state directory.
 //!
 //! The state directory (`--state-dir`) holds `runs/<run id>.redb` (one
-//! journal per run), `compiled/` (the compiled component cache) and, unless
-//! the workflow places it, `cache/` (the agent output cache). For `run`, it
+//! journal per run) and `compiled/` (the compiled component cache). For `run`, it
 //! defaults to `.ensemble` next to the workflow, or to the per-user state
 //! directory when the workflow's folder cannot be written (see
 //! [`ensemble::run::places`]); for the other commands to `.ensemble` in the
@@ -23,9 +22,9 @@ use ensemble::run::{RunBuilder, RunError};
 pub(super) struct RunArgs {
     /// The workflow file (YAML).
     workflow: PathBuf,
-    /// Where the run journal, compiled components and the output cache live
-    /// [default: .ensemble next to the workflow; if its folder is read-only,
-    /// $XDG_STATE_HOME/ensemble or ~/.local/state/ensemble].
+    /// Where the run journal and compiled components live [default: .ensemble
+    /// next to the workflow; if its folder is read-only, $XDG_STATE_HOME/ensemble
+    /// or ~/.local/state/ensemble, which then holds the output cache too].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Where compiled components are cached [default: STATE_DIR/compiled].

@@ -24,10 +24,9 @@
 //!   ([`RunBuilder::resume`]); `journal(false)` keeps the run in memory;
 //! - **the caches**: the agent output cache (unless the workflow or
 //!   [`RunBuilder::cache`] disables it) and the compiled-component cache;
-//! - **where state goes**: the state directory defaults as
-//!   [`places`] says (next to the workflow, or per user when its folder is
-//!   read-only), and holds the journal, compiled components and, unless the
-//!   workflow places it, the output cache;
+//! - **where state goes**: the state directory (the journal, compiled
+//!   components) and the output cache default as [`places`] says: next to
+//!   the workflow, or, when its folder is read-only, per user;
 //! - **the engine is sized from the workflow** ([`RuntimeConfig::for_workflow`]):
 //!   its `max_concurrent` agents at once, its largest agent's memory
 //!   ([`RuntimeConfig::default`] would hold any workflow to 3 agents and 1 GiB);
@@ -202,8 +201,9 @@ impl RunBuilder {
         self
     }
 
-    /// Where the journal, the compiled components and (unless the workflow
-    /// says otherwise) the output cache live [default: see [`places`]].
+    /// Where the journal and the compiled components live (and the output
+    /// cache, if the workflow's folder is read-only and the workflow does
+    /// not place it) [default: see [`places`]].
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
         self

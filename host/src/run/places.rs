@@ -7,8 +7,9 @@
 //! per-user state directory instead: `$XDG_STATE_HOME/ensemble`, or
 //! `~/.local/state/ensemble` when `XDG_STATE_HOME` is not set (or not an
 //! absolute path). The output cache a workflow does not place itself
-//! (`cache.dir`) is `cache/` in the state directory, so one directory moves
-//! everything a run keeps.
+//! (`cache.dir`) is `.ensemble/cache` next to it, shared by runs whatever
+//! their state directory, unless the folder cannot be written: then it is
+//! `cache/` in the state directory.
 
 use std::path::{Path, PathBuf};
 
@@ -42,10 +43,13 @@ pub fn user_state_dir() -> Option<PathBuf> {
 }
 
 /// The agent output cache of `workflow` in runs keeping their state in
-/// `state_dir`: its declared `cache.dir`, or `cache/` in the state directory.
+/// `state_dir`: its declared `cache.dir`; if it declares none,
+/// `.ensemble/cache` next to it, or `cache/` in the state directory when
+/// the workflow's folder cannot be written.
 pub fn output_cache_dir(workflow: &Workflow, state_dir: &Path) -> PathBuf {
-    let undeclared = local_state_dir(&workflow.path).join(OUTPUT_CACHE);
-    if workflow.cache.dir == undeclared { state_dir.join(OUTPUT_CACHE) } else { workflow.cache.dir.clone() }
+    let local = local_state_dir(&workflow.path);
+    let undeclared = workflow.cache.dir == local.join(OUTPUT_CACHE);
+    if undeclared && !writable(&local) { state_dir.join(OUTPUT_CACHE) } else { workflow.cache.dir.clone() }
 }
 
 /// Grants of `workflow` that reach the host's own directories: the state

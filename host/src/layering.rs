@@ -50,6 +50,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "confined",
         ],
     ),
+    (
+        "run",
+        &[
+            "report", "exec", "events", "context", "workflow", "plan", "runtime", "templates", "journal", "cache",
+            "files", "confined", "inputs", "outputs",
+        ],
+    ),
 ];
 
 /// What `crate::Item`, a re-export at the root, counts as.

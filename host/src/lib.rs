@@ -3,33 +3,34 @@
 //!
 //! ```ignore
 //! # async fn demo() -> anyhow::Result<()> {
-//! use ensemble::{Engine, RunOptions, RuntimeConfig, Workflow};
+//! use ensemble::{Workflow, run::RunBuilder};
 //!
 //! let workflow = Workflow::load("examples/hello/workflow.yaml")?;
-//! let engine = Engine::new(RuntimeConfig::default())?;
-//! let report = engine.run(&workflow, RunOptions::default()).await;
-//! for agent in &report.agents {
+//! let finished = RunBuilder::new(workflow).start().await?.finish().await?;
+//! for agent in &finished.report.agents {
 //!     println!("{}: {:?}", agent.agent, agent.status);
 //! }
 //! # Ok(()) }
 //! ```
 //!
-//! (A complete, compiled version of this is `examples/embed.rs`.)
+//! (A complete, compiled version of this is `examples/embed.rs`; the
+//! [`run`] module says what a run needs from tokio.)
 //!
 //! The modules follow the data: [`workflow`] parses and checks the file,
 //! [`plan`] derives groups, the critical path and priorities from it,
 //! [`runtime`] sandboxes components, [`context`] holds the shared versioned
 //! context, [`exec`] runs the workflow, [`journal`] keeps it on disk,
-//! [`events`] says what happens while it runs and [`report`] what happened.
+//! [`events`] says what happens while it runs and [`report`] what happened;
+//! [`run`] puts them together as `ensemble run` does (the command line is
+//! the `ensemble-cli` crate).
 //!
 //! Layers, each importing only from those below it (checked by a test,
 //! `layering` in this file): [`events`] (and the leaves `files`,
 //! `confined`) at the bottom; [`context`], [`workflow`], [`plan`],
 //! [`runtime`], [`templates`], [`journal`], [`cache`] above it; [`exec`]
-//! above those; [`report`] above `exec`; the command line on top.
+//! above those; [`report`] above `exec`; [`run`] on top.
 
 pub mod cache;
-pub mod cli;
 pub mod confined;
 pub mod context;
 pub mod events;
@@ -40,6 +41,7 @@ pub mod journal;
 pub mod outputs;
 pub mod plan;
 pub mod report;
+pub mod run;
 pub mod runtime;
 pub mod templates;
 pub mod workflow;

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::run_cli;
-use ensemble::cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
+use ensemble_cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
 use ensemble_tests::{Project, copier, plain, repo_root, writer, writer_of};
 
 /// Every file under `dir` with its bytes, to show that nothing was written.

@@ -142,7 +142,7 @@ fn the_cli_writes_the_documents() {
         "--quiet".into(),
     ];
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let code = ensemble::cli::main(argv, &mut stdout, &mut stderr);
+    let code = ensemble_cli::main(argv, &mut stdout, &mut stderr);
     let stdout = String::from_utf8_lossy(&stdout);
     assert_eq!(code, 0, "{stdout}\n{}", String::from_utf8_lossy(&stderr));
     for (file, _) in DOCUMENTS {

@@ -1,7 +1,7 @@
 //! The command line, run in-process: output, exit codes, bad input.
 
 use crate::run_cli as ensemble;
-use ensemble::cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
+use ensemble_cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
 use ensemble_tests::{Project, component_wat, plain, repo_root, writer};
 
 #[test]

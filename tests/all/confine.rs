@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ensemble::cache::{AgentCache, Family};
-use ensemble::cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
 use ensemble::context::ContextStore;
 use ensemble::runtime::Reads;
 use ensemble::{EventKind, RunOptions};
+use ensemble_cli::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
 use ensemble_tests::{Project, plain, renderer, writer};
 
 use crate::run_cli;

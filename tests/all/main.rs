@@ -5,6 +5,7 @@ mod authority;
 mod bad_input;
 mod barrier;
 mod bmad;
+mod builder;
 mod cache;
 mod cache_grants;
 mod cancel;
@@ -61,7 +62,7 @@ pub fn run_cli(args: &[&str]) -> (u8, String, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = ensemble::cli::main(argv, &mut out, &mut err);
+        let code = ensemble_cli::main(argv, &mut out, &mut err);
         let _ = tx.send((
             code,
             String::from_utf8_lossy(&out).into_owned(),

@@ -1,13 +1,13 @@
 //! `ensemble plan` and `ensemble graph`: the plan as people read it (table,
 //! Mermaid, DOT) and as programs read it (JSON), as insta snapshots.
 
-use ensemble::cli::{EXIT_INVALID, EXIT_OK};
+use ensemble_cli::{EXIT_INVALID, EXIT_OK};
 use ensemble_tests::{Project, repo_root};
 
 fn ensemble(args: &[&str]) -> (u8, String, String) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let argv = std::iter::once("ensemble").chain(args.iter().copied());
-    let code = ensemble::cli::main(argv, &mut out, &mut err);
+    let code = ensemble_cli::main(argv, &mut out, &mut err);
     (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
 }
 

@@ -23,7 +23,7 @@ pub use grants::{
     DEFAULT_HTTP_CONCURRENT_PER_RUN, FileGrant, FileMode, GrantLine, Grants, HostMatch, HostPattern,
     HttpGrant, HttpLimits, PortMatch, SchemeMatch, Variable, VariableValue, is_public,
 };
-pub(crate) use validate::closest;
+pub use validate::closest;
 pub use validate::{DEFAULT_CACHE_SIZE, DEFAULT_COMPRESS_ABOVE, MIN_MEMORY_UNIT};
 
 /// Default pool of cpu units.

@@ -748,8 +748,9 @@ fn outputs(file: &WorkflowFile, base: &Path, problems: &mut Problems) -> Option<
     Some(OutputsSpec { dir, dir_location: at(&o.dir), files })
 }
 
-/// The candidate nearest to `word`, if it is near enough to be a typo.
-pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+/// The candidate nearest to `word`, if it is near enough to be a typo (for
+/// "did you mean" hints).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::Workflow;
+use ensemble::Workflow;
 
 /// Print what `workflow` grants each agent and where its outputs will be written.
 pub(super) fn print_summary(workflow: &Workflow, out: &mut dyn Write) -> std::io::Result<()> {
@@ -12,7 +12,7 @@ pub(super) fn print_summary(workflow: &Workflow, out: &mut dyn Write) -> std::io
         writeln!(out, "grants: none (agents touch only the context)")?;
     } else {
         writeln!(out, "grants:")?;
-        let width = |f: fn(&crate::workflow::GrantLine) -> usize| lines.iter().map(f).max().unwrap_or(0);
+        let width = |f: fn(&ensemble::workflow::GrantLine) -> usize| lines.iter().map(f).max().unwrap_or(0);
         let (agent_w, what_w, detail_w) =
             (width(|l| l.agent.len()), width(|l| l.what.len()), width(|l| l.detail.len()));
         for l in &lines {

@@ -14,13 +14,15 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod cache;
+mod drive;
 mod grants;
 mod live;
 mod plan;
 mod runs;
 
-use crate::Workflow;
-use crate::context::Snapshot;
+use ensemble::Workflow;
+use ensemble::context::Snapshot;
+use ensemble::run::places;
 
 /// Run multi-agent workflows in parallel, every agent a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -151,8 +153,8 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
     };
     match loaded {
         Ok(w) if !args.no_components && !components_load(&w, err)? => Ok(EXIT_INVALID),
-        Ok(w) if !runs::host_dirs_granted(&w, &runs::default_state_dir(&w.path), None).is_empty() => {
-            for line in runs::host_dirs_granted(&w, &runs::default_state_dir(&w.path), None) {
+        Ok(w) if !host_dirs_granted(&w).is_empty() => {
+            for line in host_dirs_granted(&w) {
                 writeln!(err, "{line}")?;
             }
             Ok(EXIT_INVALID)
@@ -177,12 +179,18 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
     }
 }
 
+/// Grants of `w` reaching the directories a run of it keeps by default.
+fn host_dirs_granted(w: &Workflow) -> Vec<String> {
+    places::host_dirs_granted(w, &places::default_state_dir(&w.path), None)
+}
+
 /// Load and type-check every component of `w` as `run` does (format,
 /// world, exports, imports against the grants), in memory only; false after
 /// printing one line per unusable component.
 fn components_load(w: &Workflow, err: &mut dyn Write) -> std::io::Result<bool> {
-    let config = crate::RuntimeConfig { max_instances: 1, pooling: false, ..crate::RuntimeConfig::default() };
-    let engine = match crate::Engine::new(config) {
+    let config =
+        ensemble::RuntimeConfig { max_instances: 1, pooling: false, ..ensemble::RuntimeConfig::default() };
+    let engine = match ensemble::Engine::new(config) {
         Ok(engine) => engine,
         Err(e) => {
             writeln!(err, "{e}")?;
@@ -209,10 +217,10 @@ fn schema(out: &mut dyn Write) -> std::io::Result<u8> {
 /// Longest value shown per key; the rest is elided.
 const SHOWN_VALUE_CHARS: usize = 200;
 
-pub(super) fn print_context(out: &mut dyn Write, context: &Snapshot) -> std::io::Result<()> {
+pub(crate) fn print_context(out: &mut dyn Write, context: &Snapshot) -> std::io::Result<()> {
     writeln!(out, "context (version {}, {} keys):", context.version(), context.len())?;
     for (key, entry) in context.iter() {
-        let shown = match crate::context::decode_value(&entry.value) {
+        let shown = match ensemble::context::decode_value(&entry.value) {
             Ok(value) => value.to_string(),
             Err(_) => format!("<{} bytes, not MessagePack>", entry.value.len()),
         };

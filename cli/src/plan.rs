@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{EXIT_INVALID, EXIT_OK};
-use crate::Workflow;
-use crate::plan::{self, render};
+use crate::{EXIT_INVALID, EXIT_OK};
+use ensemble::Workflow;
+use ensemble::plan::{self, render};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct PlanArgs {
@@ -43,7 +43,7 @@ pub(super) fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) ->
             Ok(json) => writeln!(out, "{json}")?,
             Err(e) => {
                 writeln!(err, "error: cannot encode the plan: {e}")?;
-                return Ok(super::EXIT_FAILED);
+                return Ok(crate::EXIT_FAILED);
             }
         }
     } else {

@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::runs::{COMPILED, default_state_dir};
-use super::{EXIT_INVALID, EXIT_OK};
-use crate::Workflow;
-use crate::cache::AgentCache;
+use crate::{EXIT_INVALID, EXIT_OK};
+use ensemble::Workflow;
+use ensemble::cache::AgentCache;
+use ensemble::run::places;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct CacheArgs {
@@ -29,7 +29,7 @@ enum CacheAction {
 struct CacheTarget {
     /// The workflow whose caches to act on (its `cache` settings say where they are).
     workflow: PathBuf,
-    /// The state directory of its runs [default: .ensemble next to the workflow].
+    /// The state directory of its runs [default: as `run`'s].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 }
@@ -46,7 +46,9 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
         }
     };
     let spec = &workflow.cache;
-    let agents = AgentCache::open(&spec.dir, spec.max_size, spec.compress_above);
+    let state_dir = target.state_dir.clone().unwrap_or_else(|| places::default_state_dir(&workflow.path));
+    let dir = places::output_cache_dir(&workflow, &state_dir);
+    let agents = AgentCache::open(&dir, spec.max_size, spec.compress_above);
     match &args.action {
         CacheAction::Stats(_) => {
             let s = agents.stats();
@@ -54,15 +56,14 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
             writeln!(
                 out,
                 "agent outputs ({}): {} entries, {} of {}; {} hits in {} lookups ({ratio:.0}%)",
-                spec.dir.display(),
+                dir.display(),
                 s.entries,
                 bytes(s.bytes),
                 bytes(spec.max_size),
                 s.hits,
                 s.lookups
             )?;
-            let compiled =
-                target.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path)).join(COMPILED);
+            let compiled = state_dir.join(places::COMPILED);
             let (files, size) = std::fs::read_dir(&compiled)
                 .map(|entries| {
                     entries
@@ -75,7 +76,7 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
         }
         CacheAction::Clear(_) => {
             agents.clear()?;
-            writeln!(out, "cleared {}", spec.dir.display())?;
+            writeln!(out, "cleared {}", dir.display())?;
         }
         CacheAction::Gc(_) => {
             let evicted = agents.gc();

@@ -1,4 +1,4 @@
-//! The `ensemble` binary: logging set-up over [`ensemble::cli::main`].
+//! The `ensemble` binary: logging set-up over [`ensemble_cli::main_on`].
 
 use std::process::ExitCode;
 
@@ -10,10 +10,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let term = ensemble::cli::Terminal::detect();
+    let term = ensemble_cli::Terminal::detect();
     // stderr stays unlocked: the live bars' ticker thread and agents' log
     // lines (tokio workers) write to it while the command runs.
-    let code = ensemble::cli::main_on(
+    let code = ensemble_cli::main_on(
         std::env::args_os(),
         term,
         &mut std::io::stdout().lock(),

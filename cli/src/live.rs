@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::events::{Event, EventKind};
+use ensemble::events::{Event, EventKind};
 
 /// How the run is shown.
 pub(super) enum LiveView {
@@ -308,7 +308,7 @@ mod tests {
     use indicatif::TermLike;
 
     use super::*;
-    use crate::events::{Decision, PoolUsage};
+    use ensemble::events::{Decision, PoolUsage};
 
     /// A terminal that keeps what is written to it.
     #[derive(Debug, Clone, Default)]

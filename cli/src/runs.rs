@@ -434,7 +434,7 @@ fn read_inputs(pairs: &[String]) -> Result<std::collections::BTreeMap<String, Ve
             return Err(format!("--input `{pair}`: input `{name}` is given twice: keep one"));
         }
         let bytes =
-            ensemble::exec::load_input(Path::new(file)).map_err(|e| format!("--input {name}: {e}"))?;
+            ensemble::inputs::load_input(Path::new(file)).map_err(|e| format!("--input {name}: {e}"))?;
         inputs.insert(name.to_owned(), bytes);
     }
     Ok(inputs)
@@ -456,7 +456,8 @@ pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write
     if !unusable.is_empty() {
         return invalid(err, &unusable);
     }
-    let read = Journal::open_in(&args.state_dir, &args.run).and_then(|j| Ok((j.report::<RunMetrics>()?, j.run()?.status)));
+    let read = Journal::open_in(&args.state_dir, &args.run)
+        .and_then(|j| Ok((j.report::<RunMetrics>()?, j.run()?.status)));
     let metrics = match read {
         Ok((Some(metrics), _)) => metrics,
         Ok((None, status)) => {

@@ -53,8 +53,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "run",
         &[
-            "report", "exec", "events", "context", "workflow", "plan", "runtime", "templates", "journal", "cache",
-            "files", "confined", "inputs", "outputs",
+            "report",
+            "exec",
+            "events",
+            "context",
+            "workflow",
+            "plan",
+            "runtime",
+            "templates",
+            "journal",
+            "cache",
+            "files",
+            "confined",
+            "inputs",
+            "outputs",
         ],
     ),
 ];

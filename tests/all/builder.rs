@@ -65,7 +65,8 @@ async fn one_run_id_names_the_journal_the_events_and_the_report() {
     assert_eq!(journal_path, ensemble::journal::path_of(&state, &run_id));
     let journal = Journal::open(&journal_path).expect("the journal opens");
     assert_eq!(journal.run().expect("record").run_id, run_id, "the journal's");
-    let stored = journal.report().expect("report").expect("the journal keeps the report");
+    let stored =
+        journal.report::<ensemble::RunMetrics>().expect("report").expect("the journal keeps the report");
     assert_eq!(stored.run_id, run_id, "the journaled report's");
     let json: serde_json::Value = serde_json::from_str(&finished.json()).expect("the report is JSON");
     assert_eq!(json["run_id"], run_id.as_str(), "the JSON report's");

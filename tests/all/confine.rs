@@ -130,7 +130,8 @@ fn outputs_outside_the_workflows_folder_need_the_flag() {
     assert!(!target.join("doc.md").exists());
     // The library refuses it as well unless allowed.
     let workflow = ensemble::Workflow::load(&path).expect("valid");
-    let (written, errors) = ensemble::outputs::write_outputs(&workflow, &ContextStore::new().snapshot(), false);
+    let (written, errors) =
+        ensemble::outputs::write_outputs(&workflow, &ContextStore::new().snapshot(), false);
     assert!(
         written.is_empty() && matches!(errors[..], [ensemble::outputs::OutputError::Outside(_)]),
         "{errors:?}"

@@ -10,8 +10,8 @@ use super::core::{Action, AgentIx, JobKind};
 use super::dispatch::{Done, Job, JobEnv, JobOutcome};
 use super::report::{AgentReport, AgentStatus, ValidationOutcome, ValidationReport};
 use super::run::{Execution, Started};
-use crate::journal::AgentRecord;
 use crate::events::{AgentOutcome, EventKind, PoolUsage};
+use crate::journal::AgentRecord;
 use crate::runtime::{AgentCall, AgentError, AgentOutput, Capabilities, Limits, Pulse, Validation};
 use crate::workflow::OnFailure;
 
@@ -207,7 +207,8 @@ impl Execution<'_> {
         let result = result.and_then(|output| {
             self.store_cached(agent, &output, ended - job.started);
             let attempts = self.core.attempts(agent);
-            let record = AgentRecord { outcome: AgentOutcome::Succeeded, version: None, attempts, message: None };
+            let record =
+                AgentRecord { outcome: AgentOutcome::Succeeded, version: None, attempts, message: None };
             match self.commit(id, job.base, output.writes, record) {
                 Ok(Some(committed)) => Ok((output.fuel_used, output.peak_memory, committed)),
                 Ok(None) => Err(AgentError::Host { agent: id.to_owned(), message: "the run stopped".into() }),
@@ -331,10 +332,7 @@ impl Execution<'_> {
             AgentStatus::Cancelled => Some((AgentOutcome::Cancelled, None)),
         };
         if let Some((outcome, message)) = journaled {
-            self.journal_agent(
-                id,
-                &AgentRecord { outcome, version: None, attempts, message },
-            );
+            self.journal_agent(id, &AgentRecord { outcome, version: None, attempts, message });
         }
         let run = &mut self.agents[agent];
         let (elapsed, fuel_used, peak_memory) = match run.ran.take().filter(|_| ran) {

@@ -59,8 +59,8 @@ pub use report::{
 };
 
 use crate::cache::AgentCache;
-use crate::journal::{Journal, JournalError};
 use crate::events::EventSink;
+use crate::journal::{Journal, JournalError};
 use crate::templates::TemplateService;
 
 pub use crate::events::INPUT_WRITER;

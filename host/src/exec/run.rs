@@ -15,8 +15,8 @@ use super::report::{AgentReport, AgentStatus, RunReport, ValidationReport};
 use super::{CancellationToken, INPUT_WRITER, RunOptions};
 use crate::cache::AgentCache;
 use crate::context::{Conflict, ContextStore, Ownership, ReadPatterns, StagedWrites};
-use crate::journal::{AgentRecord, CommitRecord, Journal};
 use crate::events::{AgentOutcome, EventKind, EventSink, EventTap, TimelineRecorder};
+use crate::journal::{AgentRecord, CommitRecord, Journal};
 use crate::runtime::{AgentComponent, AgentError, Imports, Pulse, Runtime};
 use crate::templates::{TemplateLimits, TemplateService};
 use crate::workflow::Workflow;
@@ -228,7 +228,8 @@ impl<'w> Execution<'w> {
                 .into_iter()
                 .map(|(k, v)| (format!("input.{k}"), v))
                 .collect();
-            let record = AgentRecord { outcome: AgentOutcome::Input, version: None, attempts: 0, message: None };
+            let record =
+                AgentRecord { outcome: AgentOutcome::Input, version: None, attempts: 0, message: None };
             if let Err(e) = self.commit(INPUT_WRITER, 0, writes, record) {
                 self.error = Some(e.to_string());
             }

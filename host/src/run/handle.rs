@@ -8,11 +8,13 @@ use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::RunError;
-use crate::exec::{CancellationToken, OutputError};
-use crate::journal::Journal;
 use crate::events::{Event, EventKind};
+use crate::exec::CancellationToken;
+use crate::exec::{Engine, RunOptions, RunReport};
+use crate::journal::Journal;
+use crate::outputs::OutputError;
 use crate::report::RunMetrics;
-use crate::{Engine, RunOptions, RunReport, Workflow};
+use crate::workflow::Workflow;
 
 /// How the run is journaled.
 #[derive(Debug)]

@@ -66,8 +66,10 @@ pub use handle::{Finished, Outputs, PreparedRun, RunEvents, RunHandle};
 
 use crate::cache::AgentCache;
 use crate::exec::{CancellationToken, ResumeError};
+use crate::exec::{Engine, RunOptions};
 use crate::journal::Journal;
-use crate::{Engine, RunOptions, RuntimeConfig, Workflow};
+use crate::runtime::RuntimeConfig;
+use crate::workflow::Workflow;
 
 /// Why a run could not start, or (for a resume) could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -318,7 +320,7 @@ impl RunBuilder {
         let state_dir = self.resolved_state_dir();
         let mut inputs = self.inputs;
         for (name, path) in &self.input_files {
-            let value = crate::exec::load_input(path)
+            let value = crate::inputs::load_input(path)
                 .map_err(|e| RunError::Invalid(vec![format!("input {name}: {e}")]))?;
             inputs.insert(name.clone(), value);
         }

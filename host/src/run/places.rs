@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Workflow;
+use crate::workflow::Workflow;
 
 /// The compiled-component cache inside a state directory.
 pub const COMPILED: &str = "compiled";

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Action, AgentIx, Core, JobId, JobKind, Outcome, Phase};
-use crate::exec::barrier::{self, Facts, Verdict, criterion_holds};
 use crate::events::{Decision, DecisionRecord};
+use crate::exec::barrier::{self, Facts, Verdict, criterion_holds};
 use crate::exec::report::{AgentStatus, GroupReport, GroupStatus};
 use crate::runtime::AgentError;
 

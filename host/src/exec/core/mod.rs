@@ -92,7 +92,10 @@ pub enum Action {
         running: Vec<AgentIx>,
     },
     /// A barrier decision (also in the group's report).
-    Barrier { group: usize, record: DecisionRecord },
+    Barrier {
+        group: usize,
+        record: DecisionRecord,
+    },
     GroupDone {
         group: usize,
         succeeded: bool,

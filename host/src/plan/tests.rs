@@ -62,6 +62,7 @@ fn workflow(agents: Vec<AgentSpec>, groups: Vec<GroupSpec>) -> Workflow {
         cache: CacheSpec { enabled: false, dir: PathBuf::new(), max_size: 0, compress_above: 0 },
         templates: None,
         outputs: None,
+        ready_order: std::sync::OnceLock::new(),
     }
 }
 

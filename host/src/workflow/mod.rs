@@ -58,6 +58,10 @@ pub struct Workflow {
     /// The templates directory, resolved against the workflow's directory.
     pub templates: Option<PathBuf>,
     pub outputs: Option<OutputsSpec>,
+    /// The ready queue's order, worked out once by the first run that needs
+    /// it (a plan computation). A workflow changed after that keeps it:
+    /// change a copy made before its first run.
+    pub(crate) ready_order: std::sync::OnceLock<std::sync::Arc<[usize]>>,
 }
 
 /// How an agent depends on another.

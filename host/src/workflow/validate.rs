@@ -117,6 +117,7 @@ pub(super) fn validate(
             cache,
             templates,
             outputs,
+            ready_order: std::sync::OnceLock::new(),
         })
     } else {
         problems.0.sort_by_key(|p| p.location);

@@ -6,6 +6,8 @@
 //! fits: later jobs do not overtake it (as the planner's makespan model
 //! assumes).
 
+use std::sync::Arc;
+
 use super::{Action, AgentIx, Core, JobKind, Phase, Running};
 use crate::runtime::AgentError;
 
@@ -25,9 +27,10 @@ struct Queued {
 pub(super) struct Queue {
     jobs: Vec<Queued>,
     seq: u64,
-    /// Each agent's place in the ready order, worked out the first time two
-    /// jobs wait at once or a sequential fallback orders its members.
-    order: Option<Vec<usize>>,
+    /// Each agent's place in the ready order, taken the first time two jobs
+    /// wait at once or a sequential fallback orders its members (worked out
+    /// once per workflow: see [`ready_order`]).
+    order: Option<Arc<[usize]>>,
 }
 
 impl Queue {
@@ -54,7 +57,7 @@ impl Queue {
     pub(super) fn order(&mut self, workflow: &crate::workflow::Workflow) -> &[usize] {
         let jobs = &mut self.jobs;
         self.order.get_or_insert_with(|| {
-            let order = ready_order(workflow);
+            let order = workflow.ready_order.get_or_init(|| ready_order(workflow).into()).clone();
             for queued in jobs {
                 queued.rank = order[queued.agent];
             }
@@ -64,7 +67,8 @@ impl Queue {
 }
 
 /// Each agent's place in the ready queue: priority (highest first), then
-/// longest remaining path, then file order.
+/// longest remaining path, then file order. A plan computation (it costs
+/// more than scheduling a few hundred agents), so kept with the workflow.
 fn ready_order(workflow: &crate::workflow::Workflow) -> Vec<usize> {
     let keys = crate::plan::ready_keys(workflow);
     let mut ranked: Vec<usize> = (0..workflow.agents.len()).collect();

@@ -478,10 +478,10 @@ impl log::Host for AgentState {
 }
 
 impl templates::Host for AgentState {
-    fn render(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<String, String>> {
+    async fn render(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<String, String>> {
         Ok(match &self.templates {
             Some(templates) => {
-                let rendered = templates.render(&self.agent, &name, &data, &self.events);
+                let rendered = templates.render(&self.agent, &name, &data, &self.events).await;
                 self.pulse.update(|p| {
                     p.renders = p.renders.saturating_add(1);
                     if rendered.as_ref().is_ok_and(|r| r.cached) {

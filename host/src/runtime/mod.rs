@@ -209,11 +209,22 @@ pub struct AgentCall {
 }
 
 /// What renders an agent's `templates.render` calls (the host's template
-/// service). Called on the agent's thread; may block to wait its turn.
+/// service). The agent waits for the returned future on its fiber: a
+/// pending future suspends the agent and frees its worker thread, so a
+/// render waiting for its turn must wait asynchronously, never block.
 pub trait Templates: Send + Sync {
     /// Render template `name` with `data` (MessagePack) for `agent`.
-    fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<Rendered, String>;
+    fn render<'a>(
+        &'a self,
+        agent: &'a str,
+        name: &'a str,
+        data: &'a [u8],
+        events: &'a EventSink,
+    ) -> RenderFuture<'a>;
 }
+
+/// What [`Templates::render`] returns.
+pub type RenderFuture<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Rendered, String>> + Send + 'a>>;
 
 /// A rendered template.
 #[derive(Debug, Clone, PartialEq, Eq)]

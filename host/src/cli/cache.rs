@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::runs::{COMPILED, default_state_dir};
-use super::{EXIT_INVALID, EXIT_OK};
+use super::runs::{COMPILED, Shown, default_state_dir, engine_for};
+use super::{EXIT_INVALID, EXIT_OK, Terminal};
 use crate::Workflow;
 use crate::cache::AgentCache;
+use crate::observe::EventSink;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct CacheArgs {
@@ -23,6 +24,24 @@ enum CacheAction {
     Clear(CacheTarget),
     /// Evict agent outputs until the cache fits its `cache.max_size`.
     Gc(CacheTarget),
+    /// Compile every component of the workflow into the compiled-component
+    /// cache, so that its first run compiles nothing.
+    Warm(WarmTarget),
+}
+
+#[derive(Debug, clap::Args)]
+struct WarmTarget {
+    /// The workflow whose components to compile.
+    workflow: PathBuf,
+    /// The state directory of its runs [default: .ensemble next to the workflow].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where compiled components are cached [default: STATE_DIR/compiled].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// For runs with `--no-fuel` (their compiled code differs).
+    #[arg(long)]
+    no_fuel: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -34,9 +53,15 @@ struct CacheTarget {
     state_dir: Option<PathBuf>,
 }
 
-pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+pub(super) fn cache(
+    args: &CacheArgs,
+    term: Terminal,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<u8> {
     let target = match &args.action {
         CacheAction::Stats(t) | CacheAction::Clear(t) | CacheAction::Gc(t) => t,
+        CacheAction::Warm(warm) => return self::warm(warm, term, out, err),
     };
     let workflow = match Workflow::load_for_planning(&target.workflow) {
         Ok(w) => w,
@@ -77,6 +102,7 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
             agents.clear()?;
             writeln!(out, "cleared {}", spec.dir.display())?;
         }
+        CacheAction::Warm(_) => {}
         CacheAction::Gc(_) => {
             let evicted = agents.gc();
             let s = agents.stats();
@@ -92,7 +118,42 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
     Ok(EXIT_OK)
 }
 
-fn bytes(n: u64) -> String {
+/// `cache warm`: load every component as `run` would (same engine
+/// settings, so the same compiled code), writing each one compiled into the
+/// compiled-component cache.
+fn warm(
+    target: &WarmTarget,
+    term: Terminal,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<u8> {
+    let workflow = match Workflow::load(&target.workflow) {
+        Ok(w) => w,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let state_dir = target.state_dir.clone().unwrap_or_else(|| default_state_dir(&workflow.path));
+    let events = EventSink::new();
+    let shown = Shown { json: false, quiet: false, term, events: &events, fuel: !target.no_fuel };
+    let Some(engine) = engine_for(&workflow, target.cache_dir.clone(), &state_dir, shown, out, err)? else {
+        return Ok(EXIT_INVALID);
+    };
+    let stats = engine.runtime().load_stats();
+    let cache_dir = target.cache_dir.clone().unwrap_or_else(|| state_dir.join(COMPILED));
+    writeln!(
+        out,
+        "compiled components ({}): {} compiled, {} already there",
+        cache_dir.display(),
+        stats.compiled,
+        stats.disk_hits
+    )?;
+    Ok(EXIT_OK)
+}
+
+/// `n` bytes, in the largest unit that keeps it at 1 or more.
+pub(super) fn bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),

@@ -133,7 +133,7 @@ where
         Command::Report(args) => runs::report(&args, out, err),
         Command::Runs(args) => runs::list(&args, out, err),
         Command::Context(args) => runs::context(&args, out, err),
-        Command::Cache(args) => cache::cache(&args, out, err),
+        Command::Cache(args) => cache::cache(&args, term, out, err),
         Command::Check(args) => check(&args, out, err),
         Command::Schema => schema(out),
         Command::Plan(args) => plan::plan(&args, out, err),

@@ -58,8 +58,8 @@ use crate::journal::{
 };
 use crate::observe::{Decision, EventKind, EventSink, EventTap, TimelineRecorder};
 use crate::runtime::{
-    AgentCall, AgentComponent, AgentError, AgentOutput, Capabilities, Imports, Limits, Pulse, Runtime,
-    RuntimeConfig, RuntimeError, Validation,
+    AgentCall, AgentComponent, AgentError, AgentOutput, Capabilities, Limits, Pulse, Runtime, RuntimeConfig,
+    RuntimeError, Validation,
 };
 use crate::templates::{TemplateLimits, TemplateService};
 use crate::workflow::{AgentSpec, DependencyKind, OnFailure, Workflow};
@@ -127,13 +127,22 @@ impl Engine {
 
     /// Load (compile, or fetch from the cache) every component of `workflow`,
     /// reporting every one that cannot be used. Loaded components stay in
-    /// memory, so a run that follows does not load them again.
+    /// memory, so a run that follows does not load them again (and counts
+    /// the time they took: see [`Runtime::load_workflow`]).
     pub fn load_components(&self, workflow: &Workflow) -> Result<(), Vec<AgentError>> {
-        let errors: Vec<AgentError> = workflow
-            .agents
-            .iter()
-            .filter_map(|a| self.runtime.load_file_granted(&a.id, &a.component, Imports::of(a)).err())
-            .collect();
+        self.load_components_with(workflow, &EventSink::new())
+    }
+
+    /// [`load_components`](Self::load_components), distinct components in
+    /// parallel, with an event for each one compiled or read from the
+    /// compiled-component cache sent through `events` (give the run's sink
+    /// to show them with the run's).
+    pub fn load_components_with(
+        &self,
+        workflow: &Workflow,
+        events: &EventSink,
+    ) -> Result<(), Vec<AgentError>> {
+        let errors = self.runtime.preload_workflow(workflow, events).errors();
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
@@ -783,9 +792,12 @@ impl<'w> Execution<'w> {
             workflow: self.workflow.name.clone(),
             agents: self.workflow.agents.len(),
         });
-        let loading = Instant::now();
-        self.components = Self::load_all(&self.runtime, self.workflow).await;
-        self.emit(EventKind::ComponentsLoaded { agents: self.components.len(), elapsed: loading.elapsed() });
+        let loads = self.runtime.load_workflow_async(self.workflow, &self.events).await;
+        // In the workflow's order, one per agent.
+        self.components = (self.workflow.agents.iter().zip(loads.components))
+            .map(|(agent, (_, loaded))| (agent.id.as_str(), loaded))
+            .collect();
+        self.emit(EventKind::ComponentsLoaded { agents: self.components.len(), elapsed: loads.elapsed });
         // Inputs go in first, as one commit (a resumed run has them already).
         if !self.inputs.is_empty() && self.store.snapshot().version() == 0 {
             let writes: StagedWrites = std::mem::take(&mut self.inputs)
@@ -840,37 +852,6 @@ impl<'w> Execution<'w> {
             self.cancel_all().await;
         }
         self.wrap_up()
-    }
-
-    /// Load every component on blocking threads, concurrently: each
-    /// distinct (file, grant) once, however many agents share it.
-    async fn load_all(
-        runtime: &Runtime,
-        workflow: &'w Workflow,
-    ) -> Map<&'w str, Result<AgentComponent, AgentError>> {
-        let mut sharing: BTreeMap<(&Path, Imports), Vec<&'w str>> = BTreeMap::new();
-        for agent in &workflow.agents {
-            sharing.entry((agent.component.as_path(), Imports::of(agent))).or_default().push(&agent.id);
-        }
-        let mut loads = JoinSet::new();
-        for ((path, wasi), agents) in &sharing {
-            let (runtime, id, path, wasi) =
-                (runtime.clone(), agents[0].to_owned(), path.to_path_buf(), *wasi);
-            loads.spawn_blocking(move || {
-                let loaded = runtime.load_file_granted(&id, &path, wasi);
-                ((path, wasi), loaded)
-            });
-        }
-        let mut components = Map::default();
-        while let Some(joined) = loads.join_next().await {
-            let Ok(((path, wasi), loaded)) = joined else { continue };
-            for id in sharing.get(&(path.as_path(), wasi)).into_iter().flatten() {
-                // An error names the agent: say it for each.
-                let loaded = loaded.clone().map_err(|e| e.for_agent(id));
-                components.insert(*id, loaded);
-            }
-        }
-        components
     }
 
     // ---- deciding what can happen next ----

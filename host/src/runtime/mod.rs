@@ -28,16 +28,17 @@ mod error;
 mod host;
 mod http;
 mod limits;
+mod load;
 mod secrets;
 mod wasi;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 pub use bindings::{Finding, Severity, Validation};
@@ -46,6 +47,7 @@ pub use error::{AgentError, MissingNeed, ReturnedKind};
 pub use host::{HostLimits, MAX_MESSAGE_BYTES, MAX_STAGED_BYTES, MAX_STAGED_KEYS, MAX_VALUE_BYTES};
 pub use http::HttpSlots;
 pub use limits::MAX_TABLE_ELEMENTS;
+pub use load::ComponentLoads;
 pub use secrets::REDACTED;
 pub use wasi::{FIXED_WALL_CLOCK, MONOTONIC_STEP};
 
@@ -53,7 +55,7 @@ use crate::context::{Ownership, ReadPatterns, Snapshot, StagedWrites};
 use crate::observe::EventSink;
 use bindings::{AgentPre, Invocation};
 use compiled::CompiledCache;
-use engine::{check_header, deserialize, engine_config, spawn_ticker};
+use engine::{engine_config, spawn_ticker};
 use host::AgentState;
 use limits::Limiter;
 
@@ -290,10 +292,6 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// A linked component, the first `wasi:*` interface it imports (other than
-/// `wasi:http`), and its first `wasi:http` import.
-type Loaded = (AgentPre<AgentState>, Option<String>, Option<String>);
-
 struct Inner {
     engine: Engine,
     /// The `ensemble:agent` interfaces and WASI 0.2.
@@ -304,7 +302,7 @@ struct Inner {
     fingerprint: String,
     /// Loaded components by content hash and whether they were linked with
     /// `wasi:http`: linked, and their first WASI imports.
-    loaded: Mutex<HashMap<(String, bool), Loaded>>,
+    loaded: Mutex<HashMap<(String, bool), load::Loaded>>,
     compiled: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
@@ -412,140 +410,6 @@ impl Runtime {
             disk_hits: self.inner.disk_hits.load(Ordering::Relaxed),
             memory_hits: self.inner.memory_hits.load(Ordering::Relaxed),
         }
-    }
-
-    /// Load the component at `path` for `agent`. CPU-heavy on a cache miss:
-    /// call it from a blocking thread in async code.
-    pub fn load_file(&self, agent: &str, path: &Path) -> Result<AgentComponent, AgentError> {
-        self.load_file_granted(agent, path, false)
-    }
-
-    /// Load component `bytes` for `agent`; `path` names them in errors.
-    pub fn load(&self, agent: &str, path: &Path, bytes: &[u8]) -> Result<AgentComponent, AgentError> {
-        self.load_granted(agent, path, bytes, false)
-    }
-
-    fn check_size(&self, size: u64) -> Result<(), String> {
-        let limit = self.inner.max_component_bytes;
-        if size > limit {
-            return Err(format!(
-                "the component is {size} bytes, more than the {limit} a component may have (`RuntimeConfig::max_component_bytes`)"
-            ));
-        }
-        Ok(())
-    }
-
-    /// Like [`Runtime::load_file`], for an agent granted the WASI imports
-    /// `imports` (a `bool`: WASI 0.2 without HTTP, or nothing).
-    pub fn load_file_granted(
-        &self,
-        agent: &str,
-        path: &Path,
-        imports: impl Into<Imports>,
-    ) -> Result<AgentComponent, AgentError> {
-        let load_error =
-            |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
-        // Refuse an oversized file before reading it all, and anything but
-        // a regular file before opening it (a FIFO blocks, /dev/zero never ends).
-        if let Some(why) = crate::files::not_a_file(path) {
-            return Err(load_error(format!("it {why}")));
-        }
-        let size = std::fs::metadata(path).map_err(|e| load_error(e.to_string()))?.len();
-        self.check_size(size).map_err(load_error)?;
-        let bytes = crate::files::read_file(path, self.inner.max_component_bytes)
-            .map_err(|e| load_error(e.to_string()))?;
-        self.load_granted(agent, path, &bytes, imports)
-    }
-
-    /// Load `bytes` for `agent`. A component may import the `ensemble:agent`
-    /// interfaces and, only as `imports` grants, WASI 0.2 (`wasi:*`) and
-    /// `wasi:http`; anything else is a [`AgentError::Link`] naming the import.
-    pub fn load_granted(
-        &self,
-        agent: &str,
-        path: &Path,
-        bytes: &[u8],
-        imports: impl Into<Imports>,
-    ) -> Result<AgentComponent, AgentError> {
-        let imports: Imports = imports.into();
-        let load_error =
-            |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
-        let link_error =
-            |import: String| AgentError::Link { agent: agent.to_owned(), path: path.to_owned(), import };
-        self.check_size(bytes.len() as u64).map_err(load_error)?;
-        check_header(bytes).map_err(|r| load_error(r.to_owned()))?;
-        let content_hash = blake3::hash(bytes).to_hex().to_string();
-        let inner = &self.inner;
-        // A component granted HTTP is linked with it; the same bytes without
-        // the grant are linked (and checked) apart.
-        let key = (content_hash.clone(), imports.http);
-        let known = inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-        if let Some((pre, wasi_import, http_import)) = known {
-            inner.memory_hits.fetch_add(1, Ordering::Relaxed);
-            if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
-                return Err(link_error(import.clone()));
-            }
-            return Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre });
-        }
-
-        let component =
-            self.compile_or_fetch(&content_hash, bytes).map_err(|e| load_error(format!("{e:#}")))?;
-
-        let ty = component.component_type();
-        let (mut wasi_import, mut http_import) = (None, None);
-        for (name, item) in ty.imports(&inner.engine) {
-            if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
-                return Err(link_error(name.to_owned()));
-            }
-            if PROVIDED_IMPORTS.contains(&name) {
-                continue;
-            }
-            if name.starts_with("wasi:http/") {
-                http_import.get_or_insert_with(|| name.to_owned());
-                continue;
-            }
-            if name.starts_with("wasi:") {
-                wasi_import.get_or_insert_with(|| name.to_owned());
-                continue;
-            }
-            return Err(link_error(name.to_owned()));
-        }
-        if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
-            return Err(link_error(import.clone()));
-        }
-        let linker = if imports.http { &inner.http_linker } else { &inner.linker };
-        let instance_pre =
-            linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {e:#}")))?;
-        let pre = AgentPre::new(instance_pre).map_err(|e| {
-            load_error(format!("it does not implement the `ensemble:agent/agent` world (it must export `run` and `validate`): {e:#}"))
-        })?;
-        inner
-            .loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (pre.clone(), wasi_import.clone(), http_import));
-        Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre })
-    }
-
-    fn compile_or_fetch(&self, content_hash: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let inner = &self.inner;
-        if let Some(cache) = &inner.cache
-            && let Some(artifact) = cache.get(content_hash, &inner.fingerprint)
-        {
-            match deserialize(&inner.engine, &artifact) {
-                Ok(component) => {
-                    inner.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(component);
-                }
-                Err(e) => tracing::warn!("cached compiled component unusable ({e}); recompiling"),
-            }
-        }
-        let component = Component::new(&inner.engine, bytes)?;
-        inner.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Some(cache) = &inner.cache {
-            cache.put(content_hash, &inner.fingerprint, &component.serialize()?);
-        }
-        Ok(component)
     }
 
     /// Instantiate `component` in a fresh store and call its `run`, under
@@ -754,11 +618,6 @@ impl Runtime {
             }
         }
     }
-}
-
-/// The first import of a component that `imports` does not grant.
-fn refused<'a>(imports: Imports, wasi: Option<&'a String>, http: Option<&'a String>) -> Option<&'a String> {
-    http.filter(|_| !imports.http).or(wasi.filter(|_| !imports.wasi && !imports.http))
 }
 
 /// Which export an invocation calls.

@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::runs::{COMPILED, Shown, default_state_dir, engine_for};
+use super::loading::{Shown, engine_for};
+use super::runs::{COMPILED, default_state_dir};
 use super::{EXIT_INVALID, EXIT_OK, Terminal};
 use crate::Workflow;
 use crate::cache::AgentCache;

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 mod cache;
 mod grants;
 mod live;
+mod loading;
 mod plan;
 mod runs;
 

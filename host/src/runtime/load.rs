@@ -55,6 +55,13 @@ enum Counting {
     Ahead,
 }
 
+/// How a load is counted, and when it began (reading the file included).
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    counting: Counting,
+    began: Instant,
+}
+
 /// What one load did besides returning the component.
 #[derive(Debug, Default)]
 struct Trace {
@@ -274,6 +281,7 @@ impl Runtime {
         trace: &mut Trace,
         announce: &mut dyn FnMut(),
     ) -> Result<AgentComponent, AgentError> {
+        let began = Instant::now();
         let load_error =
             |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
         // Refuse an oversized file before reading it all, and anything but
@@ -285,7 +293,7 @@ impl Runtime {
         self.check_size(size).map_err(load_error)?;
         let bytes = crate::files::read_file(path, self.inner.max_component_bytes)
             .map_err(|e| load_error(e.to_string()))?;
-        self.load_traced(agent, path, &bytes, imports, counting, trace, announce)
+        self.load_traced(agent, path, &bytes, imports, Load { counting, began }, trace, announce)
     }
 
     /// Load `bytes` for `agent`. A component may import the `ensemble:agent`
@@ -303,7 +311,7 @@ impl Runtime {
             path,
             bytes,
             imports.into(),
-            Counting::Ahead,
+            Load { counting: Counting::Ahead, began: Instant::now() },
             &mut Trace::default(),
             &mut || {},
         )
@@ -316,7 +324,7 @@ impl Runtime {
         path: &Path,
         bytes: &[u8],
         imports: Imports,
-        counting: Counting,
+        Load { counting, began }: Load,
         trace: &mut Trace,
         announce: &mut dyn FnMut(),
     ) -> Result<AgentComponent, AgentError> {
@@ -349,7 +357,6 @@ impl Runtime {
         }
 
         announce();
-        let began = Instant::now();
         let (component, cached) =
             self.compile_or_fetch(&content_hash, bytes).map_err(|e| load_error(format!("{e:#}")))?;
         trace.cached = Some(cached);

@@ -27,6 +27,7 @@ mod engine;
 mod error;
 mod host;
 mod http;
+mod invoke;
 mod limits;
 mod load;
 mod secrets;
@@ -38,8 +39,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 pub use bindings::{Finding, Severity, Validation};
 pub use capabilities::{Capabilities, Imports};
@@ -53,11 +54,10 @@ pub use wasi::{FIXED_WALL_CLOCK, MONOTONIC_STEP};
 
 use crate::context::{Ownership, ReadPatterns, Snapshot, StagedWrites};
 use crate::observe::EventSink;
-use bindings::{AgentPre, Invocation};
+use bindings::AgentPre;
 use compiled::CompiledCache;
 use engine::{engine_config, spawn_ticker};
 use host::AgentState;
-use limits::Limiter;
 
 /// The interfaces the host provides. Anything else a component imports is a
 /// capability it was not granted.
@@ -415,208 +415,26 @@ impl Runtime {
     /// Instantiate `component` in a fresh store and call its `run`, under
     /// `call.limits`. On success the staged writes are returned for the
     /// caller to commit; on any failure nothing is.
-    pub async fn run_agent(
-        &self,
-        component: &AgentComponent,
+    pub fn run_agent<'a>(
+        &'a self,
+        component: &'a AgentComponent,
         call: AgentCall,
-    ) -> Result<AgentOutput, AgentError> {
-        self.invoke_redacted(component, call, Entry::Run).await.map(|(_, output)| output)
+    ) -> impl Future<Output = Result<AgentOutput, AgentError>> + Send + 'a {
+        self.invoke(component, call, Entry::Run, |_, output| output)
     }
 
     /// Instantiate `component` in a fresh store and call its `validate` over
     /// the committed outputs of agent `subject` (visible in `call.snapshot`).
     /// `validate` is read-only: its `put` calls are refused.
-    pub async fn validate_agent(
-        &self,
-        component: &AgentComponent,
+    pub fn validate_agent<'a>(
+        &'a self,
+        component: &'a AgentComponent,
         call: AgentCall,
-        subject: &str,
-    ) -> Result<(Validation, AgentOutput), AgentError> {
-        let (validation, output) = self.invoke_redacted(component, call, Entry::Validate(subject)).await?;
-        let validation = validation.unwrap_or(Validation { passed: true, findings: Vec::new() });
-        Ok((validation, output))
-    }
-
-    async fn invoke(
-        &self,
-        component: &AgentComponent,
-        call: AgentCall,
-        entry: Entry<'_>,
-    ) -> Result<(Option<Validation>, AgentOutput), AgentError> {
-        let inner = &self.inner;
-        let host_error = |message: String| AgentError::Host { agent: call.agent.clone(), message };
-        let _slot = inner.slots.acquire().await.map_err(|e| host_error(e.to_string()))?;
-
-        let agent: Arc<str> = Arc::from(call.agent.as_str());
-        let mut state = AgentState::new(
-            agent,
-            call.snapshot,
-            call.ownership,
-            Limiter::new(call.limits.memory_bytes),
-            call.events,
-            call.pulse.clone(),
-            inner.host_limits,
-        );
-        state.templates = call.templates.clone();
-        state.read_only = matches!(entry, Entry::Validate(_));
-        state.reads_allowed = call.reads.clone();
-        if let Some(grant) = &call.capabilities.grants.http {
-            state.http = Some(Box::new(http::HttpState::new(
-                state.agent.clone(),
-                Some(grant.clone()),
-                state.events.clone(),
-                call.capabilities.http_slots.clone(),
-                secrets::Secrets::of(&call.capabilities.grants),
-            )));
-        }
-        state.grant(call.capabilities);
-        if let Entry::Validate(subject) = entry {
-            // A validator reads what it validates.
-            state.subject = Some(subject.to_owned());
-        }
-        let mut store = Store::new(&inner.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        let fuel_budget = match (inner.fuel, call.limits.fuel) {
-            (true, budget) => Some(budget.unwrap_or(u64::MAX)),
-            (false, None) => None,
-            (false, Some(_)) => {
-                return Err(host_error(
-                    "the workflow sets a fuel budget but this engine does not meter fuel".into(),
-                ));
-            }
-        };
-        if let Some(budget) = fuel_budget {
-            store.set_fuel(budget).map_err(|e| host_error(e.to_string()))?;
-        }
-        let started = Instant::now();
-        let deadline = call.limits.timeout.and_then(|t| started.checked_add(t));
-        // Every tick: check the deadline and take the pulse. Every `slice`
-        // ticks: yield, so other agents (and cancellation) get their turn.
-        let slice = call.limits.slice.max(1);
-        let mut ticks = 0u32;
-        let pulse = call.pulse;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |store| {
-            if let Some(budget) = fuel_budget
-                && let Ok(left) = store.get_fuel()
-            {
-                pulse.update(|p| p.fuel_used = Some(budget.saturating_sub(left)));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(DeadlineExceeded.into());
-            }
-            ticks = ticks.wrapping_add(1);
-            Ok(if ticks.is_multiple_of(slice) {
-                UpdateDeadline::Yield(1)
-            } else {
-                UpdateDeadline::Continue(1)
-            })
-        });
-
-        let invocation = Invocation {
-            agent: call.agent.clone(),
-            run_id: call.run_id,
-            attempt: call.attempt,
-            config: call.config,
-        };
-        inner.instantiations.fetch_add(1, Ordering::Relaxed);
-        let run = async {
-            let instance = component.pre.instantiate_async(&mut store).await?;
-            match entry {
-                Entry::Run => instance.call_run(&mut store, &invocation).await.map(|r| r.map(|()| None)),
-                Entry::Validate(subject) => {
-                    instance.call_validate(&mut store, &invocation, subject).await.map(|r| r.map(Some))
-                }
-            }
-        };
-        let result = match call.limits.timeout {
-            // The epoch check stops a running agent; this also stops one that
-            // is blocked in a host call.
-            Some(t) => tokio::time::timeout(t.saturating_add(Duration::from_millis(100)), run)
-                .await
-                .unwrap_or_else(|_| Err(DeadlineExceeded.into())),
-            None => run.await,
-        };
-
-        let fuel_used = fuel_budget.and_then(|budget| Some(budget - store.get_fuel().ok()?));
-        let mut state = store.into_data();
-        state.flush_progress();
-        if let Some(refused) = state.grant_failure() {
-            return Err(refused);
-        }
-        let agent = call.agent;
-        let http_refused = state.http.as_ref().and_then(|h| h.refused());
-        if let Some(violation) = state.violation {
-            return Err(AgentError::Ownership(violation));
-        }
-        if let Some(key) = state.read_refused {
-            let patterns = call.reads.map(|r| r.patterns().to_vec()).unwrap_or_default();
-            return Err(AgentError::ReadRefused { agent, key, patterns });
-        }
-        let memory_limit = |requested: usize| AgentError::MemoryLimit {
-            agent: agent.clone(),
-            limit: call.limits.memory_bytes,
-            requested: requested as u64,
-        };
-        match result {
-            Ok(Ok(validation)) => Ok((
-                validation,
-                AgentOutput {
-                    writes: state.staged,
-                    fuel_used,
-                    peak_memory: state.limiter.peak(),
-                    reads: state.reads,
-                },
-            )),
-            Ok(Err(error)) => {
-                if let Some(requested) = state.limiter.refused {
-                    return Err(memory_limit(requested));
-                }
-                let (kind, message) = match error {
-                    bindings::AgentError::InvalidInput(m) => (ReturnedKind::InvalidInput, m),
-                    bindings::AgentError::Context(e) => (ReturnedKind::Context, context_error_message(&e)),
-                    bindings::AgentError::Failed(m) => (ReturnedKind::Failed, m),
-                };
-                let message = http::name_refusal(message, http_refused);
-                Err(AgentError::Returned { agent, kind, message, missing_need: state.missing_need() })
-            }
-            Err(e) => {
-                if e.downcast_ref::<DeadlineExceeded>().is_some()
-                    || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt))
-                {
-                    return Err(AgentError::Timeout { agent, after: started.elapsed() });
-                }
-                if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
-                    return Err(AgentError::OutOfFuel {
-                        agent,
-                        budget: call.limits.fuel.unwrap_or(u64::MAX),
-                    });
-                }
-                if let Some(requested) = state.limiter.refused {
-                    return Err(memory_limit(requested));
-                }
-                if let Some(limit) = e.downcast_ref::<host::HostLimitExceeded>() {
-                    return Err(AgentError::LimitExceeded { agent, message: limit.0.clone() });
-                }
-                let backtrace = e.downcast_ref::<WasmBacktrace>().map(ToString::to_string);
-                let message = match e.downcast_ref::<Trap>() {
-                    Some(trap) => trap.to_string(),
-                    // An error raised in the component model's glue (a string
-                    // that is not UTF-8, a bad `cabi_realloc` pointer) carries
-                    // the backtrace as its context: that is `backtrace`, not
-                    // part of the one-line message.
-                    None => e
-                        .chain()
-                        .map(ToString::to_string)
-                        .filter(|m| Some(m) != backtrace.as_ref())
-                        .collect::<Vec<_>>()
-                        .join(": "),
-                };
-                let message = http::name_refusal(message, http_refused);
-                let missing_need = state.missing_need();
-                Err(AgentError::Trap { agent, message, backtrace, said: state.last_error, missing_need })
-            }
-        }
+        subject: &'a str,
+    ) -> impl Future<Output = Result<(Validation, AgentOutput), AgentError>> + Send + 'a {
+        self.invoke(component, call, Entry::Validate(subject), |validation, output| {
+            (validation.unwrap_or(Validation { passed: true, findings: Vec::new() }), output)
+        })
     }
 }
 

@@ -23,6 +23,24 @@ enum CacheAction {
     Clear(CacheTarget),
     /// Evict agent outputs until the cache fits its `cache.max_size`.
     Gc(CacheTarget),
+    /// Compile every component of the workflow into the compiled-component
+    /// cache, so that its first run compiles nothing.
+    Warm(WarmTarget),
+}
+
+#[derive(Debug, clap::Args)]
+struct WarmTarget {
+    /// The workflow whose components to compile.
+    workflow: PathBuf,
+    /// The state directory of its runs [default: .ensemble next to the workflow].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where compiled components are cached [default: STATE_DIR/compiled].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// For runs with `--no-fuel` (their compiled code differs).
+    #[arg(long)]
+    no_fuel: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +55,7 @@ struct CacheTarget {
 pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
     let target = match &args.action {
         CacheAction::Stats(t) | CacheAction::Clear(t) | CacheAction::Gc(t) => t,
+        CacheAction::Warm(warm) => return self::warm(warm, out, err),
     };
     let workflow = match Workflow::load_for_planning(&target.workflow) {
         Ok(w) => w,
@@ -78,6 +97,7 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
             agents.clear()?;
             writeln!(out, "cleared {}", dir.display())?;
         }
+        CacheAction::Warm(_) => {}
         CacheAction::Gc(_) => {
             let evicted = agents.gc();
             let s = agents.stats();
@@ -93,10 +113,38 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
     Ok(EXIT_OK)
 }
 
-fn bytes(n: u64) -> String {
+pub(super) fn bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} B"),
+    }
+}
+
+fn warm(target: &WarmTarget, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let workflow = match Workflow::load(&target.workflow) {
+        Ok(w) => w,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let state_dir = target.state_dir.clone().unwrap_or_else(|| places::default_state_dir(&workflow.path));
+    match ensemble::run::warm(&workflow, &state_dir, target.cache_dir.clone(), !target.no_fuel) {
+        Ok(stats) => {
+            let dir = target.cache_dir.clone().unwrap_or_else(|| state_dir.join(places::COMPILED));
+            writeln!(
+                out,
+                "compiled components ({}): {} compiled, {} already there",
+                dir.display(),
+                stats.compiled,
+                stats.disk_hits
+            )?;
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            Ok(EXIT_INVALID)
+        }
     }
 }

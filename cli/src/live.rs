@@ -97,9 +97,31 @@ impl Lines {
     }
 }
 
+/// Components this large get a line when they load (they take a while to
+/// compile); smaller ones load in milliseconds, and say nothing.
+const NOTABLE_COMPONENT_BYTES: u64 = 1 << 20;
+
+/// A component's file name, as the live view shows it.
+fn file_name(component: &str) -> &str {
+    std::path::Path::new(component).file_name().and_then(|n| n.to_str()).unwrap_or(component)
+}
+
 /// The line for an event worth one, progress aside.
 fn notable(kind: &EventKind) -> Option<String> {
     Some(match kind {
+        EventKind::ComponentLoadStarted { component, bytes, .. } if *bytes >= NOTABLE_COMPONENT_BYTES => {
+            format!("load     {} ({})…", file_name(component), super::cache::bytes(*bytes))
+        }
+        EventKind::ComponentLoaded { component, bytes, cached, elapsed, error: None, .. }
+            if *bytes >= NOTABLE_COMPONENT_BYTES =>
+        {
+            let (name, size) = (file_name(component), super::cache::bytes(*bytes));
+            if *cached {
+                format!("loaded   {name} ({size}) from the compiled cache in {elapsed:.1?}")
+            } else {
+                format!("compiled {name} ({size}) in {elapsed:.1?} (first run only: cached for the next)")
+            }
+        }
         EventKind::AgentStarted { agent, attempt: 1 } => format!("start    {agent}"),
         EventKind::AgentStarted { agent, attempt } => format!("start    {agent} (attempt {attempt})"),
         EventKind::AgentSucceeded { agent, elapsed } => format!("done     {agent} in {elapsed:.1?}"),
@@ -237,9 +259,12 @@ impl Totals {
 pub(super) struct Bars {
     multi: MultiProgress,
     header: ProgressBar,
+    /// Per running agent, and per component loading (keyed `\0` + its path).
     bars: HashMap<String, ProgressBar>,
     totals: Totals,
     style: ProgressStyle,
+    /// The spinners of components loading.
+    loading: ProgressStyle,
 }
 
 impl Bars {
@@ -256,12 +281,31 @@ impl Bars {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
-        Self { multi, header, bars: HashMap::new(), totals: Totals::default(), style }
+        let loading = ProgressStyle::with_template("  {spinner} {prefix:<16.bold} {elapsed:>4} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        Self { multi, header, bars: HashMap::new(), totals: Totals::default(), style, loading }
     }
 
     fn show(&mut self, event: &Event) {
         self.totals.apply(&event.kind);
         match &event.kind {
+            // A spinner per component being compiled (or read from the cache).
+            EventKind::ComponentLoadStarted { component, bytes, .. } => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(self.loading.clone());
+                bar.set_prefix(file_name(component).to_owned());
+                bar.set_message(format!("{} · compiling (first run only)", super::cache::bytes(*bytes)));
+                bar.enable_steady_tick(Duration::from_millis(100));
+                if let Some(old) = self.bars.insert(format!("\0{component}"), bar) {
+                    old.finish_and_clear();
+                }
+            }
+            EventKind::ComponentLoaded { component, .. } => {
+                if let Some(bar) = self.bars.remove(&format!("\0{component}")) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+            }
             EventKind::AgentStarted { agent, attempt } => {
                 let bar = self.multi.add(ProgressBar::new(1000));
                 bar.set_style(self.style.clone());
@@ -289,7 +333,11 @@ impl Bars {
         {
             let _ = self.multi.println(format!("{:>8.2}s  {line}", event.at.as_secs_f64()));
         }
-        self.header.set_message(self.totals.header());
+        if self.totals.agents == 0 {
+            self.header.set_message("loading components");
+        } else {
+            self.header.set_message(self.totals.header());
+        }
     }
 
     fn finish(&mut self) {
@@ -423,6 +471,34 @@ mod tests {
         assert!(drawn.contains(" 50% ") && drawn.contains("wireframes"), "{drawn}");
         assert!(drawn.contains("group design: 0/2, waiting for all"), "{drawn}");
         bars.finish();
+    }
+
+    #[test]
+    fn large_components_loading_get_lines_small_ones_none() {
+        let mut lines = Lines::default();
+        let started = |bytes| EventKind::ComponentLoadStarted {
+            component: "/w/agents/python.wasm".into(),
+            agents: vec!["a".into()],
+            bytes,
+        };
+        let loaded = |bytes, cached| EventKind::ComponentLoaded {
+            component: "/w/agents/python.wasm".into(),
+            agents: vec!["a".into()],
+            bytes,
+            cached,
+            elapsed: Duration::from_millis(14_200),
+            error: None,
+        };
+        let big = 18 << 20;
+        assert_eq!(lines.line(&started(big)).as_deref(), Some("load     python.wasm (18.0 MiB)…"));
+        let compiled = lines.line(&loaded(big, false)).expect("a line");
+        assert!(
+            compiled.starts_with("compiled python.wasm (18.0 MiB) in 14.2s (first run only"),
+            "{compiled}"
+        );
+        let cached = lines.line(&loaded(big, true)).expect("a line");
+        assert!(cached.contains("from the compiled cache"), "{cached}");
+        assert!(lines.line(&started(2048)).is_none() && lines.line(&loaded(2048, false)).is_none());
     }
 
     #[test]

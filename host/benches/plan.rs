@@ -95,17 +95,17 @@ fn layered(n: usize) -> Workflow {
             location: Location::default(),
         })
         .collect();
-    Workflow {
-        name: format!("layered-{n}"),
-        path: PathBuf::from("workflow.yaml"),
-        resources: Resources { max_concurrent: 8, ..Resources::default() },
-        agents,
-        shared: Vec::new(),
-        groups,
-        cache: CacheSpec { enabled: false, dir: PathBuf::new(), max_size: 0, compress_above: 0 },
-        templates: None,
-        outputs: None,
-    }
+    // A workflow is made by parsing one; its parts are then replaced by
+    // the generated ones (planning needs no component files).
+    let mut workflow =
+        Workflow::parse_for_planning("agents:\n  a: {component: agent.wasm}\n", "workflow.yaml")
+            .expect("a one-agent workflow parses");
+    workflow.name = format!("layered-{n}");
+    workflow.resources = Resources { max_concurrent: 8, ..Resources::default() };
+    workflow.agents = agents;
+    workflow.groups = groups;
+    workflow.cache = CacheSpec { enabled: false, dir: PathBuf::new(), max_size: 0, compress_above: 0 };
+    workflow
 }
 
 /// One size: its workflow and the times of planning it.

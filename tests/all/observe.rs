@@ -448,10 +448,17 @@ fn the_cli_streams_events_and_writes_the_report_files() {
         metrics.to_str().expect("utf-8"),
     ]);
     assert_eq!(code, 0, "{err}");
-    // stdout is JSON lines only, from run_started to run_done.
+    // stdout is JSON lines only: the components' loading (part of the run,
+    // done before anything is written), then run_started to run_done.
     let events: Vec<Value> =
         out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
-    assert_eq!(events.first().map(|e| e["event"].clone()), Some("run_started".into()));
+    let started = events.iter().position(|e| e["event"] == "run_started").expect("run_started");
+    assert!(
+        events[..started]
+            .iter()
+            .all(|e| e["event"] == "component_load_started" || e["event"] == "component_loaded"),
+        "{out}"
+    );
     assert_eq!(events.last().map(|e| e["event"].clone()), Some("run_done".into()));
     assert!(events.iter().all(|e| e["at"].is_f64()), "times in seconds");
     let retry = events.iter().find(|e| e["event"] == "agent_retrying").expect("join retried");

@@ -82,3 +82,47 @@ async fn a_render_error_names_the_template_and_line_and_fails_the_agent() {
         .expect("the render failed");
     assert!(error.contains("bad.md:2"), "{error}");
 }
+
+/// A render waiting for its turn waits asynchronously: its future is
+/// pending, and the thread (an agent's tokio worker) is free meanwhile.
+#[tokio::test]
+async fn a_render_waiting_for_its_turn_does_not_block_the_thread() {
+    use std::time::{Duration, Instant};
+
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("tpl")).expect("mkdir");
+    std::fs::write(
+        project.path().join("tpl/slow.md"),
+        "{% for a in range(10000) %}{% for b in range(300) %}{% endfor %}{% endfor %}{{ i }}\n",
+    )
+    .expect("template");
+    let limits = TemplateLimits { max_renders: 1, fuel: 1_000_000_000, ..TemplateLimits::default() };
+    let service = Arc::new(TemplateService::new(&project.path().join("tpl"), limits));
+    let events = ensemble::EventSink::new();
+    let mut heard = events.subscribe();
+    // The one turn, taken by a render on another thread.
+    let first = {
+        let (service, events) = (service.clone(), events.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            runtime.block_on(service.render("a", "slow.md", &data(&serde_json::json!({"i": 0})), &events))
+        })
+    };
+    loop {
+        let event = crate::bounded(heard.recv()).await.expect("events");
+        if matches!(event.kind, EventKind::RenderStarted { .. }) {
+            break;
+        }
+    }
+    let asked = Instant::now();
+    let second = data(&serde_json::json!({"i": 1}));
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(20), service.render("b", "slow.md", &second, &events))
+            .await;
+    let held = asked.elapsed();
+    assert!(waiting.is_err(), "the second render did not wait for the first's turn");
+    assert!(held < Duration::from_millis(300), "waiting for the turn held the thread for {held:?}");
+    assert!(first.join().expect("first render").is_ok());
+    let text = crate::bounded(service.render("b", "slow.md", &second, &events)).await.expect("renders");
+    assert_eq!(text.text, "1");
+}

@@ -350,9 +350,17 @@ pub fn validate_key(key: &str) -> Result<(), KeyError> {
         let cut = key.char_indices().take_while(|(i, _)| *i < 40).last().map_or(0, |(i, c)| i + c.len_utf8());
         return Err(KeyError::TooLong { key: key[..cut].to_owned() });
     }
-    let segment_ok =
-        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if key.split('.').all(segment_ok) { Ok(()) } else { Err(KeyError::Malformed { key: key.to_owned() }) }
+    // Segments of letters, digits, `_` or `-`, joined by `.`: one pass over
+    // the bytes (every agent's `get` and `put` checks its key).
+    let mut segment = 0usize;
+    for b in key.bytes() {
+        match b {
+            b'.' if segment > 0 => segment = 0,
+            b if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' => segment += 1,
+            _ => return Err(KeyError::Malformed { key: key.to_owned() }),
+        }
+    }
+    if segment > 0 { Ok(()) } else { Err(KeyError::Malformed { key: key.to_owned() }) }
 }
 
 #[cfg(test)]

@@ -27,12 +27,12 @@ pub struct Ownership {
     /// Prefix → its owners, in the order given (several only under a
     /// shared prefix). A key is looked up by its own segment prefixes, so a
     /// check costs the key's depth, not the workflow's size.
-    owners: Arc<HashMap<String, Vec<String>>>,
+    owners: Arc<HashMap<String, Vec<String>, foldhash::fast::RandomState>>,
 }
 
 impl Ownership {
     pub fn new<'a>(owned: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut owners: HashMap<String, Vec<String>> = HashMap::new();
+        let mut owners: HashMap<String, Vec<String>, _> = HashMap::default();
         for (prefix, agent) in owned {
             let agents = owners.entry(prefix.to_owned()).or_default();
             if !agents.iter().any(|a| a == agent) {

@@ -76,8 +76,26 @@ pub struct PoolUsage {
 pub enum EventKind {
     /// The run began; `agents` agents in all.
     RunStarted { run_id: String, workflow: String, agents: usize },
+    /// A component (the file `component`, `bytes` long, used by `agents`)
+    /// is being compiled, or read from the compiled-component cache. Not
+    /// sent for a component already in memory.
+    ComponentLoadStarted { component: String, agents: Vec<String>, bytes: u64 },
+    /// A component was loaded in `elapsed`: compiled (`cached: false`; the
+    /// first run only: later runs read the compiled-component cache), or
+    /// read from that cache; `error` says why it cannot be used.
+    ComponentLoaded {
+        component: String,
+        agents: Vec<String>,
+        bytes: u64,
+        cached: bool,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+        error: Option<String>,
+    },
     /// The agents' components were loaded (compiled, or read from the
-    /// compiled cache), which took `elapsed`; agents start after this.
+    /// compiled cache), which took `elapsed` (loading ahead of the run
+    /// included, see [`Runtime::load_workflow`](crate::runtime::Runtime::load_workflow));
+    /// agents start after this.
     ComponentsLoaded {
         agents: usize,
         #[serde(with = "secs")]

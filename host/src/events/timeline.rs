@@ -169,6 +169,10 @@ pub struct TimelineRecorder {
     timeline: Timeline,
     /// The run's start on the sink's clock (its `RunStarted` event).
     origin: Option<Duration>,
+    /// Loading done ahead of the run that the run counts (see
+    /// [`Runtime::load_workflow`](crate::runtime::Runtime::load_workflow)):
+    /// the timeline starts with it, so every time is this much later.
+    lead: Duration,
     /// Per lane (kept once seen, so an event allocates no key), its open
     /// spans and its agent's last `run` span.
     lanes: HashMap<String, Lane, foldhash::fast::RandomState>,
@@ -193,7 +197,13 @@ impl TimelineRecorder {
 
     pub fn record(&mut self, event: &Event) {
         let origin = *self.origin.get_or_insert(event.at);
-        let at = event.at.saturating_sub(origin);
+        if let EventKind::ComponentsLoaded { elapsed, .. } = &event.kind
+            && self.timeline.spans.is_empty()
+            && self.timeline.marks.is_empty()
+        {
+            self.lead = elapsed.saturating_sub(event.at.saturating_sub(origin));
+        }
+        let at = event.at.saturating_sub(origin) + self.lead;
         match &event.kind {
             EventKind::ComponentsLoaded { elapsed, .. } => {
                 self.open(LOAD_LANE, SpanKind::Load, None, at.saturating_sub(*elapsed), None);
@@ -316,7 +326,10 @@ impl TimelineRecorder {
                 }
             }
             EventKind::RunDone { .. } => self.timeline.end = at,
+            // Loading ahead of the run is in `ComponentsLoaded`'s time.
             EventKind::RunStarted { .. }
+            | EventKind::ComponentLoadStarted { .. }
+            | EventKind::ComponentLoaded { .. }
             | EventKind::Progress { .. }
             | EventKind::Log { .. }
             | EventKind::RenderStarted { .. }
@@ -326,7 +339,7 @@ impl TimelineRecorder {
 
     /// The timeline, every span still open closed at `end` (from the run's start).
     pub fn finish(mut self, end: Duration) -> Timeline {
-        let end = end.max(self.timeline.end);
+        let end = (end + self.lead).max(self.timeline.end);
         for lane in self.lanes.values() {
             for &(_, _, span) in &lane.open {
                 self.timeline.spans[span].end = end;

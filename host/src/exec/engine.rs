@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::run::Execution;
 use super::{ResumeError, RunOptions, RunReport};
+use crate::events::EventSink;
 use crate::journal::{AgentRecord, CommitRecord, Journal, JournalError, RunRecord, RunStatus};
-use crate::runtime::{AgentError, Imports, Runtime, RuntimeConfig, RuntimeError};
+use crate::runtime::{AgentError, Runtime, RuntimeConfig, RuntimeError};
 use crate::workflow::Workflow;
 
 /// The engine of a process: one wasmtime runtime, shared by every run.
@@ -29,13 +30,22 @@ impl Engine {
 
     /// Load (compile, or fetch from the cache) every component of `workflow`,
     /// reporting every one that cannot be used. Loaded components stay in
-    /// memory, so a run that follows does not load them again.
+    /// memory, so a run that follows does not load them again (and counts
+    /// the time they took: see [`Runtime::load_workflow`]).
     pub fn load_components(&self, workflow: &Workflow) -> Result<(), Vec<AgentError>> {
-        let errors: Vec<AgentError> = workflow
-            .agents
-            .iter()
-            .filter_map(|a| self.runtime.load_file_granted(&a.id, &a.component, Imports::of(a)).err())
-            .collect();
+        self.load_components_with(workflow, &EventSink::new())
+    }
+
+    /// [`load_components`](Self::load_components), distinct components in
+    /// parallel, with an event for each one compiled or read from the
+    /// compiled-component cache sent through `events` (give the run's sink
+    /// to show them with the run's).
+    pub fn load_components_with(
+        &self,
+        workflow: &Workflow,
+        events: &EventSink,
+    ) -> Result<(), Vec<AgentError>> {
+        let errors = self.runtime.preload_workflow(workflow, events).errors();
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 

@@ -3,11 +3,8 @@
 //! [`Dispatcher`], and feeds back what happened.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tokio::task::JoinSet;
 
 use super::core::{AgentIx, Core};
 use super::dispatch::{Dispatcher, Done, JobId, LocalDispatcher};
@@ -17,7 +14,7 @@ use crate::cache::AgentCache;
 use crate::context::{Conflict, ContextStore, Ownership, ReadPatterns, StagedWrites};
 use crate::events::{AgentOutcome, EventKind, EventSink, EventTap, TimelineRecorder};
 use crate::journal::{AgentRecord, CommitRecord, Journal};
-use crate::runtime::{AgentComponent, AgentError, Imports, Pulse, Runtime};
+use crate::runtime::{AgentComponent, AgentError, Pulse, Runtime};
 use crate::templates::{TemplateLimits, TemplateService};
 use crate::workflow::Workflow;
 
@@ -205,8 +202,9 @@ impl<'w> Execution<'w> {
             workflow: self.wf.name.clone(),
             agents: self.wf.agents.len(),
         });
-        let loading = Instant::now();
-        self.components = load_all(&self.runtime, self.wf).await;
+        let loads = self.runtime.load_workflow_async(self.wf, &self.events).await;
+        // In the workflow's order, one per agent.
+        self.components = loads.components.into_iter().map(|(_, loaded)| Some(loaded)).collect();
         for (agent, component) in self.components.iter().enumerate() {
             match component {
                 Some(Ok(_)) => {}
@@ -221,7 +219,7 @@ impl<'w> Execution<'w> {
             }
         }
         let loaded = self.components.iter().filter(|c| c.is_some()).count();
-        self.emit(EventKind::ComponentsLoaded { agents: loaded, elapsed: loading.elapsed() });
+        self.emit(EventKind::ComponentsLoaded { agents: loaded, elapsed: loads.elapsed });
         // Inputs go in first, as one commit (a resumed run has them already).
         if !self.inputs.is_empty() && self.store.snapshot().version() == 0 {
             let writes: StagedWrites = std::mem::take(&mut self.inputs)
@@ -365,32 +363,4 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
-}
-
-/// Load every component on blocking threads, concurrently: each distinct
-/// (file, grant) once, however many agents share it. Per agent, its
-/// component or why it cannot be used.
-async fn load_all(runtime: &Runtime, workflow: &Workflow) -> Vec<Option<Result<AgentComponent, AgentError>>> {
-    let mut sharing: BTreeMap<(&Path, Imports), Vec<AgentIx>> = BTreeMap::new();
-    for (i, agent) in workflow.agents.iter().enumerate() {
-        sharing.entry((agent.component.as_path(), Imports::of(agent))).or_default().push(i);
-    }
-    let mut loads = JoinSet::new();
-    for ((path, imports), agents) in &sharing {
-        let (runtime, id, path, imports) =
-            (runtime.clone(), workflow.agents[agents[0]].id.clone(), path.to_path_buf(), *imports);
-        loads.spawn_blocking(move || {
-            let loaded = runtime.load_file_granted(&id, &path, imports);
-            ((path, imports), loaded)
-        });
-    }
-    let mut components = vec![None; workflow.agents.len()];
-    while let Some(joined) = loads.join_next().await {
-        let Ok(((path, imports), loaded)) = joined else { continue };
-        for &agent in sharing.get(&(path.as_path(), imports)).into_iter().flatten() {
-            // An error names the agent: say it for each.
-            components[agent] = Some(loaded.clone().map_err(|e| e.for_agent(&workflow.agents[agent].id)));
-        }
-    }
-    components
 }

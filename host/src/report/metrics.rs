@@ -285,7 +285,8 @@ impl RunMetrics {
     /// `cores` cores (see [`RunMetrics::new`] for this machine's).
     pub fn with_cores(workflow: &Workflow, report: &RunReport, cores: u32) -> Self {
         let timeline = report.timeline.clone();
-        let total = report.elapsed;
+        // The timeline may start before the run, with loading done ahead of it.
+        let total = report.elapsed.max(timeline.end);
         // Spans by lane: workflows may have many thousands of agents.
         let mut lanes: HashMap<&str, Vec<&Span>> = HashMap::new();
         for span in &timeline.spans {

@@ -34,6 +34,8 @@ pub(super) struct Prepared {
     pub workflow: Arc<Workflow>,
     pub options: RunOptions,
     pub journal: Journaling,
+    /// The run's events, subscribed before its components loaded.
+    pub events_rx: broadcast::Receiver<Event>,
     pub state_dir: PathBuf,
     pub write_outputs: bool,
     pub allow_outputs_outside: bool,
@@ -71,7 +73,7 @@ impl PreparedRun {
         let prepared = self.0;
         let run_id = prepared.options.run_id.clone().unwrap_or_default();
         let cancel = prepared.options.cancel.clone();
-        let events = prepared.options.events.subscribe();
+        let (events, prepared) = prepared.split_events();
         let (ended, ended_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             let finished = prepared.run().await;
@@ -88,7 +90,38 @@ impl PreparedRun {
     }
 }
 
+/// A prepared run without its event subscription (which goes to the handle).
+#[derive(Debug)]
+struct Ready {
+    engine: Engine,
+    workflow: Arc<Workflow>,
+    options: RunOptions,
+    journal: Journaling,
+    state_dir: PathBuf,
+    write_outputs: bool,
+    allow_outputs_outside: bool,
+}
+
 impl Prepared {
+    fn split_events(self) -> (broadcast::Receiver<Event>, Ready) {
+        let Self {
+            engine,
+            workflow,
+            options,
+            journal,
+            events_rx,
+            state_dir,
+            write_outputs,
+            allow_outputs_outside,
+        } = self;
+        (
+            events_rx,
+            Ready { engine, workflow, options, journal, state_dir, write_outputs, allow_outputs_outside },
+        )
+    }
+}
+
+impl Ready {
     async fn run(self) -> Result<Finished, RunError> {
         let Self { engine, workflow, options, journal, state_dir, write_outputs, allow_outputs_outside } =
             self;

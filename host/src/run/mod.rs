@@ -32,7 +32,8 @@
 //!   ([`RuntimeConfig::default`] would hold any workflow to 3 agents and 1 GiB);
 //! - **outputs** are written after a successful run, confined to the
 //!   workflow's folder unless [`RunBuilder::allow_outputs_outside`];
-//! - **events** ([`RunEvents`]) are subscribed before the run starts and the
+//! - **events** ([`RunEvents`]) are subscribed before the components load
+//!   (their loading is the stream's first events, and counted by the run) and the
 //!   stream ends after the run's last event (`RunDone`), so none is lost at
 //!   either end;
 //! - **cancellation** through [`RunHandle::cancel`];
@@ -341,13 +342,17 @@ impl RunBuilder {
             }
             None => None,
         };
-        let engine = engine_for(&workflow, self.compiled_dir, &state_dir, self.fuel)?;
+        // The run's events start with its components' loading: subscribed
+        // before it, so the run's stream has them (and the run counts them).
+        let events = crate::events::EventSink::new();
+        let events_rx = events.subscribe();
+        let engine = engine_for(&workflow, self.compiled_dir, &state_dir, self.fuel, &events)?;
         let run_id = match &resume {
             Some((run_id, ..)) => run_id.clone(),
             None => self.run_id.unwrap_or_else(|| Engine::new_run_id(&workflow)),
         };
         let mut options =
-            RunOptions { run_id: Some(run_id.clone()), cancel: self.cancel, ..RunOptions::default() };
+            RunOptions { run_id: Some(run_id.clone()), cancel: self.cancel, events, ..RunOptions::default() };
         let spec = &workflow.cache;
         options.cache = (spec.enabled && self.cache).then(|| {
             let dir = places::output_cache_dir(&workflow, &state_dir);
@@ -370,6 +375,7 @@ impl RunBuilder {
             }
         };
         Ok(PreparedRun::new(handle::Prepared {
+            events_rx,
             engine,
             workflow,
             options,
@@ -399,12 +405,27 @@ pub fn input_name_problem(name: &str) -> Result<(), String> {
         .map_err(|e| format!("input `{name}`: {e}"))
 }
 
-/// An engine sized for `workflow` with every component loaded.
+/// Compile every component of `workflow` into the compiled-component cache
+/// its runs use (`ensemble cache warm`), so that its first run compiles
+/// nothing: what was compiled, and what was there already.
+pub fn warm(
+    workflow: &Workflow,
+    state_dir: &Path,
+    compiled_dir: Option<PathBuf>,
+    fuel: bool,
+) -> Result<crate::runtime::LoadStats, RunError> {
+    let engine = engine_for(workflow, compiled_dir, state_dir, fuel, &crate::events::EventSink::new())?;
+    Ok(engine.runtime().load_stats())
+}
+
+/// An engine sized for `workflow` with every component loaded (each load
+/// an event through `events`).
 fn engine_for(
     workflow: &Workflow,
     compiled_dir: Option<PathBuf>,
     state_dir: &Path,
     fuel: bool,
+    events: &crate::events::EventSink,
 ) -> Result<Engine, RunError> {
     let compiled_dir = match compiled_dir {
         Some(dir) => dir,
@@ -425,7 +446,7 @@ fn engine_for(
         RuntimeConfig { fuel, cache_dir: Some(compiled_dir), ..RuntimeConfig::for_workflow(workflow) };
     let engine = Engine::new(config).map_err(|e| RunError::Invalid(vec![e.to_string()]))?;
     engine
-        .load_components(workflow)
+        .load_components_with(workflow, events)
         .map_err(|errors| RunError::Invalid(errors.iter().map(ToString::to_string).collect()))?;
     Ok(engine)
 }

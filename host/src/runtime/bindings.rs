@@ -1,13 +1,17 @@
 //! Host bindings generated from the WIT package in `wit/`: the one contract.
 //!
-//! Imports are synchronous and `trappable` (a host call can end the agent when
-//! it breaks a rule the host enforces); exports are called asynchronously, so
-//! agents yield to tokio at every epoch tick.
+//! Imports are `trappable` (a host call can end the agent when it breaks a
+//! rule the host enforces) and synchronous, except `templates.render`, which
+//! may wait for its turn (the agent then suspends on its fiber); exports are
+//! called asynchronously, so agents yield to tokio at every epoch tick.
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "agent",
-    imports: { default: trappable },
+    imports: {
+        "ensemble:agent/templates.render": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
 });
 

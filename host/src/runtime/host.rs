@@ -95,19 +95,21 @@ impl std::error::Error for HostLimitExceeded {}
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
-    at: Instant,
+    /// The last take; `None` before the first (the bucket is full then, so
+    /// an agent that never logs never reads the clock).
+    at: Option<Instant>,
 }
 
 impl Bucket {
     fn new(burst: u32) -> Self {
-        Self { tokens: f64::from(burst), at: Instant::now() }
+        Self { tokens: f64::from(burst), at: None }
     }
 
     fn take(&mut self, burst: u32, rate: u32) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(rate);
+        let refill = self.at.map_or(0.0, |at| now.duration_since(at).as_secs_f64() * f64::from(rate));
         self.tokens = (self.tokens + refill).min(f64::from(burst));
-        self.at = now;
+        self.at = Some(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -227,9 +229,10 @@ impl AgentState {
 }
 
 impl AgentState {
-    /// Run with `capabilities` (files, variables, clocks; secrets redacted).
-    pub(crate) fn grant(&mut self, capabilities: Capabilities) {
-        self.secrets = Secrets::of(&capabilities.grants);
+    /// Run with `capabilities` (files, variables, clocks) and its `secrets`
+    /// (their values, redacted in what leaves the host).
+    pub(crate) fn grant(&mut self, capabilities: Capabilities, secrets: Secrets) {
+        self.secrets = secrets;
         self.capabilities = capabilities;
     }
 
@@ -478,10 +481,10 @@ impl log::Host for AgentState {
 }
 
 impl templates::Host for AgentState {
-    fn render(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<String, String>> {
+    async fn render(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<String, String>> {
         Ok(match &self.templates {
             Some(templates) => {
-                let rendered = templates.render(&self.agent, &name, &data, &self.events);
+                let rendered = templates.render(&self.agent, &name, &data, &self.events).await;
                 self.pulse.update(|p| {
                     p.renders = p.renders.saturating_add(1);
                     if rendered.as_ref().is_ok_and(|r| r.cached) {

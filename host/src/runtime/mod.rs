@@ -27,18 +27,20 @@ mod engine;
 mod error;
 mod host;
 mod http;
+mod invoke;
 mod limits;
+mod load;
 mod secrets;
 mod wasi;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
 
 pub use bindings::{Finding, Severity, Validation};
 pub use capabilities::{Capabilities, Imports};
@@ -46,16 +48,16 @@ pub use error::{AgentError, MissingNeed, ReturnedKind};
 pub use host::{HostLimits, MAX_MESSAGE_BYTES, MAX_STAGED_BYTES, MAX_STAGED_KEYS, MAX_VALUE_BYTES};
 pub use http::HttpSlots;
 pub use limits::MAX_TABLE_ELEMENTS;
+pub use load::ComponentLoads;
 pub use secrets::REDACTED;
 pub use wasi::{FIXED_WALL_CLOCK, MONOTONIC_STEP};
 
 use crate::context::{Ownership, ReadPatterns, Snapshot, StagedWrites};
 use crate::events::EventSink;
-use bindings::{AgentPre, Invocation};
+use bindings::AgentPre;
 use compiled::CompiledCache;
-use engine::{check_header, deserialize, engine_config, spawn_ticker};
+use engine::{engine_config, spawn_ticker};
 use host::AgentState;
-use limits::Limiter;
 
 /// The interfaces the host provides. Anything else a component imports is a
 /// capability it was not granted.
@@ -209,11 +211,22 @@ pub struct AgentCall {
 }
 
 /// What renders an agent's `templates.render` calls (the host's template
-/// service). Called on the agent's thread; may block to wait its turn.
+/// service). The agent waits for the returned future on its fiber: a
+/// pending future suspends the agent and frees its worker thread, so a
+/// render waiting for its turn must wait asynchronously, never block.
 pub trait Templates: Send + Sync {
     /// Render template `name` with `data` (MessagePack) for `agent`.
-    fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<Rendered, String>;
+    fn render<'a>(
+        &'a self,
+        agent: &'a str,
+        name: &'a str,
+        data: &'a [u8],
+        events: &'a EventSink,
+    ) -> RenderFuture<'a>;
 }
+
+/// What [`Templates::render`] returns.
+pub type RenderFuture<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Rendered, String>> + Send + 'a>>;
 
 /// A rendered template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,10 +292,6 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// A linked component, the first `wasi:*` interface it imports (other than
-/// `wasi:http`), and its first `wasi:http` import.
-type Loaded = (AgentPre<AgentState>, Option<String>, Option<String>);
-
 struct Inner {
     engine: Engine,
     /// The `ensemble:agent` interfaces and WASI 0.2.
@@ -293,7 +302,7 @@ struct Inner {
     fingerprint: String,
     /// Loaded components by content hash and whether they were linked with
     /// `wasi:http`: linked, and their first WASI imports.
-    loaded: Mutex<HashMap<(String, bool), Loaded>>,
+    loaded: Mutex<HashMap<(String, bool), load::Loaded>>,
     compiled: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
@@ -403,351 +412,30 @@ impl Runtime {
         }
     }
 
-    /// Load the component at `path` for `agent`. CPU-heavy on a cache miss:
-    /// call it from a blocking thread in async code.
-    pub fn load_file(&self, agent: &str, path: &Path) -> Result<AgentComponent, AgentError> {
-        self.load_file_granted(agent, path, false)
-    }
-
-    /// Load component `bytes` for `agent`; `path` names them in errors.
-    pub fn load(&self, agent: &str, path: &Path, bytes: &[u8]) -> Result<AgentComponent, AgentError> {
-        self.load_granted(agent, path, bytes, false)
-    }
-
-    fn check_size(&self, size: u64) -> Result<(), String> {
-        let limit = self.inner.max_component_bytes;
-        if size > limit {
-            return Err(format!(
-                "the component is {size} bytes, more than the {limit} a component may have (`RuntimeConfig::max_component_bytes`)"
-            ));
-        }
-        Ok(())
-    }
-
-    /// Like [`Runtime::load_file`], for an agent granted the WASI imports
-    /// `imports` (a `bool`: WASI 0.2 without HTTP, or nothing).
-    pub fn load_file_granted(
-        &self,
-        agent: &str,
-        path: &Path,
-        imports: impl Into<Imports>,
-    ) -> Result<AgentComponent, AgentError> {
-        let load_error =
-            |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
-        // Refuse an oversized file before reading it all, and anything but
-        // a regular file before opening it (a FIFO blocks, /dev/zero never ends).
-        if let Some(why) = crate::files::not_a_file(path) {
-            return Err(load_error(format!("it {why}")));
-        }
-        let size = std::fs::metadata(path).map_err(|e| load_error(e.to_string()))?.len();
-        self.check_size(size).map_err(load_error)?;
-        let bytes = crate::files::read_file(path, self.inner.max_component_bytes)
-            .map_err(|e| load_error(e.to_string()))?;
-        self.load_granted(agent, path, &bytes, imports)
-    }
-
-    /// Load `bytes` for `agent`. A component may import the `ensemble:agent`
-    /// interfaces and, only as `imports` grants, WASI 0.2 (`wasi:*`) and
-    /// `wasi:http`; anything else is a [`AgentError::Link`] naming the import.
-    pub fn load_granted(
-        &self,
-        agent: &str,
-        path: &Path,
-        bytes: &[u8],
-        imports: impl Into<Imports>,
-    ) -> Result<AgentComponent, AgentError> {
-        let imports: Imports = imports.into();
-        let load_error =
-            |reason: String| AgentError::Load { agent: agent.to_owned(), path: path.to_owned(), reason };
-        let link_error =
-            |import: String| AgentError::Link { agent: agent.to_owned(), path: path.to_owned(), import };
-        self.check_size(bytes.len() as u64).map_err(load_error)?;
-        check_header(bytes).map_err(|r| load_error(r.to_owned()))?;
-        let content_hash = blake3::hash(bytes).to_hex().to_string();
-        let inner = &self.inner;
-        // A component granted HTTP is linked with it; the same bytes without
-        // the grant are linked (and checked) apart.
-        let key = (content_hash.clone(), imports.http);
-        let known = inner.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-        if let Some((pre, wasi_import, http_import)) = known {
-            inner.memory_hits.fetch_add(1, Ordering::Relaxed);
-            if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
-                return Err(link_error(import.clone()));
-            }
-            return Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre });
-        }
-
-        let component =
-            self.compile_or_fetch(&content_hash, bytes).map_err(|e| load_error(format!("{e:#}")))?;
-
-        let ty = component.component_type();
-        let (mut wasi_import, mut http_import) = (None, None);
-        for (name, item) in ty.imports(&inner.engine) {
-            if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
-                return Err(link_error(name.to_owned()));
-            }
-            if PROVIDED_IMPORTS.contains(&name) {
-                continue;
-            }
-            if name.starts_with("wasi:http/") {
-                http_import.get_or_insert_with(|| name.to_owned());
-                continue;
-            }
-            if name.starts_with("wasi:") {
-                wasi_import.get_or_insert_with(|| name.to_owned());
-                continue;
-            }
-            return Err(link_error(name.to_owned()));
-        }
-        if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
-            return Err(link_error(import.clone()));
-        }
-        let linker = if imports.http { &inner.http_linker } else { &inner.linker };
-        let instance_pre =
-            linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {e:#}")))?;
-        let pre = AgentPre::new(instance_pre).map_err(|e| {
-            load_error(format!("it does not implement the `ensemble:agent/agent` world (it must export `run` and `validate`): {e:#}"))
-        })?;
-        inner
-            .loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (pre.clone(), wasi_import.clone(), http_import));
-        Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre })
-    }
-
-    fn compile_or_fetch(&self, content_hash: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let inner = &self.inner;
-        if let Some(cache) = &inner.cache
-            && let Some(artifact) = cache.get(content_hash, &inner.fingerprint)
-        {
-            match deserialize(&inner.engine, &artifact) {
-                Ok(component) => {
-                    inner.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(component);
-                }
-                Err(e) => tracing::warn!("cached compiled component unusable ({e}); recompiling"),
-            }
-        }
-        let component = Component::new(&inner.engine, bytes)?;
-        inner.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Some(cache) = &inner.cache {
-            cache.put(content_hash, &inner.fingerprint, &component.serialize()?);
-        }
-        Ok(component)
-    }
-
     /// Instantiate `component` in a fresh store and call its `run`, under
     /// `call.limits`. On success the staged writes are returned for the
     /// caller to commit; on any failure nothing is.
-    pub async fn run_agent(
-        &self,
-        component: &AgentComponent,
+    pub fn run_agent<'a>(
+        &'a self,
+        component: &'a AgentComponent,
         call: AgentCall,
-    ) -> Result<AgentOutput, AgentError> {
-        self.invoke_redacted(component, call, Entry::Run).await.map(|(_, output)| output)
+    ) -> impl Future<Output = Result<AgentOutput, AgentError>> + Send + 'a {
+        self.invoke(component, call, Entry::Run, |_, output| output)
     }
 
     /// Instantiate `component` in a fresh store and call its `validate` over
     /// the committed outputs of agent `subject` (visible in `call.snapshot`).
     /// `validate` is read-only: its `put` calls are refused.
-    pub async fn validate_agent(
-        &self,
-        component: &AgentComponent,
+    pub fn validate_agent<'a>(
+        &'a self,
+        component: &'a AgentComponent,
         call: AgentCall,
-        subject: &str,
-    ) -> Result<(Validation, AgentOutput), AgentError> {
-        let (validation, output) = self.invoke_redacted(component, call, Entry::Validate(subject)).await?;
-        let validation = validation.unwrap_or(Validation { passed: true, findings: Vec::new() });
-        Ok((validation, output))
+        subject: &'a str,
+    ) -> impl Future<Output = Result<(Validation, AgentOutput), AgentError>> + Send + 'a {
+        self.invoke(component, call, Entry::Validate(subject), |validation, output| {
+            (validation.unwrap_or(Validation { passed: true, findings: Vec::new() }), output)
+        })
     }
-
-    async fn invoke(
-        &self,
-        component: &AgentComponent,
-        call: AgentCall,
-        entry: Entry<'_>,
-    ) -> Result<(Option<Validation>, AgentOutput), AgentError> {
-        let inner = &self.inner;
-        let host_error = |message: String| AgentError::Host { agent: call.agent.clone(), message };
-        let _slot = inner.slots.acquire().await.map_err(|e| host_error(e.to_string()))?;
-
-        let agent: Arc<str> = Arc::from(call.agent.as_str());
-        let mut state = AgentState::new(
-            agent,
-            call.snapshot,
-            call.ownership,
-            Limiter::new(call.limits.memory_bytes),
-            call.events,
-            call.pulse.clone(),
-            inner.host_limits,
-        );
-        state.templates = call.templates.clone();
-        state.read_only = matches!(entry, Entry::Validate(_));
-        state.reads_allowed = call.reads.clone();
-        if let Some(grant) = &call.capabilities.grants.http {
-            state.http = Some(Box::new(http::HttpState::new(
-                state.agent.clone(),
-                Some(grant.clone()),
-                state.events.clone(),
-                call.capabilities.http_slots.clone(),
-                secrets::Secrets::of(&call.capabilities.grants),
-            )));
-        }
-        state.grant(call.capabilities);
-        if let Entry::Validate(subject) = entry {
-            // A validator reads what it validates.
-            state.subject = Some(subject.to_owned());
-        }
-        let mut store = Store::new(&inner.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        let fuel_budget = match (inner.fuel, call.limits.fuel) {
-            (true, budget) => Some(budget.unwrap_or(u64::MAX)),
-            (false, None) => None,
-            (false, Some(_)) => {
-                return Err(host_error(
-                    "the workflow sets a fuel budget but this engine does not meter fuel".into(),
-                ));
-            }
-        };
-        if let Some(budget) = fuel_budget {
-            store.set_fuel(budget).map_err(|e| host_error(e.to_string()))?;
-        }
-        let started = Instant::now();
-        let deadline = call.limits.timeout.and_then(|t| started.checked_add(t));
-        // Every tick: check the deadline and take the pulse. Every `slice`
-        // ticks: yield, so other agents (and cancellation) get their turn.
-        let slice = call.limits.slice.max(1);
-        let mut ticks = 0u32;
-        let pulse = call.pulse;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |store| {
-            if let Some(budget) = fuel_budget
-                && let Ok(left) = store.get_fuel()
-            {
-                pulse.update(|p| p.fuel_used = Some(budget.saturating_sub(left)));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(DeadlineExceeded.into());
-            }
-            ticks = ticks.wrapping_add(1);
-            Ok(if ticks.is_multiple_of(slice) {
-                UpdateDeadline::Yield(1)
-            } else {
-                UpdateDeadline::Continue(1)
-            })
-        });
-
-        let invocation = Invocation {
-            agent: call.agent.clone(),
-            run_id: call.run_id,
-            attempt: call.attempt,
-            config: call.config,
-        };
-        inner.instantiations.fetch_add(1, Ordering::Relaxed);
-        let run = async {
-            let instance = component.pre.instantiate_async(&mut store).await?;
-            match entry {
-                Entry::Run => instance.call_run(&mut store, &invocation).await.map(|r| r.map(|()| None)),
-                Entry::Validate(subject) => {
-                    instance.call_validate(&mut store, &invocation, subject).await.map(|r| r.map(Some))
-                }
-            }
-        };
-        let result = match call.limits.timeout {
-            // The epoch check stops a running agent; this also stops one that
-            // is blocked in a host call.
-            Some(t) => tokio::time::timeout(t.saturating_add(Duration::from_millis(100)), run)
-                .await
-                .unwrap_or_else(|_| Err(DeadlineExceeded.into())),
-            None => run.await,
-        };
-
-        let fuel_used = fuel_budget.and_then(|budget| Some(budget - store.get_fuel().ok()?));
-        let mut state = store.into_data();
-        state.flush_progress();
-        if let Some(refused) = state.grant_failure() {
-            return Err(refused);
-        }
-        let agent = call.agent;
-        let http_refused = state.http.as_ref().and_then(|h| h.refused());
-        if let Some(violation) = state.violation {
-            return Err(AgentError::Ownership(violation));
-        }
-        if let Some(key) = state.read_refused {
-            let patterns = call.reads.map(|r| r.patterns().to_vec()).unwrap_or_default();
-            return Err(AgentError::ReadRefused { agent, key, patterns });
-        }
-        let memory_limit = |requested: usize| AgentError::MemoryLimit {
-            agent: agent.clone(),
-            limit: call.limits.memory_bytes,
-            requested: requested as u64,
-        };
-        match result {
-            Ok(Ok(validation)) => Ok((
-                validation,
-                AgentOutput {
-                    writes: state.staged,
-                    fuel_used,
-                    peak_memory: state.limiter.peak(),
-                    reads: state.reads,
-                },
-            )),
-            Ok(Err(error)) => {
-                if let Some(requested) = state.limiter.refused {
-                    return Err(memory_limit(requested));
-                }
-                let (kind, message) = match error {
-                    bindings::AgentError::InvalidInput(m) => (ReturnedKind::InvalidInput, m),
-                    bindings::AgentError::Context(e) => (ReturnedKind::Context, context_error_message(&e)),
-                    bindings::AgentError::Failed(m) => (ReturnedKind::Failed, m),
-                };
-                let message = http::name_refusal(message, http_refused);
-                Err(AgentError::Returned { agent, kind, message, missing_need: state.missing_need() })
-            }
-            Err(e) => {
-                if e.downcast_ref::<DeadlineExceeded>().is_some()
-                    || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt))
-                {
-                    return Err(AgentError::Timeout { agent, after: started.elapsed() });
-                }
-                if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
-                    return Err(AgentError::OutOfFuel {
-                        agent,
-                        budget: call.limits.fuel.unwrap_or(u64::MAX),
-                    });
-                }
-                if let Some(requested) = state.limiter.refused {
-                    return Err(memory_limit(requested));
-                }
-                if let Some(limit) = e.downcast_ref::<host::HostLimitExceeded>() {
-                    return Err(AgentError::LimitExceeded { agent, message: limit.0.clone() });
-                }
-                let backtrace = e.downcast_ref::<WasmBacktrace>().map(ToString::to_string);
-                let message = match e.downcast_ref::<Trap>() {
-                    Some(trap) => trap.to_string(),
-                    // An error raised in the component model's glue (a string
-                    // that is not UTF-8, a bad `cabi_realloc` pointer) carries
-                    // the backtrace as its context: that is `backtrace`, not
-                    // part of the one-line message.
-                    None => e
-                        .chain()
-                        .map(ToString::to_string)
-                        .filter(|m| Some(m) != backtrace.as_ref())
-                        .collect::<Vec<_>>()
-                        .join(": "),
-                };
-                let message = http::name_refusal(message, http_refused);
-                let missing_need = state.missing_need();
-                Err(AgentError::Trap { agent, message, backtrace, said: state.last_error, missing_need })
-            }
-        }
-    }
-}
-
-/// The first import of a component that `imports` does not grant.
-fn refused<'a>(imports: Imports, wasi: Option<&'a String>, http: Option<&'a String>) -> Option<&'a String> {
-    http.filter(|_| !imports.http).or(wasi.filter(|_| !imports.wasi && !imports.http))
 }
 
 /// Which export an invocation calls.

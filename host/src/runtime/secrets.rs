@@ -9,7 +9,7 @@ use std::fmt;
 
 use memchr::memmem;
 
-use super::{AgentCall, AgentComponent, AgentError, AgentOutput, Entry, Runtime, Validation};
+use super::AgentError;
 use crate::workflow::Grants;
 
 /// What a redacted secret is replaced by.
@@ -107,30 +107,6 @@ impl Secrets {
             }
             other => other,
         }
-    }
-}
-
-impl Runtime {
-    /// [`Runtime::invoke`] with secret values kept out of the error.
-    pub(super) async fn invoke_redacted(
-        &self,
-        component: &AgentComponent,
-        call: AgentCall,
-        entry: Entry<'_>,
-    ) -> Result<(Option<Validation>, AgentOutput), AgentError> {
-        let secrets = Secrets::of(&call.capabilities.grants);
-        let (validation, output) =
-            self.invoke(component, call, entry).await.map_err(|e| secrets.redact_error(e))?;
-        // A validator's findings reach the report: its secrets stay out of them.
-        let validation = validation.map(|mut v| {
-            if !secrets.is_empty() {
-                for finding in &mut v.findings {
-                    finding.message = secrets.redact(std::mem::take(&mut finding.message));
-                }
-            }
-            v
-        });
-        Ok((validation, output))
     }
 }
 

@@ -8,12 +8,17 @@
 //! limit on the data; and it caches renders by template + data hash with a
 //! time to live and a size bound. Errors name the template and the line.
 //!
-//! Architecture invariant: this module knows nothing of wasmtime or tokio
-//! (the runtime calls it through [`crate::runtime::Templates`]).
+//! A render waits for its turn asynchronously (a `tokio::sync::Semaphore`,
+//! which needs no particular executor): an agent waiting to render suspends
+//! on its fiber and leaves its worker thread to other agents. The render
+//! itself runs where the agent runs, bounded by its fuel.
+//!
+//! Architecture invariant: this module knows nothing of wasmtime (the
+//! runtime calls it through [`crate::runtime::Templates`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::events::{EventKind, EventSink};
@@ -67,8 +72,8 @@ pub struct TemplateService {
     env: minijinja::Environment<'static>,
     dir: PathBuf,
     limits: TemplateLimits,
-    running: Mutex<usize>,
-    turn: Condvar,
+    /// One permit per render allowed at once.
+    turns: tokio::sync::Semaphore,
     cache: Mutex<RenderCache>,
 }
 
@@ -98,8 +103,9 @@ impl TemplateService {
             env,
             dir: dir.to_owned(),
             limits: TemplateLimits { max_renders: limits.max_renders.max(1), ..limits },
-            running: Mutex::new(0),
-            turn: Condvar::new(),
+            turns: tokio::sync::Semaphore::new(
+                limits.max_renders.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            ),
             cache: Mutex::new(RenderCache::default()),
         }
     }
@@ -108,8 +114,9 @@ impl TemplateService {
         self.limits
     }
 
-    /// Render template `name` with `data` (MessagePack) for `agent`.
-    pub fn render(
+    /// Render template `name` with `data` (MessagePack) for `agent`. Waits
+    /// (asynchronously) while `max_renders` renders run.
+    pub async fn render(
         &self,
         agent: &str,
         name: &str,
@@ -140,7 +147,9 @@ impl TemplateService {
             });
             return Ok(Rendered { text, cached: true });
         }
-        let _turn = self.wait_turn();
+        // Never closed, so `acquire` cannot fail; a closed one would only
+        // mean no limit.
+        let _turn = self.turns.acquire().await.ok();
         events.send(EventKind::RenderStarted { agent: agent.to_owned(), template: name.to_owned() });
         let started = Instant::now();
         let rendered = self.render_now(name, data);
@@ -186,25 +195,6 @@ impl TemplateService {
                 cache.bytes -= gone.text.len();
             }
         }
-    }
-
-    /// Block until fewer than `max_renders` renders run; the guard gives the turn back.
-    fn wait_turn(&self) -> Turn<'_> {
-        let mut running = lock(&self.running);
-        while *running >= self.limits.max_renders {
-            running = self.turn.wait(running).unwrap_or_else(PoisonError::into_inner);
-        }
-        *running += 1;
-        Turn(self)
-    }
-}
-
-struct Turn<'a>(&'a TemplateService);
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0.running) -= 1;
-        self.0.turn.notify_one();
     }
 }
 
@@ -265,8 +255,14 @@ fn describe(name: &str, dir: &Path, e: &minijinja::Error) -> String {
 }
 
 impl crate::runtime::Templates for TemplateService {
-    fn render(&self, agent: &str, name: &str, data: &[u8], events: &EventSink) -> Result<Rendered, String> {
-        TemplateService::render(self, agent, name, data, events)
+    fn render<'a>(
+        &'a self,
+        agent: &'a str,
+        name: &'a str,
+        data: &'a [u8],
+        events: &'a EventSink,
+    ) -> crate::runtime::RenderFuture<'a> {
+        Box::pin(TemplateService::render(self, agent, name, data, events))
     }
 }
 
@@ -287,8 +283,8 @@ mod tests {
         rmp_serde::to_vec_named(value).unwrap()
     }
 
-    #[test]
-    fn renders_with_msgpack_data_and_caches() {
+    #[tokio::test]
+    async fn renders_with_msgpack_data_and_caches() {
         let (_d, s) = service(
             &[("a.md", "# {{ title }}\n{% for x in items %}- {{ x }}\n{% endfor %}")],
             Default::default(),
@@ -296,9 +292,9 @@ mod tests {
         let events = EventSink::new();
         let mut rx = events.subscribe();
         let d = data(&serde_json::json!({"title": "Plan", "items": [1, 2]}));
-        let first = s.render("ag", "a.md", &d, &events).unwrap();
+        let first = s.render("ag", "a.md", &d, &events).await.unwrap();
         assert_eq!((first.text.as_str(), first.cached), ("# Plan\n- 1\n- 2\n", false));
-        let second = s.render("ag", "a.md", &d, &events).unwrap();
+        let second = s.render("ag", "a.md", &d, &events).await.unwrap();
         assert_eq!((second.text.as_str(), second.cached), ("# Plan\n- 1\n- 2\n", true));
         let mut cached = Vec::new();
         while let Ok(e) = rx.try_recv() {
@@ -309,19 +305,20 @@ mod tests {
         assert_eq!(cached, [false, true]);
     }
 
-    #[test]
-    fn errors_name_the_template_and_line() {
+    #[tokio::test]
+    async fn errors_name_the_template_and_line() {
         let (_d, s) = service(&[("bad.md", "line one\n{{ missing.field }}\n")], Default::default());
-        let e = s.render("ag", "bad.md", &data(&serde_json::json!({})), &EventSink::new()).unwrap_err();
+        let e = s.render("ag", "bad.md", &data(&serde_json::json!({})), &EventSink::new()).await.unwrap_err();
         assert!(e.contains("bad.md:2"), "{e}");
-        let e = s.render("ag", "nope.md", &data(&serde_json::json!({})), &EventSink::new()).unwrap_err();
+        let e =
+            s.render("ag", "nope.md", &data(&serde_json::json!({})), &EventSink::new()).await.unwrap_err();
         assert!(e.contains("no template `nope.md`"), "{e}");
-        let e = s.render("ag", "bad.md", b"\x92\x01", &EventSink::new()).unwrap_err();
+        let e = s.render("ag", "bad.md", b"\x92\x01", &EventSink::new()).await.unwrap_err();
         assert!(e.contains("not usable MessagePack"), "{e}");
     }
 
-    #[test]
-    fn a_runaway_render_runs_out_of_fuel() {
+    #[tokio::test]
+    async fn a_runaway_render_runs_out_of_fuel() {
         let limits = TemplateLimits { fuel: 10_000, ..Default::default() };
         let (_d, s) = service(
             &[(
@@ -330,17 +327,18 @@ mod tests {
             )],
             limits,
         );
-        let e = s.render("ag", "loop.md", &data(&serde_json::json!({})), &EventSink::new()).unwrap_err();
+        let e =
+            s.render("ag", "loop.md", &data(&serde_json::json!({})), &EventSink::new()).await.unwrap_err();
         assert!(e.contains("loop.md") && e.contains("out of fuel"), "{e}");
     }
 
-    #[test]
-    fn the_cache_is_bounded_and_expires() {
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_expires() {
         let limits = TemplateLimits { cache_bytes: 10, ttl: Duration::from_millis(1), ..Default::default() };
         let (_d, s) = service(&[("t", "{{ v }}")], limits);
         let ev = EventSink::new();
-        s.render("ag", "t", &data(&serde_json::json!({"v": "123456"})), &ev).unwrap();
-        s.render("ag", "t", &data(&serde_json::json!({"v": "abcdef"})), &ev).unwrap();
+        s.render("ag", "t", &data(&serde_json::json!({"v": "123456"})), &ev).await.unwrap();
+        s.render("ag", "t", &data(&serde_json::json!({"v": "abcdef"})), &ev).await.unwrap();
         assert_eq!(lock(&s.cache).entries.len(), 1, "12 bytes do not fit in 10: the oldest went");
         std::thread::sleep(Duration::from_millis(5));
         let key = lock(&s.cache).order[0];

@@ -1,7 +1,7 @@
 //! Ensemble runs multi-agent workflows in parallel, every agent a sandboxed
 //! WebAssembly component.
 //!
-//! ```ignore
+//! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use ensemble::{Workflow, run::RunBuilder};
 //!

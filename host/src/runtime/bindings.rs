@@ -3,12 +3,23 @@
 //! Imports are synchronous and `trappable` (a host call can end the agent when
 //! it breaks a rule the host enforces); exports are called asynchronously, so
 //! agents yield to tokio at every epoch tick.
+//!
+//! The generated code lives in the private module `wit`, and this module
+//! re-exports what the host uses under short names. `bindgen!` names its
+//! top module after the WIT package namespace, `ensemble`, which is also the
+//! crate's name: left at this level it made `ensemble::...` ambiguous when
+//! rustdoc builds the doctests.
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "agent",
-    imports: { default: trappable },
-    exports: { default: async },
-});
+mod wit {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "agent",
+        imports: { default: trappable },
+        exports: { default: async },
+    });
+}
 
-pub use ensemble::agent::types::{ContextError, Finding, Severity};
+pub use wit::ensemble::agent::{context, log, progress, templates, types};
+pub use wit::{Agent, AgentError, AgentPre, Invocation, Validation};
+
+pub use types::{ContextError, Finding, Severity};

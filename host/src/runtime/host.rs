@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bindings::ContextError;
-use super::bindings::ensemble::agent::{context, log, progress, templates, types};
+use super::bindings::{context, log, progress, templates, types};
 use super::limits::Limiter;
 use super::secrets::Secrets;
 use super::wasi::Unopened;

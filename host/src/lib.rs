@@ -30,6 +30,8 @@
 //! [`runtime`], [`templates`], [`journal`], [`cache`] above it; [`exec`]
 //! above those; [`report`] above `exec`; [`run`] on top.
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod confined;
 pub mod context;

@@ -104,6 +104,7 @@ impl TemplateService {
         }
     }
 
+    /// The limits renders run under.
     pub fn limits(&self) -> TemplateLimits {
         self.limits
     }

@@ -1,7 +1,7 @@
 //! Ensemble runs multi-agent workflows in parallel, every agent a sandboxed
 //! WebAssembly component.
 //!
-//! ```ignore
+//! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use ensemble::{Workflow, run::RunBuilder};
 //!
@@ -29,6 +29,8 @@
 //! `confined`) at the bottom; [`context`], [`workflow`], [`plan`],
 //! [`runtime`], [`templates`], [`journal`], [`cache`] above it; [`exec`]
 //! above those; [`report`] above `exec`; [`run`] on top.
+
+#![warn(missing_docs)]
 
 pub mod cache;
 pub mod confined;

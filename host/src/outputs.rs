@@ -12,12 +12,38 @@ use crate::workflow::{Location, OutputsOutside, Workflow};
 /// line of the output's `key`, or the file that could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
+    /// The key of an output file was never written.
     #[error("{}:{at}: output `{file}`: no agent committed `{key}`, so there is nothing to write", workflow.display())]
-    Missing { workflow: PathBuf, at: Location, file: String, key: String },
+    Missing {
+        /// The workflow file.
+        workflow: PathBuf,
+        /// Where the key is declared.
+        at: Location,
+        /// The output file.
+        file: String,
+        /// The missing key.
+        key: String,
+    },
+    /// The key's value is not text.
     #[error("{}:{at}: output `{file}`: `{key}` is not a string (documents are MessagePack strings)", workflow.display())]
-    NotText { workflow: PathBuf, at: Location, file: String, key: String },
+    NotText {
+        /// The workflow file.
+        workflow: PathBuf,
+        /// Where the key is declared.
+        at: Location,
+        /// The output file.
+        file: String,
+        /// The key.
+        key: String,
+    },
+    /// The file could not be written.
     #[error("output {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// `outputs.dir` is outside the workflow's folder and that was not confirmed.
     #[error(transparent)]
     Outside(#[from] OutputsOutside),

@@ -50,6 +50,7 @@ const INDEX: &str = "index.msgpack";
 /// What makes an agent's behaviour, besides what it reads.
 #[derive(Debug, Clone)]
 pub struct Family<'a> {
+    /// The agent whose outputs these are.
     pub agent: &'a str,
     /// blake3 of the component's bytes.
     pub component: &'a str,
@@ -102,9 +103,11 @@ struct Entry {
 /// Bookkeeping of one entry, for eviction.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
+    /// The entry's size on disk, in bytes.
     pub size: u64,
     /// Unix seconds.
     pub last_used: u64,
+    /// Lookups it answered.
     pub hits: u64,
     /// The run time the entry saves, in milliseconds.
     pub cost_ms: u64,
@@ -121,10 +124,13 @@ struct Index {
 /// The cache's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
+    /// Entries in the cache.
     pub entries: u64,
+    /// Their size on disk, in bytes.
     pub bytes: u64,
     /// Lifetime lookups and hits (all runs using this directory).
     pub lookups: u64,
+    /// Lifetime hits.
     pub hits: u64,
     /// Damaged entries found and dropped since this cache was opened.
     pub dropped: u64,
@@ -158,6 +164,7 @@ pub struct AgentCache {
 /// A cache hit: the writes to commit.
 #[derive(Debug)]
 pub struct Hit {
+    /// The writes to commit in the agent's place.
     pub writes: StagedWrites,
     /// What running the agent took when the entry was made.
     pub saved: Duration,
@@ -373,6 +380,7 @@ impl AgentCache {
         }
     }
 
+    /// The cache's counters.
     pub fn stats(&self) -> Stats {
         let state = self.lock();
         Stats {

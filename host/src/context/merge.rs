@@ -24,7 +24,10 @@ pub enum Merge {
     /// The merged value, MessagePack.
     Merged(Vec<u8>),
     /// The writes disagree at `path` (dotted map keys from the value's root, "" for the root).
-    Conflict { path: String },
+    Conflict {
+        /// Where they disagree.
+        path: String,
+    },
 }
 
 /// Merge `ours` and `theirs`, both derived from `base` (None: the key did not exist at the base).

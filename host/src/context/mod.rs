@@ -79,6 +79,7 @@ impl Snapshot {
         self.version
     }
 
+    /// The entry of `key`, if the snapshot has it.
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
     }
@@ -88,14 +89,17 @@ impl Snapshot {
         self.entries.range(prefix.to_owned()..).take_while(move |(k, _)| k.starts_with(prefix))
     }
 
+    /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.entries.iter()
     }
 
+    /// How many keys the snapshot has.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the snapshot has no key.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -108,7 +112,9 @@ pub type StagedWrites = BTreeMap<String, Vec<u8>>;
 /// The record of one commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
+    /// The committing agent.
     pub agent: String,
+    /// The context version the commit made.
     pub version: u64,
     /// The keys written, in order.
     pub keys: Vec<String>,
@@ -127,9 +133,15 @@ pub enum Resolution {
     Merged,
     /// They could not merge (they disagree at `path`); the first committed
     /// value stays and the later write to this key is dropped.
-    KeptFirst { path: String },
+    KeptFirst {
+        /// Where they disagree.
+        path: String,
+    },
     /// The key's policy refused the later commit as a whole.
-    Failed { path: Option<String> },
+    Failed {
+        /// Where they disagree, when they were compared.
+        path: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Resolution {
@@ -184,13 +196,19 @@ impl<'de> Deserialize<'de> for Resolution {
 /// a conflict. Its serde form is the journal's record and the run report's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
+    /// The key both wrote.
     pub key: String,
+    /// The agent whose commit came second.
     pub agent: String,
+    /// The agent whose write came first.
     pub other: String,
+    /// The version `agent` read.
     pub base_version: u64,
     /// blake3 (hex) of `agent`'s value and of `other`'s.
     pub ours_hash: String,
+    /// blake3 (hex) of `other`'s value.
     pub theirs_hash: String,
+    /// How the conflict was resolved.
     pub resolution: Resolution,
 }
 
@@ -213,6 +231,7 @@ pub struct ContextStore {
 }
 
 impl ContextStore {
+    /// An empty context, at version 0.
     pub fn new() -> Self {
         Self::default()
     }
@@ -329,16 +348,26 @@ impl ContextStore {
     }
 }
 
+/// Why a string is not a context key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The key is empty.
     #[error("context key is empty")]
     Empty,
+    /// The key is longer than [`MAX_KEY_LEN`] bytes.
     #[error("context key `{key}…` is longer than {MAX_KEY_LEN} bytes")]
-    TooLong { key: String },
+    TooLong {
+        /// The key's beginning.
+        key: String,
+    },
     #[error(
         "context key `{key}` is not a dotted name (segments of letters, digits, `_` or `-`, joined by `.`)"
     )]
-    Malformed { key: String },
+    /// The key is not a dotted name.
+    Malformed {
+        /// The key.
+        key: String,
+    },
 }
 
 /// Check that `key` is a dotted name such as `pm.user_stories`.

@@ -15,7 +15,9 @@ use std::sync::Arc;
     None => "no agent owns it".to_owned(),
 })]
 pub struct OwnershipError {
+    /// The writing agent.
     pub agent: String,
+    /// The key it wrote.
     pub key: String,
     /// The agent that owns the key, if any.
     pub owner: Option<String>,
@@ -31,6 +33,7 @@ pub struct Ownership {
 }
 
 impl Ownership {
+    /// Ownership from (prefix, agent) pairs; a prefix may have several owners.
     pub fn new<'a>(owned: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut owners: HashMap<String, Vec<String>, _> = HashMap::default();
         for (prefix, agent) in owned {
@@ -81,6 +84,7 @@ pub struct ReadPatterns {
 }
 
 impl ReadPatterns {
+    /// Read patterns (`pm.stories`, `analyst.*`).
     pub fn new(patterns: impl IntoIterator<Item = impl Into<String>>) -> Self {
         Self { patterns: patterns.into_iter().map(Into::into).collect() }
     }

@@ -17,8 +17,10 @@ pub enum Decision {
     /// The stragglers reported progress recently: wait `by` longer
     /// (extension number `extension`).
     ExtendTimeout {
+        /// How much longer.
         #[serde(with = "secs")]
         by: Duration,
+        /// Which extension this is, from 1.
         extension: u32,
     },
     /// Go on with what completed: stragglers cancelled, defaults filled.
@@ -75,9 +77,12 @@ impl std::fmt::Display for Decision {
 /// the time in whole milliseconds as `at_ms`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
+    /// The group's name.
     pub group: String,
+    /// What the barrier decided.
     #[serde(with = "by_name")]
     pub decision: Decision,
+    /// Why.
     pub reason: String,
     /// Time since the run started.
     #[serde(rename = "at_ms", with = "millis")]

@@ -42,10 +42,15 @@ pub const EVENT_BUFFER: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// Tracing detail.
     Trace,
+    /// Debugging detail.
     Debug,
+    /// What the agent is doing.
     Info,
+    /// Something looks wrong; the agent goes on.
     Warn,
+    /// Something failed.
     Error,
 }
 
@@ -57,6 +62,7 @@ pub struct Event {
     /// just before the run started).
     #[serde(with = "secs")]
     pub at: Duration,
+    /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -64,8 +70,11 @@ pub struct Event {
 /// The units the resource pool has handed out, after an admission or release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PoolUsage {
+    /// CPU units handed out.
     pub cpu: u32,
+    /// Memory units handed out.
     pub memory: u32,
+    /// Agents running.
     pub running: u32,
 }
 
@@ -75,21 +84,41 @@ pub struct PoolUsage {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The run began; `agents` agents in all.
-    RunStarted { run_id: String, workflow: String, agents: usize },
+    RunStarted {
+        /// The run's id.
+        run_id: String,
+        /// The workflow's name.
+        workflow: String,
+        /// How many agents the workflow has.
+        agents: usize,
+    },
     /// A component (the file `component`, `bytes` long, used by `agents`)
     /// is being compiled, or read from the compiled-component cache. Not
     /// sent for a component already in memory.
-    ComponentLoadStarted { component: String, agents: Vec<String>, bytes: u64 },
+    ComponentLoadStarted {
+        /// The component file.
+        component: String,
+        /// The agents that use it.
+        agents: Vec<String>,
+        /// Its size.
+        bytes: u64,
+    },
     /// A component was loaded in `elapsed`: compiled (`cached: false`; the
     /// first run only: later runs read the compiled-component cache), or
     /// read from that cache; `error` says why it cannot be used.
     ComponentLoaded {
+        /// The component file.
         component: String,
+        /// The agents that use it.
         agents: Vec<String>,
+        /// Its size.
         bytes: u64,
+        /// Read from the compiled-component cache.
         cached: bool,
+        /// How long it took.
         #[serde(with = "secs")]
         elapsed: Duration,
+        /// Why it cannot be used.
         error: Option<String>,
     },
     /// The agents' components were loaded (compiled, or read from the
@@ -97,37 +126,97 @@ pub enum EventKind {
     /// included, see [`Runtime::load_workflow`](crate::runtime::Runtime::load_workflow));
     /// agents start after this.
     ComponentsLoaded {
+        /// How many components were loaded.
         agents: usize,
+        /// How long it took.
         #[serde(with = "secs")]
         elapsed: Duration,
     },
     /// An agent's needs are met: it waits in the ready queue for resources.
-    Queued { agent: String },
+    Queued {
+        /// The agent's name.
+        agent: String,
+    },
     /// The pool admitted an agent (for `run`, or for `validate` when
     /// `validating` names the subject), taking `cpu` and `memory` units.
-    Admitted { agent: String, validating: Option<String>, cpu: u32, memory: u32, pool: PoolUsage },
+    Admitted {
+        /// The agent's name.
+        agent: String,
+        /// The subject, when the agent was admitted to validate it.
+        validating: Option<String>,
+        /// CPU units taken.
+        cpu: u32,
+        /// Memory units taken.
+        memory: u32,
+        /// The pool's usage after the admission.
+        pool: PoolUsage,
+    },
     /// An agent's units went back to the pool.
-    Released { agent: String, validating: Option<String>, pool: PoolUsage },
+    Released {
+        /// The agent's name.
+        agent: String,
+        /// The subject, when the agent validated it.
+        validating: Option<String>,
+        /// The pool's usage after the release.
+        pool: PoolUsage,
+    },
     /// An agent's attempt began: sent when the pool admits it (right after
     /// [`Admitted`](Self::Admitted)), before its instance is set up (a free
     /// instance slot of the engine, then instantiation) and its `run` is
     /// called. The attempt's run time, to [`Released`](Self::Released),
     /// counts from here, set-up included; its `timeout` starts once it has
     /// an instance slot.
-    AgentStarted { agent: String, attempt: u32 },
+    AgentStarted {
+        /// The agent's name.
+        agent: String,
+        /// The attempt's number, from 1.
+        attempt: u32,
+    },
     /// An agent's own `progress.report` call; `done` is in [0, 1].
-    Progress { agent: String, done: f32, message: String },
+    Progress {
+        /// The agent's name.
+        agent: String,
+        /// How much is done, in [0, 1].
+        done: f32,
+        /// What the agent said.
+        message: String,
+    },
     /// An agent's own `log` call.
-    Log { agent: String, level: Level, message: String },
+    Log {
+        /// The agent's name.
+        agent: String,
+        /// The message's level.
+        level: Level,
+        /// What the agent said.
+        message: String,
+    },
     /// An agent's writes (or, for a partial agent, its defaults) were
     /// committed as context `version`.
-    Committed { agent: String, version: u64, keys: Vec<String> },
+    Committed {
+        /// The agent's name.
+        agent: String,
+        /// The context version the commit made.
+        version: u64,
+        /// The keys committed.
+        keys: Vec<String>,
+    },
     /// A commit met a concurrent write of `key` by `other`, resolved as `resolution` says.
-    Conflict { key: String, agent: String, other: String, resolution: String },
+    Conflict {
+        /// The key both wrote.
+        key: String,
+        /// The committing agent.
+        agent: String,
+        /// The agent whose write came first.
+        other: String,
+        /// How the conflict was resolved.
+        resolution: String,
+    },
     /// An agent's inputs were unchanged: its cached output was committed
     /// instead of running it (which took `saved` when it ran).
     CacheHit {
+        /// The agent's name.
         agent: String,
+        /// How long the agent took when it ran.
         #[serde(with = "secs")]
         saved: Duration,
     },
@@ -136,16 +225,31 @@ pub enum EventKind {
     /// grant`, `read_write files`, `real clocks (wasi: true)`, `cache:
     /// false`, a granted tree too large to hash, ...). Sent once per run,
     /// only when the run has a cache.
-    CacheSkipped { agent: String, because: String },
+    CacheSkipped {
+        /// The agent's name.
+        agent: String,
+        /// What made it uncacheable.
+        because: String,
+    },
     /// An agent's `templates.render` call got its turn and started rendering.
-    RenderStarted { agent: String, template: String },
+    RenderStarted {
+        /// The agent's name.
+        agent: String,
+        /// The template's name.
+        template: String,
+    },
     /// A render ended (or was answered from the render cache).
     Rendered {
+        /// The agent's name.
         agent: String,
+        /// The template's name.
         template: String,
+        /// Whether the render cache answered.
         cached: bool,
+        /// How long it took.
         #[serde(with = "secs")]
         elapsed: Duration,
+        /// Why the render failed, if it did.
         error: Option<String>,
     },
     /// An agent's outbound HTTP request ended: answered (`status`), or
@@ -154,74 +258,152 @@ pub enum EventKind {
     /// `received` count body bytes; `elapsed` is from the request to the
     /// last byte of the response body read (or the failure).
     HttpRequest {
+        /// The agent's name.
         agent: String,
+        /// The request's method.
         method: String,
+        /// `scheme://host:port` of the request.
         origin: String,
+        /// The response's status, if one came.
         status: Option<u16>,
+        /// Request body bytes sent.
         sent: u64,
+        /// Response body bytes received.
         received: u64,
+        /// How long it took.
         #[serde(with = "secs")]
         elapsed: Duration,
+        /// Why the request failed, if it did.
         error: Option<String>,
     },
     /// An outbound HTTP request was refused before any connection (not on
     /// the allow-list, a private address, a limit), or cut off by a limit.
-    HttpRefused { agent: String, origin: String, reason: String },
+    HttpRefused {
+        /// The agent's name.
+        agent: String,
+        /// `scheme://host:port` of the request.
+        origin: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// An attempt ran out of time.
     TimedOut {
+        /// The agent's name.
         agent: String,
+        /// The attempt that ran out of time.
         attempt: u32,
+        /// How long it had run.
         #[serde(with = "secs")]
         after: Duration,
     },
     /// An attempt failed with a retryable error; attempt `attempt` starts after `after`.
     AgentRetrying {
+        /// The agent's name.
         agent: String,
+        /// The attempt that starts next.
         attempt: u32,
+        /// The wait before it.
         #[serde(with = "secs")]
         after: Duration,
+        /// The error of the failed attempt.
         error: String,
     },
     /// An agent failed for good; nothing of it was committed.
-    AgentFailed { agent: String, error: String },
+    AgentFailed {
+        /// The agent's name.
+        agent: String,
+        /// Why it failed.
+        error: String,
+    },
     /// An agent did not run because an agent it needs did not succeed.
-    AgentSkipped { agent: String, because: String },
+    AgentSkipped {
+        /// The agent's name.
+        agent: String,
+        /// Which need did not succeed.
+        because: String,
+    },
     /// An agent finished successfully.
     AgentSucceeded {
+        /// The agent's name.
         agent: String,
+        /// The run time of its last attempt.
         #[serde(with = "secs")]
         elapsed: Duration,
     },
     /// A barrier went on without an agent: its declared defaults stand in for it.
-    AgentPartial { agent: String, defaults: Vec<String>, because: String },
+    AgentPartial {
+        /// The agent's name.
+        agent: String,
+        /// The keys its defaults committed.
+        defaults: Vec<String>,
+        /// Why the barrier went on without it.
+        because: String,
+    },
     /// A group's barrier stopped an unfinished member (aborted it, took it
     /// out of the queue, or dropped its retry); an `agent_partial` event or
     /// its sequential re-run follows.
-    AgentStopped { agent: String },
+    AgentStopped {
+        /// The agent's name.
+        agent: String,
+    },
     /// An agent was stopped by a cancellation; nothing of it was committed.
-    AgentCancelled { agent: String },
+    AgentCancelled {
+        /// The agent's name.
+        agent: String,
+    },
     /// A group's members were queued together.
-    GroupStarted { group: String, agents: Vec<String> },
+    GroupStarted {
+        /// The group's name.
+        group: String,
+        /// Its members.
+        agents: Vec<String>,
+    },
     /// A group's barrier timeout passed with `running` still unfinished.
-    GroupTimedOut { group: String, running: Vec<String> },
+    GroupTimedOut {
+        /// The group's name.
+        group: String,
+        /// The members still unfinished.
+        running: Vec<String>,
+    },
     /// A group's barrier decided.
-    BarrierDecision { group: String, decision: Decision, reason: String },
+    BarrierDecision {
+        /// The group's name.
+        group: String,
+        /// What the barrier decided.
+        decision: Decision,
+        /// Why.
+        reason: String,
+    },
     /// A `validate` call ended: `passed` is false for a failed validation or
     /// an error (then `error` says which).
     Validated {
+        /// The validating agent.
         validator: String,
+        /// The agent validated.
         subject: String,
+        /// The group, for a group's cross-validation.
         group: Option<String>,
+        /// Whether the validation passed.
         passed: bool,
+        /// How many findings it reported.
         findings: usize,
+        /// The error, if the call failed.
         error: Option<String>,
     },
     /// A group finished, its cross-validation included.
-    GroupDone { group: String, succeeded: bool },
+    GroupDone {
+        /// The group's name.
+        group: String,
+        /// Whether the group succeeded.
+        succeeded: bool,
+    },
     /// The run ended.
     RunDone {
+        /// Whether every agent succeeded.
         succeeded: bool,
+        /// Whether the run was cancelled.
         cancelled: bool,
+        /// The run's wall time.
         #[serde(with = "secs")]
         elapsed: Duration,
     },
@@ -247,6 +429,7 @@ impl Default for EventSink {
 }
 
 impl EventSink {
+    /// A sink nobody listens to yet; its clock starts now.
     pub fn new() -> Self {
         Self::default()
     }
@@ -259,6 +442,7 @@ impl EventSink {
         Self { tap: Some(tap.clone()), ..self.clone() }
     }
 
+    /// Send an event of `kind`, stamped with the time since the sink was created.
     pub fn send(&self, kind: EventKind) {
         let event = self.stamp(kind);
         if let Some(tap) = &self.tap
@@ -282,6 +466,7 @@ impl EventSink {
         }
     }
 
+    /// Listen to the events sent from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.get_or_init(|| broadcast::channel(EVENT_BUFFER).0).subscribe()
     }

@@ -50,9 +50,12 @@ pub enum SpanKind {
 pub struct Span {
     /// The agent (for a group span, the group).
     pub lane: String,
+    /// What the span covers.
     pub kind: SpanKind,
+    /// When it started.
     #[serde(with = "secs")]
     pub start: Duration,
+    /// When it ended.
     #[serde(with = "secs")]
     pub end: Duration,
     /// The attempt number, for a `run` span.
@@ -76,6 +79,7 @@ pub struct Span {
 /// One outbound HTTP request of an agent (an `http` span).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpCall {
+    /// The request's method.
     pub method: String,
     /// `scheme://host:port`: never a path or query.
     pub origin: String,
@@ -83,12 +87,14 @@ pub struct HttpCall {
     pub status: Option<u16>,
     /// Body bytes sent and received.
     pub sent: u64,
+    /// Response body bytes received.
     pub received: u64,
     /// Why it failed after it was sent.
     pub error: Option<String>,
 }
 
 impl Span {
+    /// How long the span lasted (zero if it ended before it started).
     pub fn duration(&self) -> Duration {
         self.end.saturating_sub(self.start)
     }
@@ -100,7 +106,9 @@ impl Span {
 pub enum MarkKind {
     /// A context commit (`detail`: version and keys).
     Commit,
+    /// A commit met a concurrent write (`detail`: the key and its resolution).
     Conflict,
+    /// The agent's output came from the agent output cache.
     CacheHit,
     /// An attempt ran out of time.
     Timeout,
@@ -119,9 +127,12 @@ pub enum MarkKind {
 pub struct Mark {
     /// The agent or group it concerns.
     pub lane: String,
+    /// What happened.
     pub kind: MarkKind,
+    /// When it happened.
     #[serde(with = "secs")]
     pub at: Duration,
+    /// What the mark says, in words.
     pub detail: String,
     /// The origin of a refused HTTP request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,10 +142,14 @@ pub struct Mark {
 /// The pool's usage right after an admission or a release.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PoolSample {
+    /// When the sample was taken.
     #[serde(with = "secs")]
     pub at: Duration,
+    /// CPU units handed out.
     pub cpu: u32,
+    /// Memory units handed out.
     pub memory: u32,
+    /// Agents running.
     pub running: u32,
 }
 
@@ -148,8 +163,11 @@ impl From<(Duration, PoolUsage)> for PoolSample {
 /// start. Every open span is closed at the run's end.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
+    /// Agents' attempts, validations, queue waits, HTTP requests and groups.
     pub spans: Vec<Span>,
+    /// Instant events: commits, conflicts, timeouts, decisions, ...
     pub marks: Vec<Mark>,
+    /// The pool's usage after each admission and release.
     pub pool: Vec<PoolSample>,
     /// When the run ended.
     #[serde(with = "secs")]
@@ -191,10 +209,12 @@ struct Lane {
 }
 
 impl TimelineRecorder {
+    /// A recorder with nothing recorded.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Add `event` to the timeline: open, close or label a span, or add a mark or a pool sample.
     pub fn record(&mut self, event: &Event) {
         let origin = *self.origin.get_or_insert(event.at);
         if let EventKind::ComponentsLoaded { elapsed, .. } = &event.kind

@@ -25,7 +25,9 @@ use crate::workflow::{Barrier, Success, TimeoutStrategy};
 /// What the members of a group did, when the barrier decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Facts {
+    /// Members of the group.
     pub members: usize,
+    /// Members that succeeded.
     pub succeeded: usize,
     /// Members that failed for good (retries spent). Skipped members are neither.
     pub failed: usize,
@@ -36,21 +38,30 @@ pub struct Facts {
     /// Members a sequential fallback could run again: running, or failed
     /// with an error another attempt could cure (not an unusable component).
     pub rerunnable: usize,
+    /// Whether the barrier's timeout has passed.
     pub timed_out: bool,
+    /// How often the timeout was extended so far.
     pub extensions: u32,
 }
 
 /// What the barrier does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// Every member succeeded.
     AllCompleted,
+    /// Wait this much longer.
     Extend(Duration),
+    /// Go on with what completed: stragglers stopped, defaults filled.
     ContinueWithPartial,
+    /// Re-run the members that did not succeed one at a time.
     FallbackSequential,
+    /// The success criterion holds; failed members get their defaults.
     CriterionMet,
+    /// The group failed.
     Failed,
 }
 
+/// Whether `succeeded` of `members` meet the group's success criterion.
 pub fn criterion_holds(success: Success, succeeded: usize, members: usize) -> bool {
     match success {
         Success::All => succeeded == members,
@@ -58,6 +69,7 @@ pub fn criterion_holds(success: Success, succeeded: usize, members: usize) -> bo
     }
 }
 
+/// What the barrier does, given the facts: the first strategy that applies, in the order the workflow lists them.
 pub fn decide(barrier: &Barrier, f: Facts) -> Verdict {
     if f.succeeded == f.members {
         return Verdict::AllCompleted;

@@ -30,8 +30,11 @@ pub type JobId = u64;
 /// One job: run an agent, or have it validate another's outputs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Job {
+    /// The job's id.
     pub id: JobId,
+    /// The agent's name.
     pub agent: String,
+    /// The attempt's number, from 1.
     pub attempt: u32,
     /// The agent whose outputs it validates, for a validation job.
     pub validating: Option<String>,
@@ -39,7 +42,9 @@ pub struct Job {
     pub base: u64,
     /// Linear memory cap, bytes.
     pub memory_bytes: u64,
+    /// Instruction budget; `None` means unmetered.
     pub fuel: Option<u64>,
+    /// Wall-clock limit of the attempt; `None` means none.
     pub timeout: Option<Duration>,
 }
 
@@ -49,8 +54,11 @@ pub type JobOutcome = Result<(Option<Validation>, AgentOutput), AgentError>;
 /// A job that ended, and when.
 #[derive(Debug)]
 pub struct Done {
+    /// The job's id.
     pub id: JobId,
+    /// What it returned.
     pub outcome: JobOutcome,
+    /// When it ended.
     pub ended: Instant,
 }
 
@@ -58,7 +66,9 @@ pub struct Done {
 /// the call (snapshot, limits, event sink, capabilities).
 #[derive(Debug)]
 pub struct JobEnv {
+    /// The agent's loaded component.
     pub component: AgentComponent,
+    /// What the call needs.
     pub call: AgentCall,
 }
 
@@ -109,6 +119,7 @@ struct Worker {
 }
 
 impl LocalDispatcher {
+    /// A dispatcher running jobs on `runtime`.
     pub fn new(runtime: Runtime) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {

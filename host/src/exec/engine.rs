@@ -20,10 +20,12 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine with a new runtime configured by `config`.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         Ok(Self { runtime: Runtime::new(config)? })
     }
 
+    /// The runtime the engine runs agents on.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }

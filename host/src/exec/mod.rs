@@ -96,12 +96,27 @@ pub struct RunOptions {
 /// Why a run cannot be resumed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
+    /// The journal could not be read.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The workflow or a component changed since the run started.
     #[error("run `{run}` cannot be resumed: {}; resume with --force to run it anyway", changes.join("; "))]
-    Changed { run: String, changes: Vec<String> },
+    Changed {
+        /// The run's id.
+        run: String,
+        /// What changed.
+        changes: Vec<String>,
+    },
     #[error(
         "run `{run}`: the journal's commits are not consecutive (version {version} follows {after}); it cannot be replayed"
     )]
-    Gap { run: String, version: u64, after: u64 },
+    /// The journal's commits skip a version.
+    Gap {
+        /// The run's id.
+        run: String,
+        /// The version found.
+        version: u64,
+        /// The version before it.
+        after: u64,
+    },
 }

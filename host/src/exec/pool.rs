@@ -9,6 +9,7 @@
 use crate::events::PoolUsage;
 use crate::workflow::{AgentSpec, Resources};
 
+/// The cpu and memory units and agent slots a run's agents share: an agent runs once its units are taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourcePool {
     cpu_capacity: u32,
@@ -20,6 +21,7 @@ pub struct ResourcePool {
 }
 
 impl ResourcePool {
+    /// An empty pool of `resources` (cpu oversubscribed as they say).
     pub fn new(resources: &Resources) -> Self {
         let cpu_capacity = (f64::from(resources.cpu) * resources.cpu_oversubscription).floor() as u32;
         Self {

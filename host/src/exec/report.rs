@@ -14,12 +14,18 @@ use crate::workflow::OnFailure;
 #[derive(Debug, Clone)]
 pub enum AgentStatus {
     /// Ran and committed `keys` as context `version`.
-    Succeeded { version: u64, keys: Vec<String> },
+    Succeeded {
+        /// The context version of its commit.
+        version: u64,
+        /// The keys it committed.
+        keys: Vec<String>,
+    },
     /// Its group's barrier went on without it: its declared `defaults` were
     /// committed in its place (none if it declares none). Its dependents run.
     Partial {
         /// The keys filled from its defaults.
         defaults: Vec<String>,
+        /// Why the barrier went on without it.
         because: String,
         /// Its last error, if it failed rather than being cut short.
         error: Option<AgentError>,
@@ -27,7 +33,10 @@ pub enum AgentStatus {
     /// Did not succeed; nothing of it was committed.
     Failed(AgentError),
     /// Never started, because an agent it needs did not succeed.
-    Skipped { because: String },
+    Skipped {
+        /// Which need did not succeed.
+        because: String,
+    },
     /// The run was cancelled before it finished; nothing of it was committed.
     Cancelled,
 }
@@ -51,12 +60,16 @@ impl AgentStatus {
     }
 }
 
+/// How one agent of a run ended, and what it cost.
 #[derive(Debug, Clone)]
 pub struct AgentReport {
+    /// The agent's name.
     pub agent: String,
+    /// How it ended.
     pub status: AgentStatus,
     /// Time from start to end of its last attempt, if it started.
     pub elapsed: Option<Duration>,
+    /// Fuel its last attempt used, when metered.
     pub fuel_used: Option<u64>,
     /// Peak linear memory in bytes.
     pub peak_memory: u64,
@@ -71,24 +84,30 @@ pub struct AgentReport {
     pub cached: bool,
     /// Template renders of its `run` calls, and how many the render cache answered.
     pub renders: u32,
+    /// Renders the render cache answered.
     pub renders_cached: u32,
 }
 
 /// How a group ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupStatus {
+    /// Every member succeeded, or the success criterion held.
     Succeeded,
     /// Its dependents were skipped.
     Failed {
+        /// Why it failed.
         because: String,
     },
     /// The run was cancelled first.
     Cancelled,
 }
 
+/// How one group of a run ended.
 #[derive(Debug, Clone)]
 pub struct GroupReport {
+    /// The group's name.
     pub group: String,
+    /// How it ended.
     pub status: GroupStatus,
     /// Decisions in the order they were taken (`at`: time since the run started).
     pub decisions: Vec<DecisionRecord>,
@@ -100,24 +119,38 @@ pub struct GroupReport {
 #[derive(Debug, Clone)]
 pub enum ValidationOutcome {
     /// The validator accepted the subject's outputs.
-    Passed { findings: Vec<Finding> },
+    Passed {
+        /// What the validator found.
+        findings: Vec<Finding>,
+    },
     /// The validator rejected them.
-    Rejected { findings: Vec<Finding> },
+    Rejected {
+        /// What the validator found.
+        findings: Vec<Finding>,
+    },
     /// `validate` itself failed (trap, timeout, error result).
     Error(AgentError),
     /// It did not run: the validator or the subject did not succeed.
-    Skipped { because: String },
+    Skipped {
+        /// Which agent did not succeed.
+        because: String,
+    },
 }
 
+/// One validation of a run.
 #[derive(Debug, Clone)]
 pub struct ValidationReport {
+    /// The validating agent.
     pub validator: String,
+    /// The agent validated.
     pub subject: String,
     /// The group whose cross-validation this was; `None` for a `validation` need.
     pub group: Option<String>,
     /// What a failure does: `warn` only reports it, `fail` fails the group.
     pub on_failure: OnFailure,
+    /// How it ended.
     pub outcome: ValidationOutcome,
+    /// How long the `validate` call took, if it ran.
     pub elapsed: Option<Duration>,
 }
 
@@ -128,10 +161,14 @@ impl ValidationReport {
     }
 }
 
+/// What a run did: its agents, groups and validations, and how it ended.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// The run's id.
     pub run_id: String,
+    /// The workflow's name.
     pub workflow: String,
+    /// The run's wall time.
     pub elapsed: Duration,
     /// One report per agent, in the workflow's order.
     pub agents: Vec<AgentReport>,
@@ -168,10 +205,12 @@ impl RunReport {
             && self.groups.iter().all(|g| g.status == GroupStatus::Succeeded)
     }
 
+    /// The report of agent `id`.
     pub fn agent(&self, id: &str) -> Option<&AgentReport> {
         self.agents.iter().find(|a| a.agent == id)
     }
 
+    /// The report of group `name`.
     pub fn group(&self, name: &str) -> Option<&GroupReport> {
         self.groups.iter().find(|g| g.group == name)
     }

@@ -63,12 +63,30 @@ fn database(file: std::fs::File, check: bool) -> Result<Database, redb::Database
 /// Why a journal could not be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// The journal file could not be opened, read or written.
     #[error("journal {}: {cause}", path.display())]
-    Storage { path: PathBuf, cause: String },
+    Storage {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        cause: String,
+    },
+    /// A record could not be decoded.
     #[error("journal {}: {what} is damaged ({cause}); the file was truncated or edited", path.display())]
-    Damaged { path: PathBuf, what: String, cause: String },
+    Damaged {
+        /// The journal file.
+        path: PathBuf,
+        /// Which record.
+        what: String,
+        /// Why it could not be decoded.
+        cause: String,
+    },
+    /// There is no journal at `path`.
     #[error("journal {}: no such run journal", path.display())]
-    Missing { path: PathBuf },
+    Missing {
+        /// The journal file.
+        path: PathBuf,
+    },
 }
 
 /// How a run stands.
@@ -77,12 +95,16 @@ pub enum JournalError {
 pub enum RunStatus {
     /// Started and not finished: still running, or killed.
     Running,
+    /// Every agent succeeded.
     Succeeded,
+    /// The run failed.
     Failed,
+    /// The run was cancelled.
     Cancelled,
 }
 
 impl RunStatus {
+    /// The status in snake case (`running`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Self::Running => "running or interrupted",
@@ -93,11 +115,14 @@ impl RunStatus {
     }
 }
 
+/// A run as the journal keeps it: what ran, from which files, and how it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// The run's id.
     pub run_id: String,
     /// The workflow's name.
     pub workflow: String,
+    /// The workflow file.
     pub workflow_path: PathBuf,
     /// blake3 of the workflow file's bytes.
     pub workflow_hash: String,
@@ -105,6 +130,7 @@ pub struct RunRecord {
     pub components: BTreeMap<String, String>,
     /// Unix time in milliseconds.
     pub started_unix_ms: u64,
+    /// How the run stands.
     pub status: RunStatus,
     /// How many times it was resumed.
     pub resumed: u32,
@@ -117,21 +143,26 @@ pub struct RunRecord {
 /// One context version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRecord {
+    /// The context version.
     pub version: u64,
+    /// The committing agent.
     pub agent: String,
     /// Milliseconds since the run started.
     pub at_ms: u64,
     /// Keys and MessagePack values, as committed.
     pub writes: Vec<(String, Vec<u8>)>,
+    /// Conflicts met and resolved.
     pub conflicts: Vec<Conflict>,
 }
 
 /// How an agent finished, as the journal keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
+    /// How it ended.
     pub outcome: AgentOutcome,
     /// The context version of its commit, if it committed.
     pub version: Option<u64>,
+    /// Attempts started.
     pub attempts: u32,
     /// Why, for anything but success.
     pub message: Option<String>,
@@ -260,10 +291,12 @@ impl Journal {
         Ok(journal)
     }
 
+    /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The run record.
     pub fn run(&self) -> Result<RunRecord, JournalError> {
         let txn = self.db.begin_read().map_err(|e| damaged(&self.path, "the file", e))?;
         let table = txn.open_table(META).map_err(|e| damaged(&self.path, "the run record", e))?;
@@ -274,6 +307,7 @@ impl Journal {
         decode(&self.path, "the run record", bytes.value())
     }
 
+    /// Replace the run record.
     pub fn set_run(&self, run: &RunRecord) -> Result<(), JournalError> {
         let bytes = encode(run);
         self.write(|txn| {
@@ -289,6 +323,7 @@ impl Journal {
         self.set_run(&run)
     }
 
+    /// Set the run's status.
     pub fn set_status(&self, status: RunStatus) -> Result<(), JournalError> {
         let mut run = self.run()?;
         run.status = status;
@@ -363,6 +398,7 @@ impl Journal {
         })
     }
 
+    /// Record a barrier decision.
     pub fn record_decision(&self, decision: &DecisionRecord) -> Result<(), JournalError> {
         let bytes = encode(decision);
         self.write(|txn| {
@@ -378,6 +414,7 @@ impl Journal {
         self.read_all(COMMITS, "a commit record")
     }
 
+    /// Every barrier decision, in the order recorded.
     pub fn decisions(&self) -> Result<Vec<DecisionRecord>, JournalError> {
         self.read_all(DECISIONS, "a barrier decision")
     }

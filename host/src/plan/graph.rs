@@ -99,6 +99,7 @@ impl<'w> DependencyGraph<'w> {
         &self.graph
     }
 
+    /// How many agents the graph has.
     pub fn agent_count(&self) -> usize {
         self.graph.node_count()
     }

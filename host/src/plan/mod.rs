@@ -81,7 +81,9 @@ pub struct Plan {
     pub default_estimate: Duration,
     /// Groups in execution order.
     pub groups: Vec<Group>,
+    /// The longest chain of `data` edges by estimates.
     pub critical_path: CriticalPath,
+    /// The simulated run under the workflow's resources.
     pub makespan: Makespan,
     /// One per agent, in file order (`agents[i]` is `workflow.agents[i]`).
     pub agents: Vec<AgentPlan>,
@@ -92,7 +94,9 @@ pub struct Plan {
 /// Agents that run side by side, after the groups before them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Group {
+    /// The group's name (a derived group's is `level-N`).
     pub name: String,
+    /// Declared or derived.
     pub origin: GroupOrigin,
     /// Topological level, from 1: a group at level 1 waits for nothing; one
     /// at level N waits for a group at level N − 1.
@@ -119,6 +123,7 @@ pub enum GroupOrigin {
 pub struct CriticalPath {
     /// Agent ids, first to last.
     pub agents: Vec<String>,
+    /// The sum of its agents' estimates.
     #[serde(rename = "length_ms", serialize_with = "millis")]
     pub length: Duration,
 }
@@ -132,24 +137,30 @@ pub struct Makespan {
     /// Sum of all estimates: the makespan of running one agent at a time.
     #[serde(rename = "total_work_ms", serialize_with = "millis")]
     pub total_work: Duration,
+    /// The workflow's concurrent agent limit.
     pub max_concurrent: u32,
     /// `cpu × cpu_oversubscription`, rounded down.
     pub cpu_units: u32,
+    /// The pool's memory units.
     pub memory_units: u32,
 }
 
 /// The planner's view of one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentPlan {
+    /// The agent's id.
     pub id: String,
     /// The name of its group.
     pub group: String,
+    /// Its expected duration.
     #[serde(rename = "estimate_ms", serialize_with = "millis")]
     pub estimate: Duration,
     /// The file gives no estimate; [`DEFAULT_ESTIMATE`] is used.
     pub default_estimate: bool,
+    /// When it can start at the earliest.
     #[serde(rename = "earliest_start_ms", serialize_with = "millis")]
     pub earliest_start: Duration,
+    /// When it must start at the latest not to delay the run.
     #[serde(rename = "latest_start_ms", serialize_with = "millis")]
     pub latest_start: Duration,
     /// How long it may be delayed without delaying the run.
@@ -160,7 +171,9 @@ pub struct AgentPlan {
     pub remaining: Duration,
     /// Zero slack.
     pub critical: bool,
+    /// 1 (lowest) to 10 (highest): the ready queue's order.
     pub priority: u8,
+    /// Why it has its priority.
     pub priority_reason: PriorityReason,
     /// When the makespan simulation starts it.
     #[serde(rename = "scheduled_start_ms", serialize_with = "millis")]
@@ -173,13 +186,18 @@ pub struct AgentPlan {
 pub enum PriorityReason {
     /// The file's `priority`.
     Declared,
+    /// On the critical path.
     CriticalPath,
+    /// It validates others.
     Validator,
+    /// A member of a parallel group.
     ParallelGroup,
+    /// None of the above.
     Other,
 }
 
 impl PriorityReason {
+    /// The reason in words (`critical path`).
     pub fn describe(self) -> &'static str {
         match self {
             Self::Declared => "declared",
@@ -194,8 +212,11 @@ impl PriorityReason {
 /// A `needs` edge: `to` needs `from`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Edge {
+    /// The agent needed.
     pub from: String,
+    /// The agent that needs it.
     pub to: String,
+    /// How it is needed.
     #[serde(serialize_with = "kind_name")]
     pub kind: DependencyKind,
 }
@@ -340,10 +361,13 @@ pub fn ready_keys(workflow: &Workflow) -> Vec<(u8, Duration)> {
 pub struct PathTiming {
     /// Per agent, in the workflow's order.
     pub earliest: Vec<Duration>,
+    /// Per agent, the latest start that does not lengthen the longest chain.
     pub latest: Vec<Duration>,
+    /// Per agent, latest minus earliest start.
     pub slack: Vec<Duration>,
     /// The longest chain (lowest index where chains tie).
     pub agents: Vec<String>,
+    /// The longest chain's length.
     pub length: Duration,
 }
 

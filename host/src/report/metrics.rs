@@ -14,11 +14,10 @@ use crate::journal::{Journal, JournalError};
 use crate::runtime::Severity;
 use crate::workflow::{OnFailure, Workflow};
 
-/// What a run did and how well, in numbers: the run report that `ensemble
-/// run --report` writes as JSON, the journal keeps for `ensemble report`, and
-/// the Markdown summary, trace, HTML and Prometheus files are made from.
-/// Durations are in seconds in JSON; times (`start`, `end`, `at`) are from
-/// the run's start.
+/// What a run did and how well, in numbers: the run report that `ensemble run --report` writes as
+/// JSON, the journal keeps for `ensemble report`, and the Markdown summary, trace, HTML and
+/// Prometheus files are made from. Durations are in seconds in JSON; times (`start`, `end`, `at`)
+/// are from the run's start.
 ///
 /// Definitions:
 /// - **run time** of an agent: the sum of its attempts (instantiation to the
@@ -36,9 +35,8 @@ use crate::workflow::{OnFailure, Workflow};
 /// - **average concurrency** = Σ run time / total time.
 /// - **commit wait** (the design's "context lock wait"): from the end of an
 ///   agent's `run` until its writes are committed and journaled.
-/// - **utilisation** of cpu, memory and slots: units held, averaged over the
-///   total time, divided by the pool's units (cpu can exceed 1 by the
-///   oversubscription factor).
+/// - **utilisation** of cpu, memory and slots: units held, averaged over the total time, divided
+///   by the pool's units (cpu can exceed 1 by the oversubscription factor).
 /// - **network latency impact** of an agent: the share of its run time spent
 ///   waiting on the network; of the run: Σ network wait / Σ run time (see
 ///   [`AgentNetwork`](super::AgentNetwork)).
@@ -49,38 +47,55 @@ use crate::workflow::{OnFailure, Workflow};
 ///   **bottleneck** is the path's longest agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMetrics {
+    /// The run's id.
     pub run_id: String,
+    /// The workflow's name.
     pub workflow: String,
+    /// How the run ended.
     pub outcome: RunOutcome,
+    /// The run's wall time.
     #[serde(with = "secs")]
     pub total_time: Duration,
-    /// Loading the components (compiling, or reading the compiled cache),
-    /// before any agent started.
+    /// Loading the components (compiling, or reading the compiled cache), before any agent started.
     #[serde(with = "secs")]
     pub load_time: Duration,
     /// In the workflow's order.
     pub agents: Vec<AgentMetrics>,
+    /// In the workflow's order.
     pub groups: Vec<GroupMetrics>,
+    /// How many agents ran at once, and how well the slots were used.
     pub parallelism: Parallelism,
+    /// Waits from the end of agents' `run` to their commit.
     pub commit_wait: CommitWait,
+    /// The pool's units held over the run.
     pub resources: Utilisation,
+    /// Agent output cache and render cache hits.
     pub cache: CacheMetrics,
+    /// Attempts and retries.
     pub retries: RetryMetrics,
+    /// Validations that ran, and their findings.
     pub validations: ValidationMetrics,
+    /// Commits and write conflicts.
     pub conflicts: ConflictMetrics,
+    /// The barriers' decisions, in time order.
     pub decisions: Vec<DecisionMetrics>,
+    /// The measured critical path.
     pub critical_path: CriticalPathMetrics,
     /// Outbound HTTP of all agents.
     #[serde(default)]
     pub network: NetworkMetrics,
     /// A failure of the run itself.
     pub error: Option<String>,
+    /// The run's spans, marks and pool samples.
     pub timeline: Timeline,
 }
 
+/// What one agent did, in numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentMetrics {
+    /// The agent's name.
     pub agent: String,
+    /// How it ended.
     pub outcome: AgentOutcome,
     /// Why it did not succeed (its error, or why it was skipped or partial).
     pub detail: Option<String>,
@@ -93,25 +108,35 @@ pub struct AgentMetrics {
     /// Start of its first attempt and end of its last.
     #[serde(with = "secs::option")]
     pub start: Option<Duration>,
+    /// End of its last attempt.
     #[serde(with = "secs::option")]
     pub end: Option<Duration>,
+    /// Its waits in the ready queue, summed.
     #[serde(with = "secs")]
     pub queue_wait: Duration,
+    /// Its attempts' run time, summed.
     #[serde(with = "secs")]
     pub run_time: Duration,
+    /// Fuel its last attempt used, when fuel is metered.
     pub fuel_used: Option<u64>,
+    /// The most linear memory it held.
     pub peak_memory_bytes: u64,
+    /// Attempts started.
     pub attempts: u32,
+    /// From the end of its `run` to its commit.
     #[serde(with = "secs::option")]
     pub commit_wait: Option<Duration>,
     /// Template renders, and how many the render cache answered.
     pub renders: u32,
+    /// Renders the render cache answered.
     pub renders_cached: u32,
     /// Measured critical-path timing (see [`RunMetrics`]).
     #[serde(with = "secs")]
     pub earliest_start: Duration,
+    /// How much later it could have started without lengthening the critical path.
     #[serde(with = "secs")]
     pub slack: Duration,
+    /// Whether it is on the measured critical path.
     pub critical: bool,
     /// What it was granted.
     #[serde(default)]
@@ -124,90 +149,127 @@ pub struct AgentMetrics {
     pub network: Option<AgentNetwork>,
 }
 
+/// What one group did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupMetrics {
+    /// The group's name.
     pub group: String,
+    /// How it ended.
     pub outcome: GroupOutcome,
+    /// Why it did not succeed.
     pub detail: Option<String>,
+    /// Its members.
     pub agents: Vec<String>,
+    /// When its members were queued.
     #[serde(with = "secs::option")]
     pub start: Option<Duration>,
+    /// When it finished.
     #[serde(with = "secs::option")]
     pub end: Option<Duration>,
 }
 
+/// How parallel the run was (see [`RunMetrics`] for the definitions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Parallelism {
     /// Σ run time of the agents.
     #[serde(with = "secs")]
     pub agent_time: Duration,
+    /// Σ run time / total time.
     pub average_concurrency: f64,
+    /// min(the pool's concurrent agent limit, the plan's widest group).
     pub effective_concurrency: u32,
+    /// The pool's concurrent agent limit.
     pub concurrency_limit: u32,
+    /// The machine's cores.
     pub cores: u32,
+    /// The most agents in one group of the plan.
     pub widest_group: u32,
+    /// Σ run time / (total time × effective concurrency).
     pub efficiency: f64,
 }
 
+/// Commit waits over the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommitWait {
+    /// All agents' commit waits, summed.
     #[serde(with = "secs")]
     pub total: Duration,
+    /// The longest commit wait.
     #[serde(with = "secs")]
     pub max: Duration,
     /// The agent that waited longest.
     pub max_agent: Option<String>,
 }
 
+/// The pool's units held over the run (see [`RunMetrics`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Utilisation {
     /// The pool's units.
     pub cpu_units: u32,
+    /// The pool's memory units.
     pub memory_units: u32,
+    /// The pool's agent slots.
     pub slots: u32,
     /// Units held on average over the run, and at most.
     pub cpu_average: f64,
+    /// Memory units held on average.
     pub memory_average: f64,
+    /// Slots held on average.
     pub slots_average: f64,
+    /// The most CPU units held at once.
     pub cpu_peak: u32,
+    /// The most memory units held at once.
     pub memory_peak: u32,
+    /// The most slots held at once.
     pub slots_peak: u32,
     /// Averages divided by the pool's units.
     pub cpu_ratio: f64,
+    /// Memory average / memory units.
     pub memory_ratio: f64,
+    /// Slots average / slots.
     pub slots_ratio: f64,
 }
 
+/// Hits of the agent output cache and the render cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheMetrics {
     /// Agents whose output came from the agent output cache, of the agents
     /// that ran or hit in this run (none when the run had no cache).
     pub agent_hits: u32,
+    /// Agents that ran or hit.
     pub agent_lookups: u32,
+    /// Agent hits / lookups; none without lookups.
     pub agent_hit_ratio: Option<f64>,
     /// Template renders answered by the render cache, of all renders.
     pub render_hits: u32,
+    /// All renders.
     pub renders: u32,
+    /// Render hits / renders; none without renders.
     pub render_hit_ratio: Option<f64>,
 }
 
+/// Attempts and retries over the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryMetrics {
     /// Attempts started (a resumed run's earlier parts included), and those
     /// beyond each agent's first (sequential re-runs included).
     pub attempts: u32,
+    /// Attempts beyond each agent's first.
     pub retries: u32,
     /// retries / attempts.
     pub rate: Option<f64>,
 }
 
+/// The run's validations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidationMetrics {
     /// Validations that ran, and those that rejected or errored.
     pub ran: u32,
+    /// Validations that rejected or errored.
     pub failed: u32,
     /// failed / ran.
     pub failure_rate: Option<f64>,
+    /// Every validation, in the order they ended.
     pub list: Vec<ValidationMetric>,
 }
 
@@ -235,41 +297,54 @@ pub struct FindingMetric {
     pub message: String,
 }
 
+/// Write conflicts over the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConflictMetrics {
     /// Commits in the run (inputs included), and conflicts per commit.
     pub commits: u32,
+    /// Conflicts / commits.
     pub frequency: Option<f64>,
+    /// Every conflict.
     pub list: Vec<Conflict>,
 }
 
+/// One decision of a group's barrier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionMetrics {
+    /// The group's name.
     pub group: String,
+    /// When it decided.
     #[serde(with = "secs")]
     pub at: Duration,
-    /// By name (`continue_with_partial`); an `extend_timeout` read back has
-    /// lost its extension.
+    /// By name (`continue_with_partial`); an `extend_timeout` read back has lost its extension.
     #[serde(with = "crate::events::decision_by_name")]
     pub decision: Decision,
+    /// Why.
     pub reason: String,
 }
 
+/// The measured critical path (see [`RunMetrics`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CriticalPathMetrics {
+    /// Its agents, first to last.
     pub agents: Vec<String>,
+    /// The sum of its agents' run times.
     #[serde(with = "secs")]
     pub length: Duration,
     /// length / total time.
     pub coverage: Option<f64>,
+    /// The path's longest agent.
     pub bottleneck: Option<Bottleneck>,
     /// What the numbers imply, in a sentence.
     pub finding: String,
 }
 
+/// The critical path's longest agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bottleneck {
+    /// The agent's name.
     pub agent: String,
+    /// Its run time.
     #[serde(with = "secs")]
     pub run_time: Duration,
     /// Its part of the critical path's length.
@@ -545,6 +620,7 @@ impl RunMetrics {
         Self::with_cores(workflow, report, cores)
     }
 
+    /// The metrics of agent `id`.
     pub fn agent(&self, id: &str) -> Option<&AgentMetrics> {
         self.agents.iter().find(|a| a.agent == id)
     }

@@ -16,14 +16,17 @@ use crate::workflow::AgentSpec;
 /// ever), and whether it had real clocks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantMetrics {
+    /// Its granted directories.
     pub files: Vec<FileGrantMetric>,
     /// The allow-list, as written, if it had an HTTP grant.
     pub http: Option<Vec<String>>,
+    /// Its variables, by name.
     pub variables: Vec<VariableMetric>,
     /// `wasi: true`: real clocks and randomness.
     pub real_clocks: bool,
 }
 
+/// A granted directory, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileGrantMetric {
     /// Where the agent sees it (`/docs`).
@@ -32,13 +35,17 @@ pub struct FileGrantMetric {
     pub mode: String,
 }
 
+/// A variable, as the report shows it (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariableMetric {
+    /// The variable's name.
     pub name: String,
+    /// Whether it is secret.
     pub secret: bool,
 }
 
 impl GrantMetrics {
+    /// What `agent` was granted.
     pub fn of(agent: &AgentSpec) -> Self {
         let g = &agent.grants;
         Self {
@@ -99,14 +106,18 @@ impl GrantMetrics {
 pub struct AgentNetwork {
     /// Requests sent, and those that failed after they were sent.
     pub requests: u32,
+    /// Requests that failed after they were sent.
     pub failed: u32,
     /// Requests refused before any connection, or cut off by a limit.
     pub refused: u32,
     /// Body bytes sent and received.
     pub sent: u64,
+    /// Response body bytes received.
     pub received: u64,
+    /// Time spent waiting on the network.
     #[serde(with = "secs")]
     pub wait: Duration,
+    /// wait / run time.
     pub network_latency_impact: Option<f64>,
     /// In order of first contact.
     pub origins: Vec<OriginMetrics>,
@@ -119,21 +130,32 @@ pub struct AgentNetwork {
 pub struct OriginMetrics {
     /// `scheme://host:port`.
     pub origin: String,
+    /// Requests sent.
     pub requests: u32,
+    /// Requests that failed after they were sent.
     pub failed: u32,
+    /// Requests refused.
     pub refused: u32,
+    /// Request body bytes sent.
     pub sent: u64,
+    /// Response body bytes received.
     pub received: u64,
+    /// The median request time.
     #[serde(with = "secs::option")]
     pub latency_median: Option<Duration>,
+    /// The longest request time.
     #[serde(with = "secs::option")]
     pub latency_max: Option<Duration>,
 }
 
+/// One distinct refusal, with how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusalMetric {
+    /// `scheme://host:port` of the request.
     pub origin: String,
+    /// Why it was refused.
     pub reason: String,
+    /// How often.
     pub count: u32,
 }
 
@@ -141,13 +163,20 @@ pub struct RefusalMetric {
 /// **network latency impact** = Σ agents' network wait / Σ agents' run time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkMetrics {
+    /// Requests sent.
     pub requests: u32,
+    /// Requests that failed after they were sent.
     pub failed: u32,
+    /// Requests refused.
     pub refused: u32,
+    /// Request body bytes sent.
     pub sent: u64,
+    /// Response body bytes received.
     pub received: u64,
+    /// Time agents spent waiting on the network.
     #[serde(with = "secs")]
     pub wait: Duration,
+    /// Σ network wait / Σ run time.
     pub network_latency_impact: Option<f64>,
 }
 

@@ -312,5 +312,10 @@ pub enum Outputs {
     /// successful run stay).
     NotWritten,
     /// The files written, and why the others were not.
-    Written { written: Vec<PathBuf>, errors: Vec<OutputError> },
+    Written {
+        /// The files written.
+        written: Vec<PathBuf>,
+        /// Why the others were not.
+        errors: Vec<OutputError>,
+    },
 }

@@ -4,15 +4,30 @@
 //! rule the host enforces) and synchronous, except `templates.render`, which
 //! may wait for its turn (the agent then suspends on its fiber); exports are
 //! called asynchronously, so agents yield to tokio at every epoch tick.
+//!
+//! The generated code lives in the private module `wit`, and this module
+//! re-exports what the host uses under short names. `bindgen!` names its
+//! top module after the WIT package namespace, `ensemble`, which is also the
+//! crate's name: left at this level it made `ensemble::...` ambiguous when
+//! rustdoc builds the doctests.
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "agent",
-    imports: {
-        "ensemble:agent/templates.render": async | trappable,
-        default: trappable,
-    },
-    exports: { default: async },
-});
+// The generated items carry the docs of `wit/agent.wit`; the few it leaves
+// undocumented (`severity`, `finding`) wait for a change of the WIT file
+// itself, which the guests are built from too.
+#[allow(missing_docs)]
+mod wit {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "agent",
+        imports: {
+            "ensemble:agent/templates.render": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+    });
+}
 
-pub use ensemble::agent::types::{ContextError, Finding, Severity};
+pub use wit::ensemble::agent::{context, log, progress, templates, types};
+pub use wit::{Agent, AgentError, AgentPre, Invocation, Validation};
+
+pub use types::{ContextError, Finding, Severity};

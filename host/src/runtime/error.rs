@@ -9,27 +9,69 @@ use crate::context::OwnershipError;
 /// How the agent's own `agent-error` classified its failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReturnedKind {
+    /// The agent's input was not what it accepts.
     InvalidInput,
+    /// A context call failed.
     Context,
+    /// Anything else.
     Failed,
 }
 
 /// Why an agent did not succeed. Every variant names the agent.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AgentError {
+    /// Its component could not be read or compiled.
     #[error("agent `{agent}`: cannot load component {}: {reason}", path.display())]
-    Load { agent: String, path: PathBuf, reason: String },
+    Load {
+        /// The agent's name.
+        agent: String,
+        /// The component file.
+        path: PathBuf,
+        /// Why it could not be loaded.
+        reason: String,
+    },
+    /// Its component imports something the host does not provide.
     #[error("agent `{agent}`: component {} imports `{import}`, which the host does not provide ({})", path.display(), grant_hint(import))]
-    Link { agent: String, path: PathBuf, import: String },
+    Link {
+        /// The agent's name.
+        agent: String,
+        /// The component file.
+        path: PathBuf,
+        /// The import the host lacks.
+        import: String,
+    },
+    /// It used up its fuel budget.
     #[error("agent `{agent}` ran out of fuel (budget: {budget} units)")]
-    OutOfFuel { agent: String, budget: u64 },
+    OutOfFuel {
+        /// The agent's name.
+        agent: String,
+        /// The budget, in fuel units.
+        budget: u64,
+    },
+    /// It asked for more linear memory than it may hold.
     #[error("agent `{agent}` hit its memory limit of {limit} bytes (it asked for {requested} bytes)")]
-    MemoryLimit { agent: String, limit: u64, requested: u64 },
+    MemoryLimit {
+        /// The agent's name.
+        agent: String,
+        /// Its limit, in bytes.
+        limit: u64,
+        /// What it asked for, in bytes.
+        requested: u64,
+    },
+    /// An attempt ran past its timeout.
     #[error("agent `{agent}` timed out after {}", humantime::format_duration(*after))]
-    Timeout { agent: String, after: Duration },
+    Timeout {
+        /// The agent's name.
+        agent: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// It trapped: a panic, an unreachable, an out-of-bounds access, ...
     #[error("agent `{agent}` trapped: {message}{}{}", said.as_ref().map(|s| format!(" (it last logged: {s})")).unwrap_or_default(), need_hint(agent, missing_need.as_deref()))]
     Trap {
+        /// The agent's name.
         agent: String,
+        /// The trap's message.
         message: String,
         /// The wasm backtrace, when wasmtime captured one.
         backtrace: Option<String>,
@@ -38,40 +80,84 @@ pub enum AgentError {
         /// A key it found missing that another agent owns.
         missing_need: Option<Box<MissingNeed>>,
     },
+    /// It wrote a key it does not own.
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
     /// It read a key outside its workflow `reads` patterns.
     #[error("agent `{agent}` may not read `{key}`: it is outside its `reads` patterns ({})", patterns.join(", "))]
-    ReadRefused { agent: String, key: String, patterns: Vec<String> },
+    ReadRefused {
+        /// The agent's name.
+        agent: String,
+        /// The key it read.
+        key: String,
+        /// Its `reads` patterns.
+        patterns: Vec<String>,
+    },
     /// It went past a host limit that fails the invocation (a log flood).
     #[error("agent `{agent}` exceeded a host limit: {message}")]
-    LimitExceeded { agent: String, message: String },
+    LimitExceeded {
+        /// The agent's name.
+        agent: String,
+        /// Which limit, and by how much.
+        message: String,
+    },
+    /// Its `run` or `validate` returned an `agent-error`.
     #[error("agent `{agent}` failed: {message}{}", need_hint(agent, missing_need.as_deref()))]
     Returned {
+        /// The agent's name.
         agent: String,
+        /// How the agent classified the error.
         kind: ReturnedKind,
+        /// What the agent said.
         message: String,
         /// A key it found missing that another agent owns.
         missing_need: Option<Box<MissingNeed>>,
     },
+    /// The host failed while serving the agent.
     #[error("agent `{agent}`: host error: {message}")]
-    Host { agent: String, message: String },
+    Host {
+        /// The agent's name.
+        agent: String,
+        /// What failed.
+        message: String,
+    },
     /// Its commit met a concurrent write its key's policy refuses; another
     /// attempt reads the newer value.
     #[error(transparent)]
     Conflict(#[from] crate::context::CommitError),
     /// The executor stopped the agent (a group's barrier gave up on it).
     #[error("agent `{agent}` was stopped: {reason}")]
-    Stopped { agent: String, reason: String },
+    Stopped {
+        /// The agent's name.
+        agent: String,
+        /// Why it was stopped.
+        reason: String,
+    },
     /// It tried to write the value of a secret variable (`secret`, by name)
     /// to the context; `key` is shown with secret values replaced by `***`.
     #[error(
         "agent `{agent}` may not write `{key}`: it holds the value of secret `{secret}`, and secrets never leave the host (nothing was committed)"
     )]
-    SecretWrite { agent: String, key: String, secret: String },
+    SecretWrite {
+        /// The agent's name.
+        agent: String,
+        /// The key, secret values replaced by `***`.
+        key: String,
+        /// The secret variable's name.
+        secret: String,
+    },
     /// A directory it was granted could not be opened when it ran.
     #[error("agent `{agent}`: cannot open its granted directory {} (as `{guest}`): {reason}", host.display())]
-    GrantUnavailable { agent: String, host: PathBuf, guest: String, reason: String },
+    GrantUnavailable {
+        /// The agent's name.
+        agent: String,
+        /// The directory on the host.
+        host: PathBuf,
+        /// Where the agent sees it.
+        guest: String,
+        /// Why it could not be opened.
+        reason: String,
+    },
 }
 
 /// A key an agent read and found missing although another agent owns it:
@@ -79,6 +165,7 @@ pub enum AgentError {
 /// (the executor drops it when it does: see [`AgentError::without_missing_need`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingNeed {
+    /// The key it found missing.
     pub key: String,
     /// The agent owning `key`.
     pub owner: String,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bindings::ContextError;
-use super::bindings::ensemble::agent::{context, log, progress, templates, types};
+use super::bindings::{context, log, progress, templates, types};
 use super::limits::Limiter;
 use super::secrets::Secrets;
 use super::wasi::Unopened;
@@ -51,7 +51,7 @@ pub struct HostLimits {
     /// [`MAX_MESSAGE_BYTES`] (4 KiB).
     pub max_message_bytes: usize,
     /// The most distinct keys and `keys` prefixes one invocation may read.
-    /// Default [`MAX_READS`] (100 000).
+    /// Default 100 000.
     pub max_reads: usize,
     /// Log messages an agent may send in a burst. Default 1000.
     pub log_burst: u32,

@@ -174,10 +174,12 @@ pub struct PulseState {
     pub fuel_used: Option<u64>,
     /// `templates.render` calls so far, and how many the render cache answered.
     pub renders: u32,
+    /// Renders the render cache answered.
     pub renders_cached: u32,
 }
 
 impl Pulse {
+    /// Its signs of life as of now.
     pub fn read(&self) -> PulseState {
         *self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -190,15 +192,21 @@ impl Pulse {
 /// Everything one call of an agent's `run` needs.
 #[derive(Debug, Clone)]
 pub struct AgentCall {
+    /// The agent's name.
     pub agent: String,
+    /// The run's id.
     pub run_id: String,
+    /// The attempt's number, from 1.
     pub attempt: u32,
     /// MessagePack of the agent's config.
     pub config: Vec<u8>,
     /// The context as of the agent's start.
     pub snapshot: Snapshot,
+    /// Which agent owns which keys.
     pub ownership: Ownership,
+    /// Fuel, memory, time and host limits of the call.
     pub limits: Limits,
+    /// Where the call's events go.
     pub events: EventSink,
     /// Updated while the agent runs.
     pub pulse: Arc<Pulse>,
@@ -231,6 +239,7 @@ pub type RenderFuture<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Rendere
 /// A rendered template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
+    /// The rendered text.
     pub text: String,
     /// Answered from a render cache.
     pub cached: bool,
@@ -261,7 +270,9 @@ pub struct AgentOutput {
 /// not inputs and are not recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reads {
+    /// Each key read, with the blake3 of its value (`None`: absent).
     pub values: std::collections::BTreeMap<String, Option<[u8; 32]>>,
+    /// Each prefix listed, with the blake3 of the listing.
     pub listings: std::collections::BTreeMap<String, [u8; 32]>,
 }
 
@@ -338,6 +349,7 @@ impl std::fmt::Debug for Runtime {
 pub struct RuntimeError(String);
 
 impl Runtime {
+    /// A runtime configured by `config`.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let (engine, pooling) = if config.pooling {
             match Engine::new(&engine_config(&config, true)) {
@@ -395,6 +407,7 @@ impl Runtime {
         self.inner.pooling
     }
 
+    /// Whether agents' fuel is metered.
     pub fn fuel_enabled(&self) -> bool {
         self.inner.fuel
     }
@@ -404,6 +417,7 @@ impl Runtime {
         self.inner.instantiations.load(Ordering::Relaxed)
     }
 
+    /// How the components loaded so far were loaded.
     pub fn load_stats(&self) -> LoadStats {
         LoadStats {
             compiled: self.inner.compiled.load(Ordering::Relaxed),

@@ -110,6 +110,7 @@ impl TemplateService {
         }
     }
 
+    /// The limits renders run under.
     pub fn limits(&self) -> TemplateLimits {
         self.limits
     }

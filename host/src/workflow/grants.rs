@@ -67,6 +67,7 @@ pub struct FileGrant {
     pub host: PathBuf,
     /// The absolute path the agent opens it by (`/docs`).
     pub guest: String,
+    /// What the agent may do there.
     pub mode: FileMode,
     /// Where the grant is declared.
     pub location: Location,
@@ -83,6 +84,7 @@ pub enum FileMode {
 }
 
 impl FileMode {
+    /// The mode as the file writes it (`read`, `read_write`).
     pub fn name(self) -> &'static str {
         match self {
             FileMode::Read => "read",
@@ -94,7 +96,9 @@ impl FileMode {
 /// Outbound HTTP to an allow-list, under limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpGrant {
+    /// The origins it may reach.
     pub allow: Vec<HostPattern>,
+    /// Its limits.
     pub limits: HttpLimits,
     /// Where the grant is declared.
     pub location: Location,
@@ -135,6 +139,7 @@ pub struct Variable {
     pub name: String,
     /// Where the value came from (`env RESEARCH_TOKEN`, `file token.txt`, `value`).
     pub source: String,
+    /// Its value.
     pub value: VariableValue,
     /// Where the variable is declared.
     pub location: Location,
@@ -143,7 +148,9 @@ pub struct Variable {
 /// A variable's value; a secret's never shows in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VariableValue {
+    /// The value.
     pub text: String,
+    /// Whether it is secret.
     pub secret: bool,
 }
 
@@ -156,7 +163,9 @@ impl fmt::Debug for VariableValue {
 /// Which schemes a pattern admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemeMatch {
+    /// `http://`.
     Http,
+    /// `https://`.
     Https,
     /// `*://`: either.
     Any,
@@ -180,6 +189,7 @@ pub enum HostMatch {
 pub enum PortMatch {
     /// None written: the scheme's default (80, 443).
     Default,
+    /// This port.
     Exact(u16),
     /// `:*`.
     Any,
@@ -188,8 +198,11 @@ pub enum PortMatch {
 /// One `scheme://host[:port]` entry of an HTTP allow-list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPattern {
+    /// The schemes it admits.
     pub scheme: SchemeMatch,
+    /// The hosts it admits.
     pub host: HostMatch,
+    /// The ports it admits.
     pub port: PortMatch,
     /// As written.
     pub text: String,
@@ -388,6 +401,7 @@ pub(super) fn check_variable_name(name: &str) -> Result<(), String> {
 /// One line of a workflow's grant summary: an agent, what it may use, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantLine {
+    /// The agent's name.
     pub agent: String,
     /// `files`, `http`, `variable`, `secret` or `clocks`.
     pub what: &'static str,

@@ -44,9 +44,11 @@ pub const DEFAULT_AGENT_MEMORY: u32 = 16;
 /// A parsed and validated workflow.
 #[derive(Debug, Clone)]
 pub struct Workflow {
+    /// The workflow's `name`.
     pub name: String,
     /// The file it was read from.
     pub path: PathBuf,
+    /// The resource pool its agents share.
     pub resources: Resources,
     /// Agents in the order the file declares them.
     pub agents: Vec<AgentSpec>,
@@ -54,9 +56,11 @@ pub struct Workflow {
     pub shared: Vec<SharedPrefix>,
     /// Explicit parallel groups, in file order (the planner derives the rest).
     pub groups: Vec<GroupSpec>,
+    /// The agent output cache.
     pub cache: CacheSpec,
     /// The templates directory, resolved against the workflow's directory.
     pub templates: Option<PathBuf>,
+    /// Files written from context values after a run.
     pub outputs: Option<OutputsSpec>,
     /// The ready queue's order, worked out once by the first run that needs
     /// it (a plan computation). A workflow changed after that keeps it:
@@ -85,6 +89,7 @@ impl DependencyKind {
         self == Self::Data
     }
 
+    /// The kind as the file writes it (`data`, `context`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Self::Data => "data",
@@ -98,8 +103,11 @@ impl DependencyKind {
 /// One edge of `needs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
+    /// The agent needed.
     pub agent: String,
+    /// How it is needed.
     pub kind: DependencyKind,
+    /// Where the need is declared.
     pub location: Location,
 }
 
@@ -110,6 +118,7 @@ pub struct Retry {
     pub attempts: u32,
     /// Delay before the first retry; doubles each time, with jitter.
     pub backoff: Duration,
+    /// The longest delay between retries.
     pub max_backoff: Duration,
 }
 
@@ -122,10 +131,15 @@ impl Default for Retry {
 /// A parallel group declared in the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSpec {
+    /// The group's name.
     pub name: String,
+    /// Its members, in file order.
     pub agents: Vec<String>,
+    /// Its smart barrier.
     pub barrier: Barrier,
+    /// Members that validate the other members' outputs after the barrier.
     pub cross_validation: Option<CrossValidation>,
+    /// Where the group is declared.
     pub location: Location,
 }
 
@@ -134,6 +148,7 @@ pub struct GroupSpec {
 pub struct Barrier {
     /// How long to wait for all members; `None` waits for ever.
     pub timeout: Option<Duration>,
+    /// When the group counts as successful.
     pub success: Success,
     /// Tried in order when the timeout passes, or when every member has
     /// finished and some did not succeed; the first that applies decides.
@@ -156,41 +171,56 @@ impl Default for Barrier {
 /// When a group counts as successful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Success {
+    /// Every member succeeded.
     All,
+    /// At least one member succeeded.
     AtLeastOne,
 }
 
+/// What a group's barrier may do when its timeout passes or members did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutStrategy {
     /// Cancel stragglers, fill their defaults, go on with what completed.
     ContinueWithPartial,
     /// If every straggler reported progress recently, wait `by` longer, at most `count` times.
-    ExtendTimeout { by: Duration, count: u32 },
+    ExtendTimeout {
+        /// How much longer each time.
+        by: Duration,
+        /// How many times at most.
+        count: u32,
+    },
     /// Re-run the group's members one at a time with the whole pool.
     FallbackSequential,
 }
 
+/// A group's cross-validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrossValidation {
     /// Members whose `validate` runs over the other members' outputs.
     pub validators: Vec<String>,
+    /// Wall-clock limit of one `validate` call; `None` means none.
     pub timeout: Option<Duration>,
+    /// What a failed validation does.
     pub on_failure: OnFailure,
 }
 
 /// What a failed validation does to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFailure {
+    /// Report it; the run goes on.
     Warn,
+    /// Fail the group.
     Fail,
 }
 
 /// The agent output cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSpec {
+    /// Whether agents' outputs are cached.
     pub enabled: bool,
     /// Resolved against the workflow's directory.
     pub dir: PathBuf,
+    /// The cache's size limit in bytes.
     pub max_size: u64,
     /// Entries larger than this are lz4-compressed.
     pub compress_above: u64,
@@ -216,6 +246,7 @@ pub struct OutputsSpec {
     workflow.display(), dir.display(), folder.display(), folder.display()
 )]
 pub struct OutputsOutside {
+    /// The workflow file.
     pub workflow: PathBuf,
     /// Where `outputs.dir` is declared.
     pub at: Location,
@@ -252,6 +283,7 @@ impl Workflow {
 pub struct OutputFile {
     /// Relative to the outputs' `dir`.
     pub name: String,
+    /// The context key whose text is written.
     pub key: String,
     /// Where its `key` is declared.
     pub location: Location,
@@ -260,10 +292,13 @@ pub struct OutputFile {
 /// The resource pool the agents share.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resources {
+    /// CPU units.
     pub cpu: u32,
+    /// Memory units.
     pub memory: u32,
     /// Bytes in one memory unit.
     pub memory_unit: u64,
+    /// The most agents running at once.
     pub max_concurrent: u32,
     /// Agents may together hold this multiple of the cpu units.
     pub cpu_oversubscription: f64,
@@ -290,6 +325,7 @@ impl Default for Resources {
 /// One agent of a workflow.
 #[derive(Debug, Clone)]
 pub struct AgentSpec {
+    /// Its id, unique in the workflow.
     pub id: String,
     /// The component file, resolved against the workflow's directory.
     pub component: PathBuf,
@@ -301,7 +337,9 @@ pub struct AgentSpec {
     pub needs: Vec<Need>,
     /// The agent's `config`, encoded as MessagePack (an empty map by default).
     pub config: Vec<u8>,
+    /// CPU units it holds while it runs.
     pub cpu: u32,
+    /// Memory units it holds while it runs.
     pub memory: u32,
     /// Instruction budget; `None` means unmetered.
     pub fuel: Option<u64>,
@@ -311,6 +349,7 @@ pub struct AgentSpec {
     pub estimate: Option<Duration>,
     /// Priority override (1–10); the planner decides when `None`.
     pub priority: Option<u8>,
+    /// Its retries.
     pub retry: Retry,
     /// MessagePack values for its keys when a barrier continues without it.
     pub defaults: BTreeMap<String, Vec<u8>>,
@@ -340,7 +379,9 @@ impl AgentSpec {
 /// A 1-based line and column in the workflow file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
+    /// The line, from 1.
     pub line: u64,
+    /// The column, from 1.
     pub column: u64,
 }
 
@@ -353,17 +394,31 @@ impl fmt::Display for Location {
 /// One thing wrong with a workflow file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Where it is, if known.
     pub location: Option<Location>,
+    /// What is wrong.
     pub message: String,
 }
 
 /// Why a workflow could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
+    /// The file could not be read.
     #[error("cannot read workflow {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The workflow file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid workflow.
     #[error("{}", render_problems(path, problems))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        /// The workflow file.
+        path: PathBuf,
+        /// Everything wrong with it, in file order.
+        problems: Vec<Problem>,
+    },
 }
 
 /// A YAML (or JSON) parse error in the file at `path`, as one line:
@@ -437,6 +492,7 @@ impl Workflow {
         file::schema().to_value()
     }
 
+    /// The agent `id`, if the workflow has it.
     pub fn agent(&self, id: &str) -> Option<&AgentSpec> {
         self.agents.iter().find(|a| a.id == id)
     }

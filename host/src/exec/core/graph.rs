@@ -28,6 +28,7 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The graph of `workflow`'s agents and needs.
     pub fn new(workflow: &Workflow) -> Self {
         let ids: foldhash::HashMap<&str, AgentIx> =
             workflow.agents.iter().enumerate().map(|(i, a)| (a.id.as_str(), i)).collect();

@@ -46,7 +46,12 @@ pub enum JobKind {
     Run,
     /// The agent validates `subject`'s outputs (for `group`'s
     /// cross-validation, or a `validation` need when `None`).
-    Validate { subject: AgentIx, group: Option<usize> },
+    Validate {
+        /// The agent whose outputs it validates.
+        subject: AgentIx,
+        /// The group, for a group's cross-validation.
+        group: Option<usize>,
+    },
 }
 
 /// What the core decided; the run loop carries these out in order.
@@ -59,11 +64,17 @@ pub enum Action {
     Lookup(AgentIx),
     /// Start a job; its units are taken from the pool (`pool` after).
     Start {
+        /// The job's id, for [`Core::release`].
         job: JobId,
+        /// The agent.
         agent: AgentIx,
+        /// What the job does.
         kind: JobKind,
+        /// Whether it runs alone with the whole pool (a sequential re-run).
         exclusive: bool,
+        /// The attempt's number, from 1.
         attempt: u32,
+        /// The pool's usage after its units were taken.
         pool: PoolUsage,
     },
     /// Stop a running job: whatever it returns is discarded (report it
@@ -73,45 +84,69 @@ pub enum Action {
     Stopped(AgentIx),
     /// Retry the agent after `after` (its attempt failed with a retryable error).
     Retrying {
+        /// The agent.
         agent: AgentIx,
+        /// The attempt that starts next.
         attempt: u32,
+        /// The wait before it.
         after: Duration,
+        /// The error of the failed attempt.
         error: String,
     },
     /// The agent finished. `ran`: its last job's timing applies (it ran,
     /// or was stopped while running). A `Partial` status names no
     /// defaults yet: the run loop commits the agent's defaults.
     Finish {
+        /// The agent.
         agent: AgentIx,
+        /// How it ended.
         status: AgentStatus,
+        /// Whether its last job's timing applies.
         ran: bool,
     },
+    /// The group's members were queued together.
     GroupStarted(usize),
+    /// The group's barrier timeout passed with members still running.
     GroupTimedOut {
+        /// The group's index.
         group: usize,
+        /// The members still unfinished.
         running: Vec<AgentIx>,
     },
     /// A barrier decision (also in the group's report).
     Barrier {
+        /// The group's index.
         group: usize,
+        /// The decision, its reason and time.
         record: DecisionRecord,
     },
+    /// The group finished, its cross-validation included.
     GroupDone {
+        /// The group's index.
         group: usize,
+        /// Whether it succeeded.
         succeeded: bool,
     },
     /// A validation job could not start (its component cannot be used).
     ValidationError {
+        /// The validating agent.
         validator: AgentIx,
+        /// The agent it was to validate.
         subject: AgentIx,
+        /// The group, for a group's cross-validation.
         group: Option<usize>,
+        /// Why it could not start.
         error: AgentError,
     },
     /// A validation that cannot run because its validator or subject did not succeed.
     ValidationSkipped {
+        /// The validating agent.
         validator: AgentIx,
+        /// The agent it was to validate.
         subject: AgentIx,
+        /// The group, for a group's cross-validation.
         group: Option<usize>,
+        /// Which agent did not succeed.
         because: String,
     },
 }
@@ -171,10 +206,13 @@ struct Running {
 /// A job back from the dispatcher, its units returned to the pool.
 #[derive(Debug, Clone, Copy)]
 pub struct Released {
+    /// The job's agent.
     pub agent: AgentIx,
+    /// What the job did.
     pub kind: JobKind,
     /// It was aborted: drop its result, do not report it further.
     pub discard: bool,
+    /// The pool's usage after its units came back.
     pub pool: PoolUsage,
 }
 

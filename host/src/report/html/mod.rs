@@ -1,9 +1,9 @@
 //! A finished run as one self-contained HTML page: a timeline (Gantt) of
 //! agents and groups with the critical path highlighted (agents' HTTP
 //! requests as thin bars under their attempts), a legend, the metrics as
-//! tables, and agents' grants and network use ([`network`]). No network access: inline CSS and SVG, and a few lines
-//! of inline script that record how many bars the browser laid out
-//! (`data-rendered-bars` on `#timeline`), for tests.
+//! tables, and agents' grants and network use. No network access: inline
+//! CSS and SVG, and a few lines of inline script that record how many bars
+//! the browser laid out (`data-rendered-bars` on `#timeline`), for tests.
 
 use std::collections::HashMap;
 use std::fmt::Write;

@@ -26,8 +26,10 @@ impl Execution<'_> {
         match action {
             Action::Queued(agent) => self.emit(EventKind::Queued { agent: wf.agents[agent].id.clone() }),
             Action::Lookup(agent) => {
-                let hit = self.commit_cached(agent);
-                self.core.cache_answered(agent, hit);
+                if self.core.awaits_lookup(agent) {
+                    let hit = self.commit_cached(agent);
+                    self.core.cache_answered(agent, hit);
+                }
             }
             Action::Start { job, agent, kind, exclusive, attempt, pool } => {
                 self.start(job, agent, kind, exclusive, attempt, pool);
@@ -103,7 +105,22 @@ impl Execution<'_> {
     ) {
         let wf = self.wf;
         let spec = &wf.agents[agent];
-        let Some(Some(Ok(component))) = self.components.get(agent).cloned() else { return };
+        let Some(Some(Ok(component))) = self.components.get(agent).cloned() else {
+            // The core fails agents whose component cannot be used before
+            // starting them; should one get here, its job ends at once.
+            let error =
+                AgentError::Host { agent: spec.id.clone(), message: "component was not loaded".into() };
+            let pulse = Arc::new(Pulse::default());
+            self.jobs.push(Started {
+                id,
+                agent,
+                base: self.store.snapshot().version(),
+                pulse,
+                started: Instant::now(),
+            });
+            self.job_ended(Done { id, outcome: Err(error), ended: Instant::now() });
+            return;
+        };
         let memory_bytes = if exclusive {
             u64::from(self.core.memory_capacity()).saturating_mul(wf.resources.memory_unit)
         } else {

@@ -9,8 +9,9 @@
 //! [`LocalDispatcher`] runs jobs in this process: a lone job (a chain has
 //! nothing else to run) on the run loop's own task, with no task spawned and
 //! no thread woken; otherwise on a few long-lived worker tasks, one per
-//! runtime thread, each polling many jobs and sending back whatever ended
-//! in one batch, so a finished agent does not wake the loop on its own.
+//! runtime thread (each job dealt to the least loaded), each polling many
+//! jobs (no task spawned per job); the loop takes every result that has
+//! arrived in one wake-up.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -99,7 +100,8 @@ pub struct LocalDispatcher {
     /// next [`Dispatcher::next`], so a lone one can run inline.
     starting: Vec<(JobId, JobFuture)>,
     workers: Vec<Worker>,
-    next_worker: usize,
+    /// Which worker each job on a worker was dealt to.
+    dealt: Vec<(JobId, usize)>,
     done_tx: mpsc::UnboundedSender<Vec<Done>>,
     done_rx: mpsc::UnboundedReceiver<Vec<Done>>,
     /// Abort handles of the jobs on workers.
@@ -115,6 +117,8 @@ impl std::fmt::Debug for LocalDispatcher {
 
 struct Worker {
     tx: mpsc::UnboundedSender<Vec<(JobId, JobFuture)>>,
+    /// Its jobs not yet returned.
+    load: usize,
     _task: AbortOnDropHandle<()>,
 }
 
@@ -127,7 +131,7 @@ impl LocalDispatcher {
             inline: None,
             starting: Vec::new(),
             workers: Vec::new(),
-            next_worker: 0,
+            dealt: Vec::new(),
             done_tx,
             done_rx,
             aborts: Vec::new(),
@@ -152,10 +156,10 @@ impl LocalDispatcher {
             for _ in 0..threads.max(1) {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let task = tokio::spawn(work(rx, self.done_tx.clone()));
-                self.workers.push(Worker { tx, _task: AbortOnDropHandle::new(task) });
+                self.workers.push(Worker { tx, load: 0, _task: AbortOnDropHandle::new(task) });
             }
         }
-        // Deal the jobs round-robin, one message per worker.
+        // Deal each job to the least loaded worker, one message per worker.
         let n = self.workers.len();
         let mut batches: Vec<Vec<(JobId, JobFuture)>> = (0..n).map(|_| Vec::new()).collect();
         for (id, future) in self.starting.drain(..) {
@@ -167,10 +171,12 @@ impl LocalDispatcher {
                     Err(_) => Done { id, outcome: Err(stopped()), ended: Instant::now() },
                 }
             });
-            batches[self.next_worker % n].push((id, future));
-            self.next_worker = self.next_worker.wrapping_add(1);
+            let w = (0..n).min_by_key(|&w| self.workers[w].load + batches[w].len()).unwrap_or(0);
+            self.dealt.push((id, w));
+            batches[w].push((id, future));
         }
-        for (worker, batch) in self.workers.iter().zip(batches) {
+        for (worker, batch) in self.workers.iter_mut().zip(batches) {
+            worker.load += batch.len();
             if !batch.is_empty() {
                 // A worker outlives the dispatcher's use of it; a closed one
                 // means the runtime is shutting down, and the run with it.
@@ -185,6 +191,12 @@ impl LocalDispatcher {
         self.in_flight = self.in_flight.saturating_sub(returned.len());
         if !self.aborts.is_empty() {
             self.aborts.retain(|(id, _)| !returned.iter().any(|d| d.id == *id));
+        }
+        for ended in returned {
+            if let Some(i) = self.dealt.iter().position(|(id, _)| *id == ended.id) {
+                let (_, w) = self.dealt.swap_remove(i);
+                self.workers[w].load = self.workers[w].load.saturating_sub(1);
+            }
         }
     }
 }
@@ -286,12 +298,11 @@ async fn work(
                 Some(batch) => running.extend(batch.into_iter().map(|(id, future)| CatchPanic { id, future })),
                 None => open = false,
             },
-            Some(first) = running.next(), if !running.is_empty() => {
-                let mut batch = vec![first];
-                while let Some(Some(more)) = futures_util::FutureExt::now_or_never(running.next()) {
-                    batch.push(more);
-                }
-                if done.send(batch).is_err() {
+            Some(ended) = running.next(), if !running.is_empty() => {
+                // Sent at once: polling for more would run the worker's other
+                // jobs for a time slice each first. The loop takes whatever
+                // has arrived in one wake-up.
+                if done.send(vec![ended]).is_err() {
                     return;
                 }
             }

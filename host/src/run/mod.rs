@@ -45,12 +45,12 @@
 //! [`RunBuilder::start`] and [`PreparedRun::start`] must be called on a
 //! **multi-thread** tokio runtime (they return an error otherwise) with its
 //! **time and I/O drivers enabled** (`enable_all`, as `#[tokio::main]` does):
-//! agents run as tasks on the runtime's workers, so a current-thread runtime
-//! would run them one at a time; timeouts, retries' backoff and barrier
+//! agents run on worker tasks, one per runtime thread, so a current-thread
+//! runtime would run them on one core; timeouts, retries' backoff and barrier
 //! timers use tokio's time driver; agents' HTTP grants use its I/O driver.
 //! (Tokio offers no way to ask whether the drivers are on: without them the
 //! first timer or connection panics.) Setting `global_queue_interval(1)`
-//! lets newly admitted agents start promptly beside running ones;
+//! lets the run loop and the workers take turns promptly;
 //! [`tokio_runtime`] builds a runtime with exactly these settings.
 //! [`RunBuilder::prepare`] blocks while components compile (seconds, the
 //! first time a large component is seen), so async code calls

@@ -416,11 +416,22 @@ impl<'w> Core<'w> {
 
     /// The cache answered about `agent`: with a hit, its cached writes were
     /// committed (`version`, `keys`); without, it joins the queue.
+    /// An answer for an agent that is no longer queued (a barrier stopped
+    /// it since it was queued) is ignored.
     pub fn cache_answered(&mut self, agent: AgentIx, hit: Option<(u64, Vec<String>)>) {
+        if !self.awaits_lookup(agent) {
+            return;
+        }
         match hit {
             Some((version, keys)) => self.finish(agent, AgentStatus::Succeeded { version, keys }, false),
             None => self.queue.push(agent, JobKind::Run, false),
         }
+    }
+
+    /// Whether `agent` is queued and waits for the cache's answer (ask the
+    /// cache only then: a barrier may have stopped it since).
+    pub fn awaits_lookup(&self, agent: AgentIx) -> bool {
+        self.phase[agent] == Phase::Queued && !self.queue.holds_run(agent)
     }
 
     /// Fire what is due at `now`: backoffs ending, barrier timeouts.

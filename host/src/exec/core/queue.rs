@@ -48,6 +48,11 @@ impl Queue {
         self.jobs.clear();
     }
 
+    /// Whether `agent`'s run job is in the queue.
+    pub(super) fn holds_run(&self, agent: AgentIx) -> bool {
+        self.jobs.iter().any(|q| q.agent == agent && q.kind == JobKind::Run)
+    }
+
     /// Drop `agent`'s queued run job.
     pub(super) fn remove_run(&mut self, agent: AgentIx) {
         self.jobs.retain(|q| !(q.agent == agent && q.kind == JobKind::Run));
@@ -57,7 +62,10 @@ impl Queue {
     pub(super) fn order(&mut self, workflow: &crate::workflow::Workflow) -> &[usize] {
         let jobs = &mut self.jobs;
         self.order.get_or_insert_with(|| {
-            let order = workflow.ready_order.get_or_init(|| ready_order(workflow).into()).clone();
+            let kept = workflow.ready_order.get_or_init(|| ready_order(workflow).into()).clone();
+            // A copy changed after its first run keeps the order of before:
+            // worked out again if it no longer fits.
+            let order = if kept.len() == workflow.agents.len() { kept } else { ready_order(workflow).into() };
             for queued in jobs {
                 queued.rank = order[queued.agent];
             }

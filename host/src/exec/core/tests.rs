@@ -33,10 +33,15 @@ pub(super) struct Sim<'w> {
 
 impl<'w> Sim<'w> {
     pub fn new(wf: &'w Workflow) -> Self {
+        Self::with_cache(wf, false)
+    }
+
+    /// With `lookups`, every agent queued asks the cache first (which misses).
+    pub fn with_cache(wf: &'w Workflow, lookups: bool) -> Self {
         let now = Instant::now();
         let n = wf.agents.len();
         let mut sim = Self {
-            core: Core::new(wf, "run".into(), now, false),
+            core: Core::new(wf, "run".into(), now, lookups),
             wf,
             now,
             running: Vec::new(),
@@ -436,4 +441,22 @@ fn a_cache_hit_finishes_the_agent_without_a_job() {
     }
     assert_eq!(finished, [0, 1]);
     assert!(core.is_idle());
+}
+
+#[test]
+fn a_lookup_answered_after_the_barrier_stopped_the_agent_is_ignored() {
+    // `x`'s retry backoff (5 to 10 s) and its group's deadline (10 s) end
+    // in the same timer firing: `x` is queued (asking the cache), then the
+    // barrier gives up on it before the cache answers.
+    let wf = workflow(
+        "agents:\n  x: {component: x.wasm, retry: {attempts: 3, backoff: 10s, max_backoff: 10s}}\n  y: {component: y.wasm}\ngroups:\n  g: {agents: [x, y], barrier: {timeout: 10s, on_timeout: []}}\n",
+    );
+    let mut sim = Sim::with_cache(&wf, true);
+    assert_eq!(sim.running_ids(), ["x", "y"]);
+    sim.end("x", Err(failure("x")));
+    sim.advance(Duration::from_secs(11));
+    let x = sim.ix("x");
+    assert!(matches!(sim.status[x], Some(AgentStatus::Failed(_))), "{:?}", sim.log);
+    assert!(!sim.started_after_finish[x], "x ran again after the barrier gave up on it: {:?}", sim.log);
+    assert!(sim.running.iter().all(|r| r.3), "only aborted jobs are left: {:?}", sim.log);
 }

@@ -58,7 +58,8 @@ impl Engine {
     /// dropped); a multi-thread runtime lets agents use several cores.
     ///
     /// The run's task gets a copy of `workflow`; [`run_shared`](Self::run_shared)
-    /// saves that copy when the same workflow runs many times.
+    /// saves that copy when the same workflow runs many times (and keeps
+    /// what is worked out once per workflow, such as the ready order).
     pub async fn run(&self, workflow: &Workflow, options: RunOptions) -> RunReport {
         self.run_shared(Arc::new(workflow.clone()), options).await
     }

@@ -81,7 +81,11 @@ pub struct RunOptions {
     /// see the module docs.)
     pub cancel: CancellationToken,
     /// Where the run is journaled (see [`Engine::create_journal`]); `None`
-    /// keeps it in memory only, and it cannot be resumed.
+    /// keeps it in memory only, and it cannot be resumed. The run records
+    /// its status at the end; its run report (what `ensemble report` reads)
+    /// is kept by whoever finishes the run, with the metrics it computes
+    /// once: `ensemble::report::finish_journal` (the run builder,
+    /// `ensemble::run::RunBuilder`, does all of this).
     pub journal: Option<Arc<Journal>>,
     /// The agent output cache; `None` runs every agent.
     pub cache: Option<Arc<AgentCache>>,

@@ -25,8 +25,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::runtime::{AgentCall, AgentComponent, AgentError, AgentOutput, Runtime, Validation};
 
-/// A job's number, unique within a run.
-pub type JobId = u64;
+pub use super::core::JobId;
 
 /// One job: run an agent, or have it validate another's outputs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

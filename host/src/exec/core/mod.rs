@@ -296,11 +296,6 @@ impl<'w> Core<'w> {
         }
     }
 
-    /// The workflow's structure by number.
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
     /// The next decision to carry out, if any.
     pub fn next_action(&mut self) -> Option<Action> {
         self.out.pop_front()
@@ -554,7 +549,7 @@ impl<'w> Core<'w> {
 /// doubled each time, capped, then scaled by a jitter in [0.5, 1] derived
 /// from the run, agent and attempt (so agents that failed together do not
 /// retry in lockstep, and a run is reproducible).
-pub fn backoff(policy: &crate::workflow::Retry, run_id: &str, agent: &str, retry: u32) -> Duration {
+fn backoff(policy: &crate::workflow::Retry, run_id: &str, agent: &str, retry: u32) -> Duration {
     let doubled = policy.backoff.saturating_mul(1u32 << retry.saturating_sub(1).min(16));
     let capped = doubled.min(policy.max_backoff);
     let mut hasher = blake3::Hasher::new();

@@ -11,6 +11,7 @@
 //!
 //! Architecture invariant: this module knows nothing of wasmtime or tokio.
 
+pub(crate) mod byte_values;
 pub mod merge;
 pub mod ownership;
 
@@ -213,7 +214,7 @@ pub struct Conflict {
 }
 
 /// A commit the key's conflict policy refused; nothing of it was applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("agent `{}` cannot commit `{}`: agent `{}` changed it since this agent's snapshot (version {}); {}", .0.agent, .0.key, .0.other, .0.base_version, .0.resolution)]
 pub struct CommitError(pub Box<Conflict>);
 

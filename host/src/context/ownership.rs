@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A write outside the writer's prefixes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("agent `{agent}` may not write `{key}`: {}", match owner {
     Some(owner) => format!("it is owned by agent `{owner}`"),
     None => "no agent owns it".to_owned(),

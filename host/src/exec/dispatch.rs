@@ -49,9 +49,13 @@ pub struct Job {
 }
 
 /// What a job returned: its validation (for a validation job) and output.
+/// A plain serialisable value, like [`Job`]: a remote dispatcher sends it
+/// back as it is.
 pub type JobOutcome = Result<(Option<Validation>, AgentOutput), AgentError>;
 
-/// A job that ended, and when.
+/// A job that ended, and when (stamped where the result arrives: a remote
+/// dispatcher sends the [`JobId`] and [`JobOutcome`] and stamps `ended` on
+/// receipt, as the host's clocks are the run's clocks).
 #[derive(Debug)]
 pub struct Done {
     /// The job's id.
@@ -333,5 +337,81 @@ impl Future for CatchPanic {
             let error = AgentError::Host { agent: String::new(), message };
             std::task::Poll::Ready(Done { id: this.id, outcome: Err(error), ended: Instant::now() })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{CommitError, Conflict, Resolution};
+    use crate::runtime::{Finding, MissingNeed, Reads, ReturnedKind, Severity};
+
+    /// Through MessagePack and back, compared by their full debug form.
+    fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(value: &T) {
+        let packed = rmp_serde::to_vec(value).expect("serialises");
+        let back: T = rmp_serde::from_slice(&packed).expect("deserialises");
+        assert_eq!(format!("{back:?}"), format!("{value:?}"));
+    }
+
+    #[test]
+    fn jobs_and_their_results_are_plain_values() {
+        round_trip(&Job {
+            id: 7,
+            agent: "qa".into(),
+            attempt: 2,
+            validating: Some("developer".into()),
+            base: 41,
+            memory_bytes: 64 << 20,
+            fuel: Some(1_000_000),
+            timeout: Some(Duration::from_millis(1500)),
+        });
+        let mut reads = Reads::default();
+        reads.values.insert("pm.prd".into(), Some([7; 32]));
+        reads.values.insert("brief".into(), None);
+        reads.listings.insert("story.".into(), [9; 32]);
+        let output = AgentOutput {
+            writes: [("qa.report".to_owned(), b"\xff\x00ok".to_vec())].into(),
+            fuel_used: Some(12_345),
+            peak_memory: 1 << 20,
+            reads,
+        };
+        let validation = Validation {
+            passed: false,
+            findings: vec![Finding {
+                severity: Severity::Error,
+                key: Some("developer.code".into()),
+                message: "no tests".into(),
+            }],
+        };
+        round_trip::<JobOutcome>(&Ok((Some(validation), output)));
+        let missing = Some(Box::new(MissingNeed { key: "pm.prd".into(), owner: "pm".into() }));
+        let errors = [
+            AgentError::Trap {
+                agent: "dev".into(),
+                message: "unreachable".into(),
+                backtrace: Some("0: run".into()),
+                said: None,
+                missing_need: missing.clone(),
+            },
+            AgentError::Returned {
+                agent: "dev".into(),
+                kind: ReturnedKind::InvalidInput,
+                message: "bad".into(),
+                missing_need: missing,
+            },
+            AgentError::Timeout { agent: "dev".into(), after: Duration::from_secs(3) },
+            AgentError::Conflict(CommitError(Box::new(Conflict {
+                key: "shared.x".into(),
+                agent: "a".into(),
+                other: "b".into(),
+                base_version: 3,
+                ours_hash: "00".into(),
+                theirs_hash: "11".into(),
+                resolution: Resolution::KeptFirst { path: "/title".into() },
+            }))),
+        ];
+        for error in errors {
+            round_trip::<JobOutcome>(&Err(error));
+        }
     }
 }

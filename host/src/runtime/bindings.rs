@@ -24,6 +24,8 @@ mod wit {
             default: trappable,
         },
         exports: { default: async },
+        // Validations travel in job results, which are plain values.
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 

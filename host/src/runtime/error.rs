@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::context::OwnershipError;
 
 /// How the agent's own `agent-error` classified its failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReturnedKind {
     /// The agent's input was not what it accepts.
     InvalidInput,
@@ -18,7 +18,7 @@ pub enum ReturnedKind {
 }
 
 /// Why an agent did not succeed. Every variant names the agent.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum AgentError {
     /// Its component could not be read or compiled.
     #[error("agent `{agent}`: cannot load component {}: {reason}", path.display())]
@@ -163,7 +163,7 @@ pub enum AgentError {
 /// A key an agent read and found missing although another agent owns it:
 /// the likely cause of its failure when it does not wait for that agent
 /// (the executor drops it when it does: see [`AgentError::without_missing_need`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MissingNeed {
     /// The key it found missing.
     pub key: String,

@@ -251,10 +251,12 @@ impl std::fmt::Debug for dyn Templates {
     }
 }
 
-/// What a successful `run` produced.
-#[derive(Debug, Clone, Default)]
+/// What a successful `run` produced. A plain value: a remote worker sends
+/// it back serialised (the writes' values as byte strings).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AgentOutput {
     /// Writes to commit.
+    #[serde(with = "crate::context::byte_values")]
     pub writes: StagedWrites,
     /// Fuel consumed, when metered.
     pub fuel_used: Option<u64>,
@@ -268,7 +270,7 @@ pub struct AgentOutput {
 /// blake3 of the value it saw (`None`: absent), and each prefix `keys`
 /// listed with the blake3 of the listing. Reads of its own staged writes are
 /// not inputs and are not recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reads {
     /// Each key read, with the blake3 of its value (`None`: absent).
     pub values: std::collections::BTreeMap<String, Option<[u8; 32]>>,

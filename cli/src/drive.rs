@@ -1,20 +1,24 @@
-//! Driving a prepared run in the terminal: the live view, Ctrl-C, and what
-//! is printed once it has ended.
+//! Driving a run in the terminal: its preparation (components compiling,
+//! shown as they go), the live view, Ctrl-C, and what is printed once it
+//! has ended.
 
 use std::io::Write;
 use std::path::Path;
 
 use ensemble::journal;
 use ensemble::report;
-use ensemble::run::{Finished, Outputs, PreparedRun, RunError};
+use ensemble::run::{Finished, Outputs, RunBuilder, RunError};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::runs::ExecArgs;
 use crate::{EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, Terminal, live, print_context};
 
-/// Run `prepared` on a runtime with the settings runs need, to its end,
-/// showing it live and turning Ctrl-C into a cancellation.
+/// Prepare the run of `builder` and run it on a runtime with the settings
+/// runs need, to its end, showing it live (its components' compilation
+/// first, then the grants it runs with) and turning Ctrl-C into a
+/// cancellation.
 pub(crate) fn drive(
-    prepared: PreparedRun,
+    builder: RunBuilder,
     exec: &ExecArgs,
     term: Terminal,
     out: &mut dyn Write,
@@ -23,8 +27,47 @@ pub(crate) fn drive(
     let runtime = ensemble::run::tokio_runtime()?;
     let mut live = live::LiveView::new(exec.events.is_some(), exec.quiet, term.interactive);
     let result = runtime.block_on(async {
+        // Preparing compiles components (seconds, the first time, for a
+        // large one): shown as it happens. The run's stream repeats these
+        // events first; they are skipped there.
+        let mut loading = builder.subscribe();
+        let prepare = tokio::task::spawn_blocking(move || builder.prepare());
+        tokio::pin!(prepare);
+        let (mut shown, mut open) = (0u64, true);
+        let prepared = loop {
+            tokio::select! {
+                prepared = &mut prepare => break prepared,
+                event = loading.recv(), if open => match event {
+                    Ok(event) => {
+                        live.show(out, err, &event);
+                        shown += 1;
+                    }
+                    Err(RecvError::Lagged(n)) => shown += n,
+                    Err(RecvError::Closed) => open = false,
+                },
+            }
+        };
+        loop {
+            match loading.try_recv() {
+                Ok(event) => {
+                    live.show(out, err, &event);
+                    shown += 1;
+                }
+                Err(TryRecvError::Lagged(n)) => shown += n,
+                Err(_) => break,
+            }
+        }
+        drop(loading);
+        let prepared = prepared.map_err(|e| RunError::Failed(format!("preparing the run failed: {e}")))??;
+        if !exec.quiet {
+            let header: &mut dyn Write = if exec.events.is_some() { err } else { out };
+            crate::grants::print_summary(prepared.workflow(), header).map_err(|e| RunError::Failed(e.to_string()))?;
+        }
         let mut handle = prepared.start()?;
         let mut events = handle.events();
+        for _ in 0..shown {
+            events.next().await;
+        }
         let cancel = handle.cancel_token();
         let run = handle.finish();
         tokio::pin!(run);

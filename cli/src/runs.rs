@@ -260,14 +260,7 @@ fn start(
         return invalid(err, &unusable);
     }
     let workflow = std::sync::Arc::new(builder.workflow().clone());
-    let prepared = match builder.prepare() {
-        Ok(prepared) => prepared,
-        Err(e) => return refused(err, &e),
-    };
-    if !exec.quiet {
-        crate::grants::print_summary(&workflow, if exec.events.is_some() { err } else { out })?;
-    }
-    match crate::drive::drive(prepared, exec, term, out, err)? {
+    match crate::drive::drive(builder, exec, term, out, err)? {
         Ok(finished) => crate::drive::finish(&workflow, &finished, exec, out, err),
         Err(e) => refused(err, &e),
     }

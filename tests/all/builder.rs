@@ -231,3 +231,50 @@ fn a_run_refuses_a_runtime_it_cannot_use() {
         other => panic!("not refused: {other:?}"),
     }
 }
+
+/// Components compile inside `prepare`, which blocks: a view subscribed to
+/// the builder sees each compilation start while `prepare` still works,
+/// and the run's own stream still has those events, first.
+#[test]
+fn component_loading_is_seen_while_prepare_blocks() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let workflow =
+        Workflow::load(ensemble_tests::repo_root().join("examples/bmad/workflow.yaml")).expect("loads");
+    let builder = RunBuilder::new(workflow)
+        .journal(false)
+        .state_dir(scratch.path().join("state"))
+        .compiled_dir(scratch.path().join("compiled"));
+    let mut loading = builder.subscribe();
+    let preparing = std::thread::spawn(move || {
+        let prepared = builder.prepare();
+        (prepared, std::time::Instant::now())
+    });
+    let first = loading.blocking_recv().expect("an event while preparing");
+    let seen = std::time::Instant::now();
+    assert!(matches!(first.kind, EventKind::ComponentLoadStarted { .. }), "{:?}", first.kind);
+    let (prepared, returned) = preparing.join().expect("prepare does not panic");
+    let prepared = prepared.expect("prepares");
+    // Six components compiled from scratch take far longer than a wake-up.
+    assert!(seen < returned, "the first loading event came only after prepare returned");
+    let runtime = ensemble::run::tokio_runtime().expect("runtime");
+    runtime.block_on(async {
+        let mut run = prepared.start().expect("starts");
+        let mut events = run.events();
+        let (mut started, mut loaded) = (0, 0);
+        while let Some(event) = crate::bounded(events.next()).await {
+            match event.kind {
+                EventKind::ComponentLoadStarted { .. } => started += 1,
+                EventKind::ComponentLoaded { .. } => loaded += 1,
+                EventKind::RunStarted { .. } => break,
+                _ => {}
+            }
+        }
+        // One per component of the six BMAD agents (some may share one).
+        assert!(
+            loaded >= 1 && loaded == started,
+            "the run's stream has the loading first: {started}, {loaded}"
+        );
+        run.cancel();
+        let _ = crate::bounded(run.finish()).await;
+    });
+}

@@ -95,3 +95,42 @@ fn schema_is_json_schema_of_the_file() {
     assert_eq!(schema["title"], "Ensemble workflow");
     assert!(schema["$defs"]["AgentFile"]["properties"]["needs"].is_object(), "{schema}");
 }
+
+/// A component with `extra` bytes of custom section appended (valid, and
+/// ignored by the compiler): large enough for the live view's loading lines.
+fn padded(mut component: Vec<u8>, extra: usize) -> Vec<u8> {
+    let name = b"padding";
+    let mut size = name.len() + 1 + extra;
+    component.push(0);
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        component.push(if size == 0 { byte } else { byte | 0x80 });
+        if size == 0 {
+            break;
+        }
+    }
+    component.push(name.len() as u8);
+    component.extend_from_slice(name);
+    component.resize(component.len() + extra, 0);
+    component
+}
+
+#[test]
+fn a_large_components_loading_is_shown_once_before_the_run() {
+    let project = Project::new();
+    project.component("big", &padded(writer("big.value"), 2 << 20));
+    let path = project.workflow_file("agents:\n  big:\n    component: big.wasm\n");
+    let state = project.path().join("state");
+    let (code, out, err) =
+        ensemble(&["run", &path.to_string_lossy(), "--state-dir", &state.to_string_lossy()]);
+    assert_eq!(code, EXIT_OK, "stdout:\n{out}\nstderr:\n{err}");
+    // The live view's lines (on stderr, stamped): the loading once, then the run.
+    let line = |what: &str| err.lines().position(|l| l.contains(what));
+    assert_eq!(err.matches("load     big.wasm (2.0 MiB)").count(), 1, "stderr:\n{err}\nstdout:\n{out}");
+    assert_eq!(err.matches("compiled big.wasm (2.0 MiB)").count(), 1, "{err}");
+    let (load, compiled, start) =
+        (line("load     big.wasm"), line("compiled big.wasm"), line("start    big"));
+    assert!(load < compiled && compiled < start && load.is_some(), "loading, then the run:\n{err}");
+    assert!(out.starts_with("grants: none"), "the grants head the report:\n{out}");
+}

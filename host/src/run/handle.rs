@@ -56,6 +56,11 @@ impl PreparedRun {
         self.0.options.run_id.as_deref().unwrap_or_default()
     }
 
+    /// The workflow it runs.
+    pub fn workflow(&self) -> &Workflow {
+        &self.0.workflow
+    }
+
     /// The run's journal file, if it is journaled.
     pub fn journal(&self) -> Option<PathBuf> {
         match self.0.journal {

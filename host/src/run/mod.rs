@@ -134,6 +134,8 @@ pub struct RunBuilder {
     input_files: Vec<(String, PathBuf)>,
     cancel: CancellationToken,
     resume: Option<Resume>,
+    /// The run's events, from its components' loading on.
+    events: crate::events::EventSink,
 }
 
 /// Which run to resume, and whether changes are accepted.
@@ -164,6 +166,7 @@ impl RunBuilder {
             input_files: Vec::new(),
             cancel: CancellationToken::new(),
             resume: None,
+            events: crate::events::EventSink::new(),
         }
     }
 
@@ -310,6 +313,15 @@ impl RunBuilder {
         problems
     }
 
+    /// The run's events from now on, starting with its components' loading
+    /// in [`prepare`](Self::prepare): a view can show the compilation of
+    /// large components while `prepare` blocks (drain it from another task
+    /// or thread). The run's own stream ([`RunHandle::events`]) has the same
+    /// events from the start of `prepare`, the loading ones first.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::Event> {
+        self.events.subscribe()
+    }
+
     /// Check everything, size an engine and load every component, create
     /// the journal (recording the inputs): all a run needs before it starts.
     /// Blocks while components compile.
@@ -344,7 +356,7 @@ impl RunBuilder {
         };
         // The run's events start with its components' loading: subscribed
         // before it, so the run's stream has them (and the run counts them).
-        let events = crate::events::EventSink::new();
+        let events = self.events;
         let events_rx = events.subscribe();
         let engine = engine_for(&workflow, self.compiled_dir, &state_dir, self.fuel, &events)?;
         let run_id = match &resume {

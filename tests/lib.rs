@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod openai_server;
+
 use ensemble::{Engine, RuntimeConfig, Workflow};
 
 /// The repository root.

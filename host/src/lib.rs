@@ -26,7 +26,7 @@
 //!
 //! Layers, each importing only from those below it (checked by a test,
 //! `layering` in this file): [`events`] (and the leaves `files`,
-//! `confined`) at the bottom; [`context`], [`workflow`], [`plan`],
+//! `confined`, `tls`) at the bottom, [`llm`] on it; [`context`], [`workflow`], [`plan`],
 //! [`runtime`], [`templates`], [`journal`], [`cache`] above it; [`exec`]
 //! above those; [`report`] above `exec`; [`run`] on top.
 
@@ -40,12 +40,14 @@ pub mod exec;
 pub mod files;
 pub mod inputs;
 pub mod journal;
+pub mod llm;
 pub mod outputs;
 pub mod plan;
 pub mod report;
 pub mod run;
 pub mod runtime;
 pub mod templates;
+mod tls;
 pub mod workflow;
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ mod html;
 mod journal;
 mod journal_v0;
 mod limits;
+mod llm;
 mod loading;
 mod observe;
 mod ownership;

@@ -2,7 +2,7 @@
 //! with TLS for `https`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -74,17 +74,7 @@ pub(super) async fn connect(
     }
 }
 
-/// The TLS client configuration: the Mozilla roots (`webpki-roots`), built once.
+/// The TLS client configuration (shared with the model providers).
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, Error> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-                .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|e| Error::InternalError(Some(format!("cannot set up TLS: {e}"))))
+    crate::tls::client_config().map_err(|e| Error::InternalError(Some(e)))
 }

@@ -79,7 +79,7 @@ pub fn clocked(key: &str, at_least: std::time::Duration) -> Vec<u8> {
     let package = resolve
         .push_str(
             "clocked.wit",
-            "package test:clocked;\nworld clocked {\n  include ensemble:agent/agent@0.1.0;\n  import wasi:clocks/monotonic-clock@0.2.0;\n}\n",
+            "package test:clocked;\nworld clocked {\n  include ensemble:agent/agent@0.1.1;\n  import wasi:clocks/monotonic-clock@0.2.0;\n}\n",
         )
         .expect("world WIT parses");
     let world = resolve.select_world(&[package], Some("clocked")).expect("world `clocked` exists");
@@ -175,9 +175,9 @@ pub const FAILED: u32 = 1536;
 pub const RET: u32 = 2048;
 
 pub const IMPORT_PUT: &str =
-    r#"(import "ensemble:agent/context@0.1.0" "put" (func $put (param i32 i32 i32 i32 i32)))"#;
+    r#"(import "ensemble:agent/context@0.1.1" "put" (func $put (param i32 i32 i32 i32 i32)))"#;
 pub const IMPORT_GET: &str =
-    r#"(import "ensemble:agent/context@0.1.0" "get" (func $get (param i32 i32 i32)))"#;
+    r#"(import "ensemble:agent/context@0.1.1" "get" (func $get (param i32 i32 i32)))"#;
 
 /// An agent that writes MessagePack `"ok"` to `key` and succeeds.
 pub fn writer(key: &str) -> Vec<u8> {
@@ -247,7 +247,7 @@ pub fn relay() -> Vec<u8> {
 }
 
 pub const IMPORT_PROGRESS: &str =
-    r#"(import "ensemble:agent/progress@0.1.0" "report" (func $report (param f32 i32 i32)))"#;
+    r#"(import "ensemble:agent/progress@0.1.1" "report" (func $report (param f32 i32 i32)))"#;
 
 /// WAT that writes MessagePack `"ok"` to `key` (declared by [`key_data`]).
 fn put_ok(key: &str) -> String {
@@ -367,7 +367,7 @@ pub fn config_writer(key: &str) -> Vec<u8> {
 }
 
 pub const IMPORT_RENDER: &str =
-    r#"(import "ensemble:agent/templates@0.1.0" "render" (func $render (param i32 i32 i32 i32 i32)))"#;
+    r#"(import "ensemble:agent/templates@0.1.1" "render" (func $render (param i32 i32 i32 i32 i32)))"#;
 
 /// An agent that renders `template` with `data` (MessagePack) and writes the
 /// text (raw UTF-8) to `key`; it fails with the render's error.

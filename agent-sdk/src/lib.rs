@@ -1,7 +1,7 @@
 //! Write [Ensemble](https://github.com/ensemble-engine/ensemble) agents in Rust.
 //!
 //! An agent is a WebAssembly component that implements the `agent` world of
-//! `wit/agent.wit` (package `ensemble:agent@0.1.0`). With this crate, writing
+//! `wit/agent.wit` (package `ensemble:agent@0.1.1`). With this crate, writing
 //! one is an implementation of the [`Agent`] trait plus one [`export_agent!`]
 //! line; the agent crate depends on nothing else but `serde` for its own types.
 //!
@@ -11,7 +11,8 @@
 //!   can merge them and feed them to templates.
 //! - [`progress::report`] feeds progress bars and the liveness check.
 //! - [`log`] sends log lines to the host.
-//! - [`templates::render`] renders one of the workflow's templates; `http` (feature) sends HTTP.
+//! - [`templates::render`] renders one of the workflow's templates; `http` (feature) sends HTTP;
+//!   `llm` (feature) asks the workflow's language models.
 //!
 //! A panic in `run` or `validate` is logged through [`log`] at error level
 //! (message and location) before the agent traps, so the host can say why the
@@ -102,7 +103,7 @@ use serde::de::DeserializeOwned;
 )]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "agent",
+        world: "agent-llm",
         path: "../wit",
         pub_export_macro: true,
         default_bindings_module: "ensemble_agent_sdk::bindings",
@@ -507,6 +508,8 @@ pub mod templates {
 // into every agent do not move.
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "llm")]
+pub mod llm;
 
 #[cfg(test)]
 mod tests {

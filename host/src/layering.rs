@@ -17,7 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("plan", &["workflow"]),
     ("inputs", &["workflow", "files"]),
     ("outputs", &["context", "workflow", "confined"]),
-    ("runtime", &["events", "context", "workflow", "files", "confined", "tls"]),
+    ("runtime", &["events", "context", "workflow", "files", "confined", "tls", "llm"]),
     ("templates", &["events", "context", "runtime", "confined"]),
     ("journal", &["events", "context", "confined"]),
     ("cache", &["events", "context", "workflow", "runtime", "files", "confined"]),

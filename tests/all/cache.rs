@@ -188,7 +188,7 @@ fn clearing_the_cache_leaves_other_files_alone() {
 #[tokio::test]
 async fn an_agent_with_read_patterns_that_lists_keys_is_cached() {
     use ensemble_tests::{IMPORT_PUT, OK, RET, agent_module, core_agent};
-    let import_keys = r#"(import "ensemble:agent/context@0.1.0" "keys" (func $keys (param i32 i32 i32)))"#;
+    let import_keys = r#"(import "ensemble:agent/context@0.1.1" "keys" (func $keys (param i32 i32 i32)))"#;
     let lister = core_agent(&agent_module(
         &format!("{import_keys}\n  {IMPORT_PUT}"),
         r#"(data (i32.const 3000) "src") (data (i32.const 3100) "lister.value") (data (i32.const 3500) "\a2ok")"#,

@@ -475,8 +475,10 @@ async fn a_component_importing_wasi_http_without_the_grant_fails_to_load_naming_
     let path = std::path::Path::new("fetcher.wasm");
     let runtime = engine.runtime();
     // Loaded with the grant first: the same bytes without it are still refused.
-    runtime.load_granted("granted", path, &bytes, Imports { wasi: true, http: true }).expect("granted loads");
-    for imports in [Imports { wasi: true, http: false }, Imports::default()] {
+    runtime
+        .load_granted("granted", path, &bytes, Imports { wasi: true, http: true, llm: false })
+        .expect("granted loads");
+    for imports in [Imports { wasi: true, http: false, llm: false }, Imports::default()] {
         let error = runtime.load_granted("plain", path, &bytes, imports).expect_err("not granted");
         let message = error.to_string();
         assert!(matches!(error, AgentError::Link { .. }), "{message}");

@@ -32,6 +32,7 @@ mod research;
 mod retry;
 mod templates;
 mod validation;
+mod wit_versions;
 mod workflow;
 
 /// How long any one wait in these tests may take: far more than any needs,

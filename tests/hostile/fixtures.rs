@@ -3,9 +3,9 @@
 
 use ensemble_tests::{IMPORT_GET, IMPORT_PUT, IMPORT_RENDER, OK, RET, agent_module, core_agent};
 
-pub const IMPORT_LOG: &str = r#"(import "ensemble:agent/log@0.1.0" "log" (func $log (param i32 i32 i32)))"#;
+pub const IMPORT_LOG: &str = r#"(import "ensemble:agent/log@0.1.1" "log" (func $log (param i32 i32 i32)))"#;
 pub const IMPORT_KEYS: &str =
-    r#"(import "ensemble:agent/context@0.1.0" "keys" (func $keys (param i32 i32 i32)))"#;
+    r#"(import "ensemble:agent/context@0.1.1" "keys" (func $keys (param i32 i32 i32)))"#;
 
 /// Where a context error is kept, and returned from as `err(context(e))`.
 const SAVED: u32 = 5000;

@@ -11,14 +11,23 @@ use wit_component::{DecodedWasm, WitPrinter};
 use wit_parser::{Function, Resolve, WorldItem, WorldKey};
 
 /// The only interfaces an agent component may import (`types` only if used),
-/// besides WASI 0.2 (see [`check_agent`]).
-pub const ALLOWED_IMPORTS: [&str; 5] = [
-    "ensemble:agent/types@0.1.0",
-    "ensemble:agent/context@0.1.0",
-    "ensemble:agent/progress@0.1.0",
-    "ensemble:agent/log@0.1.0",
-    "ensemble:agent/templates@0.1.0",
-];
+/// besides WASI 0.2 (see [`check_agent`]), at a version from `0.1.0` to
+/// [`WIT_VERSION`]: `ensemble:agent/<interface>@<version>`.
+pub const ALLOWED_IMPORTS: [&str; 6] = ["types", "context", "progress", "log", "templates", "llm"];
+
+/// The `ensemble:agent` version of `wit/agent.wit`.
+pub const WIT_VERSION: &str = "0.1.1";
+
+/// Whether `name` is an allowed `ensemble:agent` interface import.
+fn allowed_import(name: &str) -> bool {
+    let patch = |v: &str| v.strip_prefix("0.1.").and_then(|p| p.parse::<u32>().ok());
+    name.strip_prefix("ensemble:agent/").and_then(|rest| rest.split_once('@')).is_some_and(
+        |(interface, version)| {
+            ALLOWED_IMPORTS.contains(&interface)
+                && patch(version).zip(patch(WIT_VERSION)).is_some_and(|(theirs, ours)| theirs <= ours)
+        },
+    )
+}
 
 /// The functions an agent component must export, and nothing else.
 pub const REQUIRED_EXPORTS: [&str; 2] = ["run", "validate"];
@@ -135,15 +144,13 @@ pub fn check_agent(summary: &Summary, http: bool) -> Result<()> {
         .imports
         .iter()
         .filter(|i| {
-            i.kind != "type"
-                && !(i.kind == "instance"
-                    && (ALLOWED_IMPORTS.contains(&i.name.as_str()) || wasi_import(&i.name)))
+            i.kind != "type" && !(i.kind == "instance" && (allowed_import(&i.name) || wasi_import(&i.name)))
         })
         .map(|i| format!("{} {}", i.kind, i.name))
         .collect();
     if !extra.is_empty() {
         bail!(
-            "it imports {}; an agent may import only WASI 0.2 (`wasi:*`) and the instances {}",
+            "it imports {}; an agent may import only WASI 0.2 (`wasi:*`) and the ensemble:agent@0.1.0..={WIT_VERSION} interfaces {}",
             extra.join(", "),
             ALLOWED_IMPORTS.join(", ")
         );

@@ -3,8 +3,8 @@
 // Built with componentize-js from the repository's `wit/` package (see
 // ../README.md). Imports are the WIT interfaces; exports are `run` and
 // `validate`. Throwing `{ tag, val }` returns an `agent-error`.
-import { get, put } from 'ensemble:agent/context@0.1.0';
-import { report } from 'ensemble:agent/progress@0.1.0';
+import { get, put } from 'ensemble:agent/context@0.1.1';
+import { report } from 'ensemble:agent/progress@0.1.1';
 
 function readStr(bytes) {
   // MessagePack fixstr or str8

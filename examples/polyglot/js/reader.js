@@ -7,9 +7,9 @@
 // `wasi:filesystem` itself (the world `agent-io` in ../wit/polyglot.wit
 // imports it); `fetch` runs over `wasi:http/outgoing-handler` (built with
 // componentize-js's `http` feature: see build.mjs).
-import { put } from 'ensemble:agent/context@0.1.0';
-import { report } from 'ensemble:agent/progress@0.1.0';
-import { log } from 'ensemble:agent/log@0.1.0';
+import { put } from 'ensemble:agent/context@0.1.1';
+import { report } from 'ensemble:agent/progress@0.1.1';
+import { log } from 'ensemble:agent/log@0.1.1';
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 
 const DOC = '/docs/notes.md';

@@ -18,9 +18,10 @@
 mod wit {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "agent",
+        world: "agent-llm",
         imports: {
             "ensemble:agent/templates.render": async | trappable,
+            "ensemble:agent/llm.chat": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -29,7 +30,7 @@ mod wit {
     });
 }
 
-pub use wit::ensemble::agent::{context, log, progress, templates, types};
-pub use wit::{Agent, AgentError, AgentPre, Invocation, Validation};
+pub use wit::ensemble::agent::{context, llm, log, progress, templates, types};
+pub use wit::{AgentError, AgentLlm as Agent, AgentLlmPre as AgentPre, Invocation, Validation};
 
 pub use types::{ContextError, Finding, Severity};

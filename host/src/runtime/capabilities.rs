@@ -13,19 +13,21 @@ pub struct Imports {
     pub wasi: bool,
     /// `wasi:http/*`: granted by an `http` grant.
     pub http: bool,
+    /// `ensemble:agent/llm`: granted by an `llm` grant.
+    pub llm: bool,
 }
 
 impl Imports {
     /// What `agent`'s grants let its component import.
     pub fn of(agent: &AgentSpec) -> Self {
-        Self { wasi: agent.wasi || !agent.grants.is_empty(), http: agent.grants.http.is_some() }
+        Self { wasi: agent.wasi || !agent.grants.is_empty(), http: agent.grants.http.is_some(), llm: false }
     }
 }
 
 impl From<bool> for Imports {
     /// WASI 0.2 without HTTP (`wasi: true`), or nothing.
     fn from(wasi: bool) -> Self {
-        Self { wasi, http: false }
+        Self { wasi, http: false, llm: false }
     }
 }
 

@@ -171,6 +171,8 @@ pub(crate) struct AgentState {
     pub(crate) table: wasmtime::component::ResourceTable,
     /// Outbound HTTP, for an agent with an `http` grant (see `runtime/http`).
     pub(crate) http: Option<Box<super::http::HttpState>>,
+    /// Model calls, for an agent with an `llm` grant (see `runtime/llm`).
+    pub(crate) llm: Option<Box<super::llm::LlmAccess>>,
 }
 
 impl wasmtime_wasi::WasiView for AgentState {
@@ -224,6 +226,7 @@ impl AgentState {
             wasi: None,
             table: wasmtime::component::ResourceTable::new(),
             http: None,
+            llm: None,
         }
     }
 }

@@ -22,7 +22,7 @@ use wasmtime::component::{Component, types::ComponentItem};
 use super::bindings::AgentPre;
 use super::engine::{check_header, deserialize};
 use super::host::AgentState;
-use super::{AgentComponent, AgentError, Imports, PROVIDED_IMPORTS, Runtime};
+use super::{AgentComponent, AgentError, Imports, Provided, Runtime, provided};
 use crate::events::{EventKind, EventSink};
 use crate::workflow::Workflow;
 
@@ -35,6 +35,8 @@ pub(super) struct Loaded {
     wasi_import: Option<String>,
     /// Its first `wasi:http` import.
     http_import: Option<String>,
+    /// Its `ensemble:agent/llm` import.
+    llm_import: Option<String>,
     /// When it was compiled or read from the cache, if no run has counted
     /// that yet.
     uncounted: Option<Window>,
@@ -348,9 +350,11 @@ impl Runtime {
                 entry.clone()
             })
         };
-        if let Some(Loaded { pre, wasi_import, http_import, .. }) = known {
+        if let Some(Loaded { pre, wasi_import, http_import, llm_import, .. }) = known {
             inner.memory_hits.fetch_add(1, Ordering::Relaxed);
-            if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
+            if let Some(import) =
+                refused(imports, wasi_import.as_ref(), http_import.as_ref(), llm_import.as_ref())
+            {
                 return Err(link_error(import.clone()));
             }
             return Ok(AgentComponent { content_hash, wasi: wasi_import.is_some(), pre });
@@ -362,13 +366,24 @@ impl Runtime {
         trace.cached = Some(cached);
 
         let ty = component.component_type();
-        let (mut wasi_import, mut http_import) = (None, None);
+        let (mut wasi_import, mut http_import, mut llm_import) = (None, None, None);
         for (name, item) in ty.imports(&inner.engine) {
             if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
                 return Err(link_error(name.to_owned()));
             }
-            if PROVIDED_IMPORTS.contains(&name) {
-                continue;
+            match provided(name) {
+                Provided::Always => continue,
+                Provided::Llm => {
+                    llm_import.get_or_insert_with(|| name.to_owned());
+                    continue;
+                }
+                Provided::Newer => {
+                    return Err(load_error(format!(
+                        "it imports `{name}`, newer than the ensemble:agent@{} this host implements: run it with a newer Ensemble",
+                        super::WIT_VERSION
+                    )));
+                }
+                Provided::No => {}
             }
             if name.starts_with("wasi:http/") {
                 http_import.get_or_insert_with(|| name.to_owned());
@@ -380,7 +395,9 @@ impl Runtime {
             }
             return Err(link_error(name.to_owned()));
         }
-        if let Some(import) = refused(imports, wasi_import.as_ref(), http_import.as_ref()) {
+        if let Some(import) =
+            refused(imports, wasi_import.as_ref(), http_import.as_ref(), llm_import.as_ref())
+        {
             return Err(link_error(import.clone()));
         }
         let linker = if imports.http { &inner.http_linker } else { &inner.linker };
@@ -396,7 +413,7 @@ impl Runtime {
             .loaded
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, Loaded { pre: pre.clone(), wasi_import, http_import, uncounted });
+            .insert(key, Loaded { pre: pre.clone(), wasi_import, http_import, llm_import, uncounted });
         Ok(AgentComponent { content_hash, wasi, pre })
     }
 
@@ -447,6 +464,13 @@ fn union(mut windows: Vec<Window>) -> Duration {
 }
 
 /// The first import of a component that `imports` does not grant.
-fn refused<'a>(imports: Imports, wasi: Option<&'a String>, http: Option<&'a String>) -> Option<&'a String> {
-    http.filter(|_| !imports.http).or(wasi.filter(|_| !imports.wasi && !imports.http))
+fn refused<'a>(
+    imports: Imports,
+    wasi: Option<&'a String>,
+    http: Option<&'a String>,
+    llm: Option<&'a String>,
+) -> Option<&'a String> {
+    llm.filter(|_| !imports.llm)
+        .or(http.filter(|_| !imports.http))
+        .or(wasi.filter(|_| !imports.wasi && !imports.http))
 }

@@ -29,6 +29,7 @@ mod host;
 mod http;
 mod invoke;
 mod limits;
+mod llm;
 mod load;
 mod secrets;
 mod wasi;
@@ -59,15 +60,48 @@ use compiled::CompiledCache;
 use engine::{engine_config, spawn_ticker};
 use host::AgentState;
 
-/// The interfaces the host provides. Anything else a component imports is a
-/// capability it was not granted.
-pub const PROVIDED_IMPORTS: &[&str] = &[
-    "ensemble:agent/types@0.1.0",
-    "ensemble:agent/context@0.1.0",
-    "ensemble:agent/progress@0.1.0",
-    "ensemble:agent/log@0.1.0",
-    "ensemble:agent/templates@0.1.0",
-];
+/// The `ensemble:agent` interfaces the host provides, at
+/// [`WIT_VERSION`]; a component built against an earlier 0.1.x version
+/// imports them under its own version, which the linker matches (the
+/// component model's semver rule). `llm` only for agents granted it.
+pub const PROVIDED_INTERFACES: &[&str] = &["types", "context", "progress", "log", "templates", "llm"];
+
+/// The version of the `ensemble:agent` package this host implements.
+pub const WIT_VERSION: &str = "0.1.1";
+
+/// What an import named `name` is, for the import check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Provided {
+    /// An `ensemble:agent` interface every agent gets.
+    Always,
+    /// `ensemble:agent/llm`: for agents with an `llm` grant.
+    Llm,
+    /// An `ensemble:agent` interface of a later version than the host's.
+    Newer,
+    /// Not an `ensemble:agent` interface.
+    No,
+}
+
+/// Classify import `name` (`ensemble:agent/context@0.1.0`).
+pub(crate) fn provided(name: &str) -> Provided {
+    let Some(rest) = name.strip_prefix("ensemble:agent/") else { return Provided::No };
+    let Some((interface, version)) = rest.split_once('@') else { return Provided::No };
+    if !PROVIDED_INTERFACES.contains(&interface) {
+        return Provided::No;
+    }
+    let patch = |v: &str| v.strip_prefix("0.1.").and_then(|p| p.parse::<u32>().ok());
+    match (patch(version), patch(WIT_VERSION)) {
+        (Some(theirs), Some(ours)) if theirs <= ours => {
+            if interface == "llm" {
+                Provided::Llm
+            } else {
+                Provided::Always
+            }
+        }
+        (Some(_), _) => Provided::Newer,
+        _ => Provided::No,
+    }
+}
 
 /// How a [`Runtime`] is set up. One runtime serves a whole process.
 #[derive(Debug, Clone)]

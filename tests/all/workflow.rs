@@ -71,7 +71,7 @@ fn overlapping_ownership_is_refused_unless_shared() {
     let project = Project::new();
     project.component("a", &writer("a.value"));
     let shared = project.workflow(&format!("shared:\n  notes: merge_or_fail\n{yaml}"));
-    assert_eq!(shared.shared[0].prefix, "notes");
+    assert_eq!(shared.shared()[0].prefix, "notes");
 }
 
 #[test]
@@ -131,30 +131,30 @@ fn defaults_are_sane() {
     let workflow = project.workflow("agents:\n  a:\n    component: a.wasm\n    config: {name: Ada}\n");
     let a = workflow.agent("a").expect("agent a");
     assert_eq!(a.owns, ["a"]);
-    assert_eq!(workflow.resources.max_concurrent, 3);
-    assert_eq!(workflow.resources.cpu_oversubscription, 1.2);
-    assert!(workflow.resources.memory_strict);
-    assert_eq!(a.memory_bytes(&workflow.resources), 64 << 20);
+    assert_eq!(workflow.resources().max_concurrent, 3);
+    assert_eq!(workflow.resources().cpu_oversubscription, 1.2);
+    assert!(workflow.resources().memory_strict);
+    assert_eq!(a.memory_bytes(workflow.resources()), 64 << 20);
     assert_eq!(a.retry.attempts, 1);
     assert!(!a.config.is_empty());
-    assert!(workflow.cache.enabled);
-    assert_eq!(workflow.cache.max_size, 100 << 20);
-    assert_eq!(workflow.cache.compress_above, 10 << 10);
+    assert!(workflow.cache().enabled);
+    assert_eq!(workflow.cache().max_size, 100 << 20);
+    assert_eq!(workflow.cache().compress_above, 10 << 10);
 }
 
 #[test]
 fn the_bmad_example_is_the_seed() {
     let path = ensemble_tests::repo_root().join("examples/bmad/workflow.yaml");
     let workflow = Workflow::load_for_planning(&path).expect("bmad workflow is valid");
-    let ids: Vec<&str> = workflow.agents.iter().map(|a| a.id.as_str()).collect();
+    let ids: Vec<&str> = workflow.agents().iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["analyst", "pm", "ux_expert", "architect", "developer", "qa"]);
-    let design = &workflow.groups[0];
+    let design = &workflow.groups()[0];
     assert_eq!(design.agents, ["ux_expert", "architect"]);
     assert_eq!(design.barrier.success, Success::AtLeastOne);
     assert!(matches!(design.barrier.on_timeout[0], TimeoutStrategy::ExtendTimeout { count: 1, .. }));
     assert_eq!(design.cross_validation.as_ref().map(|c| c.validators.len()), Some(2));
-    assert_eq!(workflow.resources.cpu_oversubscription, 1.2);
-    assert_eq!(workflow.outputs.as_ref().map(|o| o.files.len()), Some(6));
+    assert_eq!(workflow.resources().cpu_oversubscription, 1.2);
+    assert_eq!(workflow.outputs().map(|o| o.files.len()), Some(6));
 }
 
 #[test]

@@ -61,8 +61,17 @@ fn layered(n: usize) -> Workflow {
                 }
             }
         }
-        let needs: Vec<String> =
-            needs.iter().map(|(j, kind)| format!("{{agent: agent{j}, kind: {kind}}}")).collect();
+        // An id alone is a `data` need (the shortest form: fewer YAML nodes).
+        let needs: Vec<String> = needs
+            .iter()
+            .map(|&(j, kind)| {
+                if kind == "data" {
+                    format!("agent{j}")
+                } else {
+                    format!("{{agent: agent{j}, kind: {kind}}}")
+                }
+            })
+            .collect();
         let (cpu, memory) = (10 + rng.next(30), 8 + rng.next(40));
         let estimate = (rng.next(5) != 0).then(|| format!(", estimate: {}s", 1 + rng.next(600)));
         writeln!(

@@ -56,6 +56,17 @@ fn non_blocking_needs_do_not_make_cycles() {
     assert_eq!(workflow.agent("b").expect("b").blocking_needs().collect::<Vec<_>>(), ["a"]);
 }
 
+/// Overlaps are found both ways (an agent owning what covers an earlier
+/// one's prefix, or what it covers), whole segments only, in file order.
+#[test]
+fn overlapping_ownership_is_found_above_and_below() {
+    let yaml = "agents:\n  a:\n    component: a.wasm\n    owns: [notes.a, pm.x]\n  b:\n    component: a.wasm\n    owns: [pmx]\n  c:\n    component: a.wasm\n    owns: [notes, pm]\n";
+    insta::assert_snapshot!(problems(yaml), @r"
+    <dir>/workflow.yaml:9:5: agent `c` owns `notes`, which overlaps `notes.a` owned by agent `a`: give each agent its own prefix, or declare `notes.a` under `shared` with a conflict policy
+    <dir>/workflow.yaml:9:5: agent `c` owns `pm`, which overlaps `pm.x` owned by agent `a`: give each agent its own prefix, or declare `pm.x` under `shared` with a conflict policy
+    ");
+}
+
 #[test]
 fn unknown_fields_are_errors_with_a_hint() {
     insta::assert_snapshot!(
@@ -163,4 +174,25 @@ fn the_input_prefix_is_reserved() {
         problems("agents:\n  input:\n    component: a.wasm\n"),
         @"<dir>/workflow.yaml:3:5: agent `input` owns `input`, but `input` is reserved for the run's inputs (`--input NAME=FILE`): rename it"
     );
+}
+
+/// A large workflow parses: 30 000 agents, each with needs and resources
+/// (the YAML parser's default budget refused one of some 14 000).
+#[test]
+fn a_workflow_of_thirty_thousand_agents_parses() {
+    let n = 30_000;
+    let mut yaml = String::from("agents:\n");
+    for i in 0..n {
+        let needs = if i < 100 {
+            String::new()
+        } else {
+            format!("agent{}, agent{}, agent{}", i - 100, i - 99, i - 98)
+        };
+        yaml.push_str(&format!(
+            "  agent{i}: {{component: a.wasm, needs: [{needs}], resources: {{cpu: 10, memory: 8}}, estimate: 1s}}\n"
+        ));
+    }
+    let workflow =
+        Workflow::parse_for_planning(&yaml, "workflow.yaml").unwrap_or_else(|e| panic!("{e:.300}"));
+    assert_eq!(workflow.agents().len(), n);
 }

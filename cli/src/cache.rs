@@ -64,8 +64,8 @@ pub(super) fn cache(args: &CacheArgs, out: &mut dyn Write, err: &mut dyn Write) 
             return Ok(EXIT_INVALID);
         }
     };
-    let spec = &workflow.cache;
-    let state_dir = target.state_dir.clone().unwrap_or_else(|| places::default_state_dir(&workflow.path));
+    let spec = workflow.cache();
+    let state_dir = target.state_dir.clone().unwrap_or_else(|| places::default_state_dir(workflow.path()));
     let dir = places::output_cache_dir(&workflow, &state_dir);
     let agents = AgentCache::open(&dir, spec.max_size, spec.compress_above);
     match &args.action {
@@ -129,7 +129,7 @@ fn warm(target: &WarmTarget, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             return Ok(EXIT_INVALID);
         }
     };
-    let state_dir = target.state_dir.clone().unwrap_or_else(|| places::default_state_dir(&workflow.path));
+    let state_dir = target.state_dir.clone().unwrap_or_else(|| places::default_state_dir(workflow.path()));
     match ensemble::run::warm(&workflow, &state_dir, target.cache_dir.clone(), !target.no_fuel) {
         Ok(stats) => {
             let dir = target.cache_dir.clone().unwrap_or_else(|| state_dir.join(places::COMPILED));

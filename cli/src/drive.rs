@@ -173,7 +173,7 @@ fn summarise(
     let files_written = exec.files.write(&finished.metrics, None, err)?;
     write!(out, "{}", report::markdown::render(&finished.metrics))?;
     writeln!(out)?;
-    if workflow.outputs.is_some() {
+    if workflow.outputs().is_some() {
         // The documents are the result; the context is one command away.
         writeln!(
             out,

@@ -21,7 +21,7 @@ pub(super) fn print_summary(workflow: &Workflow, out: &mut dyn Write) -> std::io
             writeln!(out, "{}", line.trim_end())?;
         }
     }
-    if let Some(outputs) = &workflow.outputs {
+    if let Some(outputs) = workflow.outputs() {
         let n = outputs.files.len();
         let dir = std::path::absolute(&outputs.dir).unwrap_or_else(|_| outputs.dir.clone());
         let outside = if workflow.outputs_outside().is_some() {

@@ -161,13 +161,13 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
         }
         Ok(w) => {
             let groups =
-                if w.groups.is_empty() { String::new() } else { format!(", {} groups", w.groups.len()) };
+                if w.groups().is_empty() { String::new() } else { format!(", {} groups", w.groups().len()) };
             writeln!(
                 out,
                 "{}: ok: workflow `{}`, {} agents{groups}",
-                w.path.display(),
-                w.name,
-                w.agents.len()
+                w.path().display(),
+                w.name(),
+                w.agents().len()
             )?;
             grants::print_summary(&w, out)?;
             Ok(EXIT_OK)
@@ -181,7 +181,7 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
 
 /// Grants of `w` reaching the directories a run of it keeps by default.
 fn host_dirs_granted(w: &Workflow) -> Vec<String> {
-    places::host_dirs_granted(w, &places::default_state_dir(&w.path), None)
+    places::host_dirs_granted(w, &places::default_state_dir(w.path()), None)
 }
 
 /// Load and type-check every component of `w` as `run` does (format,

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     match ensemble::Workflow::parse_for_planning(text, "fuzz/workflow.yaml") {
         Ok(workflow) => {
             let plan = ensemble::plan::plan(&workflow);
-            assert_eq!(plan.agents.len(), workflow.agents.len(), "the plan covers every agent");
+            assert_eq!(plan.agents.len(), workflow.agents().len(), "the plan covers every agent");
         }
         Err(error) => {
             // Errors name the file.

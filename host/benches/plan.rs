@@ -4,8 +4,10 @@
 //! layered DAG, 100 agents wide: every agent after the first layer has three
 //! `data` needs in the layer before and, one time in four, a `context` need;
 //! one agent in five has no estimate; every tenth layer holds a declared group
-//! of five. Sizes are measured in interleaved rounds; prints min / median /
-//! max per size and the ratios.
+//! of five. The workflows are generated as YAML and parsed
+//! (`Workflow::parse_for_planning`, outside the measurements). Sizes are
+//! measured in interleaved rounds; prints min / median / max per size and
+//! the ratios.
 //!
 //! Every phase of planning is linear in agents and edges (the ready-queue
 //! simulation adds a log factor), but the cost per agent still rises between
@@ -15,14 +17,9 @@
 //! a ratio of 10.4. The machine is shared and
 //! noisy: compare ratios from one run, not absolute times across runs.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ensemble::Workflow;
-use ensemble::workflow::{
-    AgentSpec, Barrier, CacheSpec, DependencyKind, GroupSpec, Location, Need, Resources, Retry,
-};
 
 const WIDTH: usize = 100;
 /// Interleaved rounds of measurements.
@@ -41,71 +38,60 @@ impl Rng {
 }
 
 fn layered(n: usize) -> Workflow {
+    use std::fmt::Write as _;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let id = |i: usize| format!("agent{i}");
-    let need = |i: usize, kind| Need { agent: id(i), kind, location: Location::default() };
-    let mut agents = Vec::with_capacity(n);
+    let mut yaml =
+        format!("name: layered-{n}\nresources: {{max_concurrent: 8}}\ncache: {{enabled: false}}\nagents:\n");
     for i in 0..n {
         let layer = i / WIDTH;
-        let mut needs: Vec<Need> = Vec::new();
+        // (agent, kind): three `data` needs in the layer before, sometimes a `context` one.
+        let mut needs: Vec<(usize, &str)> = Vec::new();
         if layer > 0 {
             let prev = (layer - 1) * WIDTH;
             for _ in 0..3 {
                 let j = prev + rng.next(WIDTH);
-                if !needs.iter().any(|x| x.agent == id(j)) {
-                    needs.push(need(j, DependencyKind::Data));
+                if !needs.iter().any(|x| x.0 == j) {
+                    needs.push((j, "data"));
                 }
             }
             if rng.next(4) == 0 {
                 let j = rng.next(i);
-                if !needs.iter().any(|x| x.agent == id(j)) {
-                    needs.push(need(j, DependencyKind::Context));
+                if !needs.iter().any(|x| x.0 == j) {
+                    needs.push((j, "context"));
                 }
             }
         }
-        agents.push(AgentSpec {
-            id: id(i),
-            component: PathBuf::from("agent.wasm"),
-            owns: vec![id(i)],
-            reads: None,
-            needs,
-            config: Vec::new(),
-            cpu: 10 + rng.next(30) as u32,
-            memory: 8 + rng.next(40) as u32,
-            fuel: None,
-            timeout: None,
-            estimate: (rng.next(5) != 0).then(|| Duration::from_secs(1 + rng.next(600) as u64)),
-            priority: None,
-            retry: Retry::default(),
-            defaults: BTreeMap::new(),
-            wasi: false,
-            grants: Default::default(),
-            cache: None,
-            location: Location::default(),
-        });
+        // An id alone is a `data` need (the shortest form: fewer YAML nodes).
+        let needs: Vec<String> = needs
+            .iter()
+            .map(|&(j, kind)| {
+                if kind == "data" {
+                    format!("agent{j}")
+                } else {
+                    format!("{{agent: agent{j}, kind: {kind}}}")
+                }
+            })
+            .collect();
+        let (cpu, memory) = (10 + rng.next(30), 8 + rng.next(40));
+        let estimate = (rng.next(5) != 0).then(|| format!(", estimate: {}s", 1 + rng.next(600)));
+        writeln!(
+            yaml,
+            "  agent{i}: {{component: agent.wasm, needs: [{}], resources: {{cpu: {cpu}, memory: {memory}}}{}}}",
+            needs.join(", "),
+            estimate.unwrap_or_default(),
+        )
+        .expect("writing to a String");
     }
     // Agents of one layer never need each other, so any five of a layer may form a group.
-    let groups = (0..n / WIDTH)
-        .step_by(10)
-        .map(|layer| GroupSpec {
-            name: format!("group{layer}"),
-            agents: (0..5).map(|k| id(layer * WIDTH + k)).collect(),
-            barrier: Barrier::default(),
-            cross_validation: None,
-            location: Location::default(),
-        })
-        .collect();
-    // A workflow is made by parsing one; its parts are then replaced by
-    // the generated ones (planning needs no component files).
-    let mut workflow =
-        Workflow::parse_for_planning("agents:\n  a: {component: agent.wasm}\n", "workflow.yaml")
-            .expect("a one-agent workflow parses");
-    workflow.name = format!("layered-{n}");
-    workflow.resources = Resources { max_concurrent: 8, ..Resources::default() };
-    workflow.agents = agents;
-    workflow.groups = groups;
-    workflow.cache = CacheSpec { enabled: false, dir: PathBuf::new(), max_size: 0, compress_above: 0 };
-    workflow
+    for layer in (0..n / WIDTH).step_by(10) {
+        if layer == 0 {
+            yaml.push_str("groups:\n");
+        }
+        let members: Vec<String> = (0..5).map(|k| format!("agent{}", layer * WIDTH + k)).collect();
+        writeln!(yaml, "  group{layer}: {{agents: [{}]}}", members.join(", ")).expect("writing to a String");
+    }
+    // Planning needs no component files.
+    Workflow::parse_for_planning(&yaml, "workflow.yaml").expect("the generated workflow is valid")
 }
 
 /// One size: its workflow and the times of planning it.
@@ -129,7 +115,7 @@ impl Size {
 
     /// Prints the figures; returns (min, median).
     fn report(&mut self) -> (Duration, Duration) {
-        let edges: usize = self.workflow.agents.iter().map(|a| a.needs.len()).sum();
+        let edges: usize = self.workflow.agents().iter().map(|a| a.needs.len()).sum();
         let groups = ensemble::plan::plan(&self.workflow).groups.len();
         self.samples.sort();
         let (min, max) = (self.samples[0], self.samples[self.samples.len() - 1]);

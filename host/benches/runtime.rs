@@ -39,7 +39,7 @@ fn main() {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
 
     println!("component compile, cold (fresh engine, no cache) and from the on-disk cache (fresh engine):");
-    for agent in &workflow.agents {
+    for agent in workflow.agents() {
         let cold: Vec<Duration> = (0..COMPILES)
             .map(|_| {
                 let rt = runtime(None);
@@ -71,9 +71,9 @@ fn main() {
     };
     assert!(engine_report.succeeded(), "hello runs");
     let ownership = Ownership::new(
-        workflow.agents.iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))),
+        workflow.agents().iter().flat_map(|a| a.owns.iter().map(|p| (p.as_str(), a.id.as_str()))),
     );
-    for agent in &workflow.agents {
+    for agent in workflow.agents() {
         let component = rt.load_file(&agent.id, &agent.component).expect("loads");
         let call = AgentCall {
             agent: agent.id.clone(),
@@ -83,7 +83,7 @@ fn main() {
             snapshot: engine_report.context.clone(),
             ownership: ownership.clone(),
             limits: Limits {
-                memory_bytes: agent.memory_bytes(&workflow.resources),
+                memory_bytes: agent.memory_bytes(workflow.resources()),
                 fuel: None,
                 timeout: None,
                 slice: 1,

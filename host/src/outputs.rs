@@ -104,3 +104,49 @@ pub fn write_outputs(
     }
     (written, errors)
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::context::ContextStore;
+
+    /// Every entry under `dir`, links not followed.
+    fn entries(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("read dir").map(|e| e.expect("entry")) {
+            let path = entry.path();
+            if entry.file_type().expect("type").is_dir() {
+                found.extend(entries(&path));
+            }
+            found.push(path);
+        }
+        found
+    }
+
+    /// The file check refuses an output name with `..` or an absolute path;
+    /// one set in the crate after parsing still cannot leave `outputs.dir`
+    /// (moved here from the integration tests, which can no longer change a
+    /// workflow).
+    #[test]
+    fn an_output_name_with_dotdot_or_an_absolute_path_is_refused_by_the_library() {
+        let project = tempfile::tempdir().expect("tempdir");
+        let path = project.path().join("workflow.yaml");
+        let yaml = "agents:\n  a:\n    component: a.wasm\noutputs:\n  dir: out\n  files:\n    doc.md: {key: a.value}\n";
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let mut store = ContextStore::new();
+        store.commit("a", 0, BTreeMap::from([("a.value".to_owned(), b"\xa2ok".to_vec())])).expect("commit");
+        let snapshot = store.snapshot();
+        for name in ["../escaped.md".to_owned(), elsewhere.path().join("abs.md").display().to_string()] {
+            let mut workflow = Workflow::parse_for_planning(yaml, &path).expect("valid");
+            workflow.outputs.as_mut().expect("outputs").files[0].name = name.clone();
+            let (written, errors) = write_outputs(&workflow, &snapshot, false);
+            assert!(written.is_empty(), "{name}: {written:?}");
+            let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+            assert!(message.contains("leads outside") && message.contains(&name), "{name}: {message}");
+        }
+        assert!(!project.path().join("escaped.md").exists(), "`..` was not followed");
+        assert!(entries(elsewhere.path()).is_empty(), "the absolute path was not followed");
+    }
+}

@@ -29,7 +29,7 @@ fn rewrite(project: &Project, v: u32) -> Workflow {
 }
 
 async fn run(engine: &Engine, workflow: &Workflow) -> RunReport {
-    let spec = &workflow.cache;
+    let spec = workflow.cache();
     let cache = Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above));
     let report =
         crate::bounded(engine.run(workflow, RunOptions { cache: Some(cache), ..RunOptions::default() }))
@@ -94,7 +94,7 @@ async fn damaged_entries_are_recomputed() {
     let engine = ensemble_tests::engine();
     let first = run(&engine, &workflow).await;
     let mut damaged = 0;
-    for family in std::fs::read_dir(&workflow.cache.dir).expect("cache dir").filter_map(Result::ok) {
+    for family in std::fs::read_dir(&workflow.cache().dir).expect("cache dir").filter_map(Result::ok) {
         if family.path().is_dir() {
             for entry in std::fs::read_dir(family.path()).expect("family").filter_map(Result::ok) {
                 let mut bytes = std::fs::read(entry.path()).expect("read");
@@ -116,7 +116,7 @@ async fn damaged_entries_are_recomputed() {
 #[test]
 fn the_cache_commands_and_no_cache() {
     let project = Project::new();
-    let path = rewrite(&project, 1).path.to_string_lossy().into_owned();
+    let path = rewrite(&project, 1).path().to_string_lossy().into_owned();
     let (code, out, _) = cli(&["run", &path, "--quiet"]);
     assert_eq!(code, 0, "{out}");
     let (_, out, _) = cli(&["run", &path, "--quiet"]);
@@ -144,12 +144,12 @@ async fn a_cached_output_is_not_committed_to_keys_no_longer_owned() {
     let workflow = rewrite(&project, 1);
     let engine = ensemble_tests::engine();
     run(&engine, &workflow).await;
-    let text = std::fs::read_to_string(&workflow.path)
+    let text = std::fs::read_to_string(workflow.path())
         .expect("read")
         .replace("src: {component: src.wasm,", "src: {component: src.wasm, owns: [elsewhere],");
-    std::fs::write(&workflow.path, text).expect("write");
-    let moved = Workflow::load(&workflow.path).expect("valid");
-    let spec = &moved.cache;
+    std::fs::write(workflow.path(), text).expect("write");
+    let moved = Workflow::load(workflow.path()).expect("valid");
+    let spec = moved.cache();
     let cache = Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above));
     let report =
         crate::bounded(engine.run(&moved, RunOptions { cache: Some(cache), ..RunOptions::default() })).await;

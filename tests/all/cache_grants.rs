@@ -18,7 +18,7 @@ async fn run_with(engine: &Engine, workflow: &Workflow, cache: AgentCache) -> Ru
 }
 
 async fn run(engine: &Engine, workflow: &Workflow) -> RunReport {
-    let spec = &workflow.cache;
+    let spec = workflow.cache();
     run_with(engine, workflow, AgentCache::open(&spec.dir, spec.max_size, spec.compress_above)).await
 }
 
@@ -98,7 +98,7 @@ async fn agents_that_can_see_a_changing_world_are_cached_only_when_opted_in_and_
     let engine = ensemble_tests::engine();
     let mut events = None;
     for round in 0..2 {
-        let spec = &workflow.cache;
+        let spec = workflow.cache();
         let cache = Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above));
         let sink = ensemble::EventSink::new();
         let mut rx = sink.subscribe();
@@ -167,7 +167,7 @@ async fn variables_and_secrets_are_in_the_family_and_no_secret_is_in_the_cache()
     let back = workflow("https://b.example", SECRET);
     assert_eq!(cached(&run(&engine, &back).await), ["caller"], "as it was two runs ago");
 
-    let dir = &first.cache.dir;
+    let dir = &first.cache().dir;
     let mut files = 0;
     for entry in walk(dir) {
         files += 1;
@@ -209,7 +209,7 @@ async fn a_granted_tree_too_large_to_hash_is_not_cached_and_the_report_says_so()
     );
     let engine = ensemble_tests::engine();
     let open = |entries| {
-        let spec = &workflow.cache;
+        let spec = workflow.cache();
         AgentCache::open(&spec.dir, spec.max_size, spec.compress_above)
             .with_tree_limits(TreeLimits { entries, bytes: 1 << 20 })
     };
@@ -239,7 +239,7 @@ async fn a_tree_that_changes_while_the_agent_runs_is_not_cached() {
         "agents:\n  reader: {component: reader.wasm, grants: {files: [{path: docs, as: /docs, mode: read}]}}\n",
     );
     let engine = ensemble_tests::engine();
-    let spec = &workflow.cache;
+    let spec = workflow.cache();
     let sink = ensemble::EventSink::new();
     let mut rx = sink.subscribe();
     let cache = Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above));

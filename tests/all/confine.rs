@@ -74,25 +74,18 @@ fn an_output_is_not_written_through_a_symbolic_link_out_of_outputs_dir() {
     assert_eq!(std::fs::read_to_string(project.path().join("out/etc/evil.md")).expect("written"), "ok");
 }
 
-/// An embedding app's workflow is plain data: an output name changed to
-/// `..` or an absolute path after loading still cannot leave `outputs.dir`.
+/// An output named with `..` or an absolute path is refused by the file
+/// check, so no workflow has one (the library's own guard against such a
+/// name is tested inside the crate, in `ensemble::outputs`).
 #[test]
-fn an_output_name_with_dotdot_or_an_absolute_path_is_refused_by_the_library() {
-    let (project, path) = project_with_outputs("out", "    doc.md: {key: a.value}\n");
+fn an_output_name_with_dotdot_or_an_absolute_path_is_refused_by_the_file_check() {
     let elsewhere = tempfile::tempdir().expect("tempdir");
-    let mut store = ContextStore::new();
-    store.commit("a", 0, BTreeMap::from([("a.value".to_owned(), b"\xa2ok".to_vec())])).expect("commit");
-    let snapshot = store.snapshot();
     for name in ["../escaped.md".to_owned(), elsewhere.path().join("abs.md").display().to_string()] {
-        let mut workflow = ensemble::Workflow::load(&path).expect("valid");
-        workflow.outputs.as_mut().expect("outputs").files[0].name = name.clone();
-        let (written, errors) = ensemble::outputs::write_outputs(&workflow, &snapshot, false);
-        assert!(written.is_empty(), "{name}: {written:?}");
-        let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
-        assert!(message.contains("leads outside") && message.contains(&name), "{name}: {message}");
+        let (_project, path) = project_with_outputs("out", &format!("    \"{name}\": {{key: a.value}}\n"));
+        let error = ensemble::Workflow::load(&path).expect_err("refused").to_string();
+        let expected = format!("output file `{name}` must be a relative path inside outputs.dir");
+        assert!(error.contains(&expected), "{name}: {error}");
     }
-    assert!(!project.path().join("escaped.md").exists(), "`..` was not followed");
-    assert!(entries(elsewhere.path()).is_empty(), "the absolute path was not followed");
 }
 
 /// `outputs.dir` outside the workflow's folder (written so, or through a

@@ -137,17 +137,6 @@ async fn the_ready_queue_serves_the_highest_priority_first() {
 }
 
 #[tokio::test]
-async fn an_agent_larger_than_the_pool_fails_instead_of_waiting_for_ever() {
-    // The file check refuses this; a workflow built in code can still ask.
-    let (_project, mut workflow) = three_independent_writers(3);
-    workflow.agents[0].memory = workflow.resources.memory + 1;
-    let report = crate::bounded(ensemble_tests::engine().run(&workflow, RunOptions::default())).await;
-    let error = report.error("a").expect("a fails").to_string();
-    assert!(error.contains("more than the whole pool has"), "{error}");
-    assert!(report.context.get("b.value").is_some() && report.context.get("c.value").is_some());
-}
-
-#[tokio::test]
 async fn admission_never_exceeds_the_units_or_the_limit() {
     // (cpu, memory) units of eight agents, against 100 × 1.2 cpu, 100 memory, 3 slots.
     let units = [(50, 30), (40, 40), (30, 20), (60, 35), (20, 50), (70, 10), (10, 25), (45, 30)];

@@ -67,9 +67,9 @@ async fn resuming_is_refused_when_the_workflow_changed_unless_forced() {
     let state = project.path().join(".ensemble");
     let engine = ensemble_tests::engine();
     crate::bounded(engine.run(&workflow, journaled(&engine, &workflow, &state, "r2"))).await;
-    let mut text = std::fs::read_to_string(&workflow.path).expect("read");
+    let mut text = std::fs::read_to_string(workflow.path()).expect("read");
     text.push_str("# edited\n");
-    std::fs::write(&workflow.path, text).expect("write");
+    std::fs::write(workflow.path(), text).expect("write");
 
     let journal = Arc::new(Journal::open(&path_of(&state, "r2")).expect("opens"));
     let refused =
@@ -86,7 +86,7 @@ fn the_commands_list_runs_show_context_and_resume() {
     let (project, workflow) = project();
     let state = project.path().join("state");
     let state_arg = state.to_string_lossy().into_owned();
-    let path = workflow.path.to_string_lossy().into_owned();
+    let path = workflow.path().to_string_lossy().into_owned();
     let (code, out, _) = cli(&["run", &path, "--state-dir", &state_arg, "--run-id", "cli1", "--quiet"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("ensemble resume cli1 --state-dir"), "the summary says how to finish it:\n{out}");

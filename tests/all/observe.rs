@@ -218,7 +218,7 @@ agents:
   r2: {component: r2.wasm, needs: [r1]}
 ",
     );
-    let spec = &workflow.cache;
+    let spec = workflow.cache();
     let cache = || Some(Arc::new(AgentCache::open(&spec.dir, spec.max_size, spec.compress_above)));
     let engine = ensemble_tests::engine();
     let cold =
@@ -433,7 +433,7 @@ fn the_cli_streams_events_and_writes_the_report_files() {
     let state = dir.join("state");
     let (code, out, err) = run_cli(&[
         "run",
-        workflow.path.to_str().expect("utf-8 path"),
+        workflow.path().to_str().expect("utf-8 path"),
         "--run-id",
         "seen",
         "--state-dir",

@@ -160,7 +160,7 @@ async fn the_readers_without_an_http_grant_do_not_load() {
         assert_eq!(kept.len() + 2, text.lines().count(), "io.yaml grants http to both agents");
         kept.join("\n")
     });
-    assert!(workflow.agents.iter().all(|a| a.grants.http.is_none() && !a.grants.files.is_empty()));
+    assert!(workflow.agents().iter().all(|a| a.grants.http.is_none() && !a.grants.files.is_empty()));
     let (_turn, _, loaded) = turn(&workflow).await;
     let errors = loaded.expect_err("no http grant");
     let mut refused: Vec<(&str, &str)> = errors

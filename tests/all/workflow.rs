@@ -56,6 +56,17 @@ fn non_blocking_needs_do_not_make_cycles() {
     assert_eq!(workflow.agent("b").expect("b").blocking_needs().collect::<Vec<_>>(), ["a"]);
 }
 
+/// Overlaps are found both ways (an agent owning what covers an earlier
+/// one's prefix, or what it covers), whole segments only, in file order.
+#[test]
+fn overlapping_ownership_is_found_above_and_below() {
+    let yaml = "agents:\n  a:\n    component: a.wasm\n    owns: [notes.a, pm.x]\n  b:\n    component: a.wasm\n    owns: [pmx]\n  c:\n    component: a.wasm\n    owns: [notes, pm]\n";
+    insta::assert_snapshot!(problems(yaml), @r"
+    <dir>/workflow.yaml:9:5: agent `c` owns `notes`, which overlaps `notes.a` owned by agent `a`: give each agent its own prefix, or declare `notes.a` under `shared` with a conflict policy
+    <dir>/workflow.yaml:9:5: agent `c` owns `pm`, which overlaps `pm.x` owned by agent `a`: give each agent its own prefix, or declare `pm.x` under `shared` with a conflict policy
+    ");
+}
+
 #[test]
 fn unknown_fields_are_errors_with_a_hint() {
     insta::assert_snapshot!(
@@ -71,7 +82,7 @@ fn overlapping_ownership_is_refused_unless_shared() {
     let project = Project::new();
     project.component("a", &writer("a.value"));
     let shared = project.workflow(&format!("shared:\n  notes: merge_or_fail\n{yaml}"));
-    assert_eq!(shared.shared[0].prefix, "notes");
+    assert_eq!(shared.shared()[0].prefix, "notes");
 }
 
 #[test]
@@ -131,30 +142,30 @@ fn defaults_are_sane() {
     let workflow = project.workflow("agents:\n  a:\n    component: a.wasm\n    config: {name: Ada}\n");
     let a = workflow.agent("a").expect("agent a");
     assert_eq!(a.owns, ["a"]);
-    assert_eq!(workflow.resources.max_concurrent, 3);
-    assert_eq!(workflow.resources.cpu_oversubscription, 1.2);
-    assert!(workflow.resources.memory_strict);
-    assert_eq!(a.memory_bytes(&workflow.resources), 64 << 20);
+    assert_eq!(workflow.resources().max_concurrent, 3);
+    assert_eq!(workflow.resources().cpu_oversubscription, 1.2);
+    assert!(workflow.resources().memory_strict);
+    assert_eq!(a.memory_bytes(workflow.resources()), 64 << 20);
     assert_eq!(a.retry.attempts, 1);
     assert!(!a.config.is_empty());
-    assert!(workflow.cache.enabled);
-    assert_eq!(workflow.cache.max_size, 100 << 20);
-    assert_eq!(workflow.cache.compress_above, 10 << 10);
+    assert!(workflow.cache().enabled);
+    assert_eq!(workflow.cache().max_size, 100 << 20);
+    assert_eq!(workflow.cache().compress_above, 10 << 10);
 }
 
 #[test]
 fn the_bmad_example_is_the_seed() {
     let path = ensemble_tests::repo_root().join("examples/bmad/workflow.yaml");
     let workflow = Workflow::load_for_planning(&path).expect("bmad workflow is valid");
-    let ids: Vec<&str> = workflow.agents.iter().map(|a| a.id.as_str()).collect();
+    let ids: Vec<&str> = workflow.agents().iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["analyst", "pm", "ux_expert", "architect", "developer", "qa"]);
-    let design = &workflow.groups[0];
+    let design = &workflow.groups()[0];
     assert_eq!(design.agents, ["ux_expert", "architect"]);
     assert_eq!(design.barrier.success, Success::AtLeastOne);
     assert!(matches!(design.barrier.on_timeout[0], TimeoutStrategy::ExtendTimeout { count: 1, .. }));
     assert_eq!(design.cross_validation.as_ref().map(|c| c.validators.len()), Some(2));
-    assert_eq!(workflow.resources.cpu_oversubscription, 1.2);
-    assert_eq!(workflow.outputs.as_ref().map(|o| o.files.len()), Some(6));
+    assert_eq!(workflow.resources().cpu_oversubscription, 1.2);
+    assert_eq!(workflow.outputs().map(|o| o.files.len()), Some(6));
 }
 
 #[test]
@@ -163,4 +174,25 @@ fn the_input_prefix_is_reserved() {
         problems("agents:\n  input:\n    component: a.wasm\n"),
         @"<dir>/workflow.yaml:3:5: agent `input` owns `input`, but `input` is reserved for the run's inputs (`--input NAME=FILE`): rename it"
     );
+}
+
+/// A large workflow parses: 30 000 agents, each with needs and resources
+/// (the YAML parser's default budget refused one of some 14 000).
+#[test]
+fn a_workflow_of_thirty_thousand_agents_parses() {
+    let n = 30_000;
+    let mut yaml = String::from("agents:\n");
+    for i in 0..n {
+        let needs = if i < 100 {
+            String::new()
+        } else {
+            format!("agent{}, agent{}, agent{}", i - 100, i - 99, i - 98)
+        };
+        yaml.push_str(&format!(
+            "  agent{i}: {{component: a.wasm, needs: [{needs}], resources: {{cpu: 10, memory: 8}}, estimate: 1s}}\n"
+        ));
+    }
+    let workflow =
+        Workflow::parse_for_planning(&yaml, "workflow.yaml").unwrap_or_else(|e| panic!("{e:.300}"));
+    assert_eq!(workflow.agents().len(), n);
 }

@@ -243,7 +243,7 @@ fn main() {
         let started = Instant::now();
         let report = tokio.block_on(engine.run_shared(w.clone(), RunOptions::default()));
         assert!(report.succeeded(), "{:?}", report.error);
-        per_agent(started.elapsed(), w.agents.len())
+        per_agent(started.elapsed(), w.agents().len())
     };
     let raw_loop = |n: usize| {
         let started = Instant::now();
@@ -286,7 +286,7 @@ fn main() {
         let w = if only == "w2" { &w2 } else { &w1 };
         let times: Vec<f64> = (0..runs).map(|_| workflow(w)).collect();
         let (min, med, max) = min_median_max(times);
-        println!("{only} of {} agents, per agent: {min:.1} / {med:.1} / {max:.1} µs", w.agents.len());
+        println!("{only} of {} agents, per agent: {min:.1} / {med:.1} / {max:.1} µs", w.agents().len());
         return;
     }
     // Warm-up of each.

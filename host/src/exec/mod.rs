@@ -44,6 +44,8 @@ mod engine;
 mod pool;
 mod report;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

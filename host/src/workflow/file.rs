@@ -462,8 +462,24 @@ pub(crate) fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
     Problem { location, message }
 }
 
+/// The YAML parser's options: its defaults, but for a node and event budget
+/// that lets a file of [`MAX_WORKFLOW_BYTES`](super::MAX_WORKFLOW_BYTES)
+/// parse when it has four bytes or more per node (the parser's own 250 000
+/// nodes refused a workflow of some 14 000 agents, a few MiB). The budget
+/// still bounds what any text, read from a file or not, can make the parser
+/// build; aliases, nesting and the rest keep the parser's limits.
+fn options() -> serde_saphyr::Options {
+    let max_nodes = usize::try_from(super::MAX_WORKFLOW_BYTES / 4).unwrap_or(usize::MAX);
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(max_nodes);
+    budget.max_events = budget.max_events.max(max_nodes.saturating_mul(2));
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 pub(super) fn parse(text: &str) -> Result<WorkflowFile, Problem> {
-    serde_saphyr::from_str(text).map_err(|e| {
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
         let Problem { location, mut message } = yaml_problem(&e);
         if let Some(unknown) = unknown_field(&message)
             && let Some(hint) = super::validate::closest(unknown, FIELDS.iter().copied())

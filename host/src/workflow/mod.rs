@@ -42,30 +42,85 @@ pub const DEFAULT_AGENT_CPU: u32 = 10;
 pub const DEFAULT_AGENT_MEMORY: u32 = 16;
 
 /// A parsed and validated workflow.
+///
+/// A `Workflow` is always validated: it is obtained only from
+/// [`Workflow::load`], [`Workflow::parse`] or their `_for_planning` variants,
+/// and is read through accessors, so nothing can change it into one the
+/// checks would refuse (an agent larger than the pool, a need on an unknown
+/// agent, an output leaving its directory). Its fields cannot be set:
+///
+/// ```compile_fail
+/// let mut workflow = ensemble::Workflow::parse_for_planning(
+///     "agents:\n  a:\n    component: a.wasm\n",
+///     "workflow.yaml",
+/// )?;
+/// workflow.agents[0].memory = u32::MAX;
+/// # Ok::<(), ensemble::workflow::WorkflowError>(())
+/// ```
+///
+/// To run a variant, change the YAML and parse it again.
 #[derive(Debug, Clone)]
 pub struct Workflow {
-    /// The workflow's `name`.
-    pub name: String,
-    /// The file it was read from.
-    pub path: PathBuf,
-    /// The resource pool its agents share.
-    pub resources: Resources,
-    /// Agents in the order the file declares them.
-    pub agents: Vec<AgentSpec>,
-    /// Prefixes several agents may write, and how conflicts there resolve.
-    pub shared: Vec<SharedPrefix>,
-    /// Explicit parallel groups, in file order (the planner derives the rest).
-    pub groups: Vec<GroupSpec>,
-    /// The agent output cache.
-    pub cache: CacheSpec,
-    /// The templates directory, resolved against the workflow's directory.
-    pub templates: Option<PathBuf>,
-    /// Files written from context values after a run.
-    pub outputs: Option<OutputsSpec>,
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) resources: Resources,
+    pub(crate) agents: Vec<AgentSpec>,
+    pub(crate) shared: Vec<SharedPrefix>,
+    pub(crate) groups: Vec<GroupSpec>,
+    pub(crate) cache: CacheSpec,
+    pub(crate) templates: Option<PathBuf>,
+    pub(crate) outputs: Option<OutputsSpec>,
     /// The ready queue's order, worked out once by the first run that needs
-    /// it (a plan computation). A workflow changed after that keeps it:
-    /// change a copy made before its first run.
+    /// it (a plan computation); a workflow cannot change after parsing, so
+    /// it stays right.
     pub(crate) ready_order: std::sync::OnceLock<std::sync::Arc<[usize]>>,
+}
+
+impl Workflow {
+    /// The workflow's `name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file it was read from (or named by [`Workflow::parse`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The resource pool its agents share.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// Its agents, in the order the file declares them.
+    pub fn agents(&self) -> &[AgentSpec] {
+        &self.agents
+    }
+
+    /// Prefixes several agents may write, and how conflicts there resolve.
+    pub fn shared(&self) -> &[SharedPrefix] {
+        &self.shared
+    }
+
+    /// Explicit parallel groups, in file order (the planner derives the rest).
+    pub fn groups(&self) -> &[GroupSpec] {
+        &self.groups
+    }
+
+    /// The agent output cache.
+    pub fn cache(&self) -> &CacheSpec {
+        &self.cache
+    }
+
+    /// The templates directory, resolved against the workflow's directory.
+    pub fn templates(&self) -> Option<&Path> {
+        self.templates.as_deref()
+    }
+
+    /// Files written from context values after a run.
+    pub fn outputs(&self) -> Option<&OutputsSpec> {
+        self.outputs.as_ref()
+    }
 }
 
 /// How an agent depends on another.

@@ -15,6 +15,9 @@ use super::{
 };
 use crate::context::{ownership, validate_key};
 
+mod owners;
+use owners::{check_ownership_overlaps, check_reads_against_needs};
+
 /// The smallest memory unit: one WebAssembly page.
 pub const MIN_MEMORY_UNIT: u64 = 64 << 10;
 /// Default size bound of the agent output cache.
@@ -382,85 +385,6 @@ fn retry(id: &str, a: &AgentFile, problems: &mut Problems) -> Retry {
         problems.at(at(r), format!("agent `{id}`: retry.max_backoff is shorter than retry.backoff"));
     }
     retry
-}
-
-fn check_ownership_overlaps(
-    file: &WorkflowFile,
-    agents: &[AgentSpec],
-    shared: &[SharedPrefix],
-    problems: &mut Problems,
-) {
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    for agent in agents {
-        for prefix in &agent.owns {
-            for (other_prefix, other) in &seen {
-                if *other == agent.id || !ownership::overlap(prefix, other_prefix) {
-                    continue;
-                }
-                let inner = if prefix.len() >= other_prefix.len() { prefix.as_str() } else { other_prefix };
-                if shared.iter().any(|s| ownership::covers(&s.prefix, inner)) {
-                    continue;
-                }
-                let location = file.agents.value.get(&agent.id).map(at).unwrap_or_default();
-                problems.at(
-                    location,
-                    format!(
-                        "agent `{}` owns `{prefix}`, which overlaps `{other_prefix}` owned by agent `{other}`: give each agent its own prefix, or declare `{inner}` under `shared` with a conflict policy",
-                        agent.id
-                    ),
-                );
-            }
-        }
-        seen.extend(agent.owns.iter().map(|p| (p.as_str(), agent.id.as_str())));
-    }
-}
-
-/// An agent whose `reads` name another agent's keys must need that agent
-/// (directly or through others, any kind of need): otherwise whether it
-/// sees them depends on timing.
-fn check_reads_against_needs(
-    file: &WorkflowFile,
-    agents: &[AgentSpec],
-    shared: &[SharedPrefix],
-    problems: &mut Problems,
-) {
-    let by_id: HashMap<&str, &AgentSpec> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
-    for agent in agents {
-        let Some(patterns) = file.agents.value.get(&agent.id).and_then(|a| a.value.reads.as_ref()) else {
-            continue;
-        };
-        let mut reached: HashSet<&str> = HashSet::new();
-        let mut stack: Vec<&str> = agent.needs.iter().map(|n| n.agent.as_str()).collect();
-        while let Some(id) = stack.pop() {
-            if reached.insert(id)
-                && let Some(spec) = by_id.get(id)
-            {
-                stack.extend(spec.needs.iter().map(|n| n.agent.as_str()));
-            }
-        }
-        for pattern in patterns {
-            let stem = pattern.value.strip_suffix(".*").or_else(|| pattern.value.strip_suffix('*'));
-            let stem = stem.unwrap_or(&pattern.value);
-            if stem.is_empty()
-                || ownership::covers("input", stem)
-                || shared.iter().any(|s| ownership::overlap(&s.prefix, stem))
-            {
-                continue;
-            }
-            let mut named = HashSet::new();
-            for other in agents.iter().filter(|o| o.id != agent.id && !reached.contains(o.id.as_str())) {
-                if other.owns.iter().any(|p| ownership::overlap(p, stem)) && named.insert(other.id.as_str()) {
-                    problems.at(
-                        at(pattern),
-                        format!(
-                            "agent `{}` reads `{}`, which agent `{}` owns, without a need on it, so whether it sees them depends on timing: add `needs: [{}]` (or `{{agent: {}, kind: context}}` to read what is there when it starts)",
-                            agent.id, pattern.value, other.id, other.id, other.id
-                        ),
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// Report each cycle through blocking `needs`, naming every agent on it.

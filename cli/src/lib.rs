@@ -19,6 +19,7 @@ mod grants;
 mod live;
 mod plan;
 mod runs;
+mod state;
 
 use ensemble::Workflow;
 use ensemble::context::Snapshot;

@@ -144,9 +144,10 @@ impl ReportFiles {
 pub(super) struct ReportArgs {
     /// The run (see `ensemble runs`).
     run: String,
-    /// Where the run's journal is.
-    #[arg(long, value_name = "DIR", default_value = ".ensemble")]
-    state_dir: PathBuf,
+    /// Where the run's journal is [default: found in ./.ensemble, the
+    /// .ensemble folders below it, or the per-user state directory].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Print the run report as JSON instead of the Markdown summary.
     #[arg(long)]
     json: bool,
@@ -161,9 +162,10 @@ pub(super) struct ReportArgs {
 pub(super) struct ResumeArgs {
     /// The run to finish (see `ensemble runs`).
     run: String,
-    /// Where the run's journal is.
-    #[arg(long, value_name = "DIR", default_value = ".ensemble")]
-    state_dir: PathBuf,
+    /// Where the run's journal is [default: found in ./.ensemble, the
+    /// .ensemble folders below it, or the per-user state directory].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Resume even if the workflow file or a component changed since the run started.
     #[arg(long)]
     force: bool,
@@ -173,9 +175,10 @@ pub(super) struct ResumeArgs {
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RunsArgs {
-    /// Where the journals are.
-    #[arg(long, value_name = "DIR", default_value = ".ensemble")]
-    state_dir: PathBuf,
+    /// Where the journals are [default: ./.ensemble, the .ensemble folders
+    /// below it, and the per-user state directory].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,9 +193,10 @@ pub(super) struct ContextArgs {
     /// Print one JSON object of key → value instead of text.
     #[arg(long)]
     json: bool,
-    /// Where the run's journal is.
-    #[arg(long, value_name = "DIR", default_value = ".ensemble")]
-    state_dir: PathBuf,
+    /// Where the run's journal is [default: found in ./.ensemble, the
+    /// .ensemble folders below it, or the per-user state directory].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 pub(super) fn run(
@@ -239,7 +243,8 @@ pub(super) fn resume(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<u8> {
-    match RunBuilder::resume_in(&args.state_dir, &args.run) {
+    let state_dir = crate::state::for_run(args.state_dir.as_deref(), &args.run);
+    match RunBuilder::resume_in(&state_dir, &args.run) {
         Ok(builder) => start(args.exec.apply(builder).force(args.force), &args.exec, term, out, err),
         Err(e) => refused(err, &e),
     }
@@ -292,9 +297,17 @@ fn refused(err: &mut dyn Write, e: &RunError) -> std::io::Result<u8> {
 }
 
 pub(super) fn list(args: &RunsArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
-    let runs = journal::list_runs(&args.state_dir);
+    let dirs = crate::state::candidates(args.state_dir.as_deref());
+    let runs: Vec<_> = dirs.iter().flat_map(|dir| journal::list_runs(dir)).collect();
     if runs.is_empty() {
-        writeln!(err, "no runs journaled in {}", args.state_dir.display())?;
+        let looked = match &args.state_dir {
+            Some(dir) => dir.display().to_string(),
+            None => format!(
+                "{}, the .ensemble folders below it or the per-user state directory (a run's journal is next to its workflow: pass --state-dir)",
+                crate::state::HERE
+            ),
+        };
+        writeln!(err, "no runs journaled in {looked}")?;
         return Ok(EXIT_OK);
     }
     for (path, record) in runs {
@@ -321,7 +334,8 @@ pub(super) fn list(args: &RunsArgs, out: &mut dyn Write, err: &mut dyn Write) ->
 }
 
 pub(super) fn context(args: &ContextArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
-    let commits = match Journal::open_in(&args.state_dir, &args.run).and_then(|j| j.commits()) {
+    let state_dir = crate::state::for_run(args.state_dir.as_deref(), &args.run);
+    let commits = match Journal::open_in(&state_dir, &args.run).and_then(|j| j.commits()) {
         Ok(c) => c,
         Err(e) => {
             writeln!(err, "error: {e}")?;
@@ -449,7 +463,8 @@ pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write
     if !unusable.is_empty() {
         return invalid(err, &unusable);
     }
-    let read = Journal::open_in(&args.state_dir, &args.run)
+    let state_dir = crate::state::for_run(args.state_dir.as_deref(), &args.run);
+    let read = Journal::open_in(&state_dir, &args.run)
         .and_then(|j| Ok((j.report::<RunMetrics>()?, j.run()?.status)));
     let metrics = match read {
         Ok((Some(metrics), _)) => metrics,
@@ -458,7 +473,7 @@ pub(super) fn report(args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write
                 format!(
                     "it has not finished: it is running, was killed, or its journal failed (finish it with: ensemble resume {} --state-dir {})",
                     args.run,
-                    args.state_dir.display()
+                    state_dir.display()
                 )
             } else {
                 "its journal was written by an ensemble without run reports".to_owned()

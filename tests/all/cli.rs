@@ -134,3 +134,41 @@ fn a_large_components_loading_is_shown_once_before_the_run() {
     assert!(load < compiled && compiled < start && load.is_some(), "loading, then the run:\n{err}");
     assert!(out.starts_with("grants: none"), "the grants head the report:\n{out}");
 }
+
+/// A run's journal is next to its workflow: `runs`, `report` and `context`
+/// without `--state-dir`, from the folder above, find it there.
+#[test]
+fn journal_commands_find_a_run_next_to_its_workflow() {
+    let project = Project::new();
+    let folder = project.path().join("team/flow");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(folder.join("a.wasm"), writer("a.value")).expect("component");
+    std::fs::write(folder.join("workflow.yaml"), "agents:\n  a: {component: a.wasm}\n").expect("workflow");
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ensemble-cli"))
+            .args(args)
+            .current_dir(project.path())
+            .env("XDG_STATE_HOME", project.path().join("user-state"))
+            .output()
+            .expect("the CLI runs");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (output.status.code(), text(&output.stdout), text(&output.stderr))
+    };
+    let (code, out, err) = cli(&["run", "team/flow/workflow.yaml"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(folder.join(".ensemble/runs").is_dir(), "journaled next to the workflow");
+    let (code, out, err) = cli(&["runs"]);
+    assert_eq!(code, Some(0), "{err}");
+    let run_id = out.split_whitespace().next().expect("one run listed").to_owned();
+    assert!(out.contains("team/flow/workflow.yaml") || out.contains("workflow.yaml"), "{out}");
+    let (code, out, err) = cli(&["report", &run_id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&run_id), "{out}");
+    let (code, out, err) = cli(&["context", &run_id, "a.value"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("a.value"), "{out}");
+    // Named explicitly, a folder without runs says so.
+    let (code, _, err) = cli(&["runs", "--state-dir", "elsewhere"]);
+    assert_eq!(code, Some(0));
+    assert!(err.contains("no runs journaled in elsewhere"), "{err}");
+}

@@ -69,6 +69,8 @@ pub struct Received {
     pub authorization: Option<String>,
     /// Its path.
     pub path: String,
+    /// Its request target as sent (origin form: `/v1/chat/completions`).
+    pub target: String,
 }
 
 type Script = dyn Fn(usize, &serde_json::Value) -> Reply + Send + Sync;
@@ -149,6 +151,7 @@ impl Server {
 
 async fn answer(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path().to_owned();
+    let target = request.uri().to_string();
     let authorization =
         request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let bytes = match request.into_body().collect().await {
@@ -163,17 +166,25 @@ async fn answer(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     };
     let n = {
         let mut received = state.received.lock().expect("not poisoned");
-        received.push(Received { body: body.clone(), authorization, path });
+        received.push(Received { body: body.clone(), authorization, path, target });
         received.len() - 1
     };
     let now = state.active.fetch_add(1, Ordering::SeqCst) + 1;
     state.peak.fetch_max(now, Ordering::SeqCst);
+    // Counted out even when the client gives up mid-stall (this future is dropped).
+    struct Active<'a>(&'a AtomicUsize);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let active = Active(&state.active);
     let mut reply = (state.script)(n, &body);
     while let Reply::Stall(wait, next) = reply {
         tokio::time::sleep(wait).await;
         reply = *next;
     }
-    state.active.fetch_sub(1, Ordering::SeqCst);
+    drop(active);
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
     Ok(match reply {
         Reply::Answer { text, finish, prompt_tokens, completion_tokens } => {

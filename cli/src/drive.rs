@@ -65,14 +65,20 @@ pub(crate) fn drive(
         }
         let mut handle = prepared.start()?;
         let mut events = handle.events();
-        for _ in 0..shown {
-            events.next().await;
+        // Skip what was shown; events the stream lost while nobody read it
+        // (`missed`) were among them.
+        let mut skipped = 0;
+        while skipped + events.missed() < shown {
+            if events.next().await.is_none() {
+                break;
+            }
+            skipped += 1;
         }
         let cancel = handle.cancel_token();
         let run = handle.finish();
         tokio::pin!(run);
         let mut interrupt = Box::pin(tokio::signal::ctrl_c());
-        let (mut listening, mut interrupts, mut streaming, mut missed) = (true, 0, true, 0);
+        let (mut listening, mut interrupts, mut streaming, mut missed) = (true, 0, true, events.missed());
         let finished = loop {
             tokio::select! {
                 finished = &mut run => break finished,

@@ -61,6 +61,7 @@ async fn a_call_reaches_the_server_as_the_protocol_says_and_is_charged() {
     assert_eq!(body["messages"][1]["content"], "Say hello");
     assert_eq!(body["temperature"], 0.0);
     assert_eq!(received[0].authorization.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(received[0].target, "/v1/chat/completions", "origin form, as every server routes it");
 }
 
 #[tokio::test]

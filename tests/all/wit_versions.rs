@@ -31,6 +31,9 @@ async fn agents_built_against_0_1_0_run_unchanged() {
         rmp_serde::from_slice(&report.context.get("shouter.message").expect("shouted").value)
             .expect("a string");
     assert_eq!(shouted, "HELLO, ADA!!");
+    let stats: serde_json::Value =
+        rmp_serde::from_slice(&report.context.get("counter.stats").expect("counted").value).expect("a map");
+    assert_eq!(stats, serde_json::json!({"words": 2, "letters": 8, "vowels": 4}));
 }
 
 /// A component importing `ensemble:agent/llm` (empty: the check is by name).
@@ -51,7 +54,7 @@ fn the_llm_interface_is_linked_only_for_an_agent_granted_it() {
         other => panic!("not refused: {other:?}"),
     }
     let error = runtime.load_granted("writer", path, &bytes, Imports::default()).unwrap_err().to_string();
-    assert!(error.contains("only for an agent with an `llm` grant"), "{error}");
+    assert!(error.contains("cannot be granted to an agent in this version"), "{error}");
     // Granted, the import links (the component then fails the world check: it exports nothing).
     let granted = Imports { llm: true, ..Imports::default() };
     match runtime.load_granted("writer", path, &bytes, granted) {
@@ -68,4 +71,17 @@ fn a_component_newer_than_the_host_is_refused_saying_so() {
         engine.runtime().load_granted("next", std::path::Path::new("next.wasm"), &bytes, Imports::default());
     let error = error.expect_err("refused").to_string();
     assert!(error.contains("newer than the ensemble:agent@0.1.1"), "{error}");
+    // A new interface of a newer version says the same, not "not provided".
+    let runtime = engine.runtime();
+    let newer = component_wat(r#"(component (import "ensemble:agent/human@0.1.2" (instance)))"#);
+    let error = runtime.load_granted("next", std::path::Path::new("next.wasm"), &newer, Imports::default());
+    assert!(error.expect_err("refused").to_string().contains("newer than"));
+    for version in ["0.2.0", "1.0.0", "0.1.0-rc1"] {
+        let other =
+            component_wat(&format!(r#"(component (import "ensemble:agent/context@{version}" (instance)))"#));
+        let error =
+            runtime.load_granted("other", std::path::Path::new("other.wasm"), &other, Imports::default());
+        let error = error.expect_err("refused").to_string();
+        assert!(error.contains("cannot run: build it against ensemble:agent@0.1"), "{version}: {error}");
+    }
 }

@@ -45,7 +45,9 @@ pub struct CallRecord {
 }
 
 /// The model calls of a run (or of an engine, for an embedder sharing
-/// limits between runs): cheap to clone, clones share the limits.
+/// limits between runs): cheap to clone, clones share the limits. A call
+/// holds its slot through its retries and their backoff, and counts once
+/// toward `requests_per_minute` however many tries it takes.
 #[derive(Debug, Clone)]
 pub struct Client {
     models: Arc<HashMap<String, Model>>,

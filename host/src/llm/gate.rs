@@ -49,7 +49,7 @@ struct Waiter {
     priority: i64,
     seq: u64,
     tokens: u64,
-    wake: oneshot::Sender<()>,
+    wake: oneshot::Sender<Slot>,
 }
 
 impl PartialEq for Waiter {
@@ -80,7 +80,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut state = self.gate.0.lock().unwrap_or_else(PoisonError::into_inner);
         state.in_flight -= 1;
-        state.wake_next(Instant::now());
+        state.wake_next(&self.gate, Instant::now());
     }
 }
 
@@ -97,36 +97,45 @@ impl Gate {
     }
 
     /// Wait for a slot for a call of about `tokens` tokens; higher
-    /// `priority` goes first.
+    /// `priority` goes first. The slot is handed over as a value, so one
+    /// handed to a call that stopped waiting comes back when dropped.
     pub(super) async fn acquire(&self, priority: i64, tokens: u64) -> Slot {
+        let mut seq = None;
         loop {
-            let (rx, retry_at) = {
+            let (rx, opens) = {
                 let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
                 state.expire(now);
-                if state.waiting.is_empty() && state.admits(tokens, now).is_ok() {
+                if state.waiting.is_empty() && state.admits(tokens) {
                     state.take(tokens, now);
                     return Slot { gate: self.clone() };
                 }
                 let (tx, rx) = oneshot::channel();
-                let seq = state.next_seq;
-                state.next_seq += 1;
+                // A waiter that queues again keeps its place among its priority.
+                let seq = *seq.get_or_insert_with(|| {
+                    state.next_seq += 1;
+                    state.next_seq
+                });
                 state.waiting.push(Waiter { priority, seq, tokens, wake: tx });
-                let retry_at = state.wake_next(now);
-                (rx, retry_at)
+                state.wake_next(self, now);
+                // While a per-minute limit is set, every waiter watches for
+                // the window to open, whatever holds it now: no wake-up is
+                // owed to it when the window, not a slot, frees the way.
+                (rx, state.window_opens())
             };
-            // Woken with the slot taken for us, or when the window may have
-            // room again (then queue anew, keeping the order by priority).
-            match retry_at {
+            match opens {
                 Some(at) => {
                     tokio::select! {
-                        woken = rx => if woken.is_ok() { return Slot { gate: self.clone() } },
-                        () = tokio::time::sleep_until(at) => self.forget_closed(),
+                        biased;
+                        slot = rx => if let Ok(slot) = slot { return slot },
+                        () = tokio::time::sleep_until(at) => {}
                     }
+                    // Dropping `rx` here gives back a slot sent meanwhile.
+                    self.forget_closed();
                 }
                 None => {
-                    if rx.await.is_ok() {
-                        return Slot { gate: self.clone() };
+                    if let Ok(slot) = rx.await {
+                        return slot;
                     }
                 }
             }
@@ -148,27 +157,24 @@ impl State {
         }
     }
 
-    /// `Ok` if a call of `tokens` may begin now, else when the window will
-    /// have room (`None` if only a slot in flight can free it).
-    fn admits(&self, tokens: u64, now: Instant) -> Result<(), Option<Instant>> {
+    /// Whether a call of `tokens` may begin now (the window expired).
+    fn admits(&self, tokens: u64) -> bool {
         if self.in_flight >= self.limits.concurrent {
-            return Err(None);
+            return false;
         }
-        let oldest = self.window.front().map(|(at, _)| *at + WINDOW);
         if let Some(rpm) = self.limits.requests_per_minute
             && self.window.len() as u64 >= u64::from(rpm.max(1))
         {
-            return Err(oldest);
+            return false;
         }
         if let Some(tpm) = self.limits.tokens_per_minute {
             let used: u64 = self.window.iter().map(|(_, t)| t).sum();
             // A call larger than the whole limit goes alone in its minute.
             if used > 0 && used + tokens > tpm {
-                return Err(oldest);
+                return false;
             }
         }
-        let _ = now;
-        Ok(())
+        true
     }
 
     fn take(&mut self, tokens: u64, now: Instant) {
@@ -176,29 +182,34 @@ impl State {
         self.window.push_back((now, tokens));
     }
 
-    /// Hand slots to the first waiters while limits allow; when the window
-    /// is what holds them, the time it may have room.
-    fn wake_next(&mut self, now: Instant) -> Option<Instant> {
+    /// When the oldest call of the window leaves it, if a per-minute limit
+    /// is set.
+    fn window_opens(&self) -> Option<Instant> {
+        let limited = self.limits.requests_per_minute.is_some() || self.limits.tokens_per_minute.is_some();
+        limited.then(|| self.window.front().map(|(at, _)| *at + WINDOW)).flatten()
+    }
+
+    /// Hand slots to the first waiters while the limits allow.
+    fn wake_next(&mut self, gate: &Gate, now: Instant) {
         self.expire(now);
         while let Some(first) = self.waiting.peek() {
             if first.wake.is_closed() {
                 self.waiting.pop();
                 continue;
             }
-            match self.admits(first.tokens, now) {
-                Ok(()) => {
-                    let Some(waiter) = self.waiting.pop() else { break };
-                    self.take(waiter.tokens, now);
-                    if waiter.wake.send(()).is_err() {
-                        // It stopped waiting just now: give the slot back.
-                        self.in_flight -= 1;
-                        self.window.pop_back();
-                    }
-                }
-                Err(at) => return at,
+            if !self.admits(first.tokens) {
+                return;
+            }
+            let Some(waiter) = self.waiting.pop() else { return };
+            self.take(waiter.tokens, now);
+            if let Err(slot) = waiter.wake.send(Slot { gate: gate.clone() }) {
+                // It stopped waiting just now: undo by hand (dropping the
+                // slot would take the lock held here).
+                std::mem::forget(slot);
+                self.in_flight -= 1;
+                self.window.pop_back();
             }
         }
-        None
     }
 }
 
@@ -248,5 +259,40 @@ mod tests {
         assert!(began.elapsed() < Duration::from_secs(1));
         drop(gate.acquire(0, 30).await);
         assert!(began.elapsed() >= WINDOW);
+    }
+
+    /// Both limits at once: the slot frees while the window is full; the
+    /// waiter must still go when the window opens.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_goes_when_the_window_opens_after_the_slot_freed() {
+        let gate = Gate::new(Limits { concurrent: 1, requests_per_minute: Some(1), tokens_per_minute: None });
+        let first = gate.acquire(0, 1).await;
+        let waiter = tokio::spawn({
+            let gate = gate.clone();
+            async move { drop(gate.acquire(0, 1).await) }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(120), waiter)
+            .await
+            .expect("went within the window")
+            .unwrap();
+    }
+
+    /// A slot handed to a call that then stopped waiting comes back.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_handed_to_a_call_that_left_is_given_back() {
+        let gate = Gate::new(Limits { concurrent: 1, ..Limits::default() });
+        let first = gate.acquire(0, 1).await;
+        let waiter = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.acquire(0, 1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(first); // handed to the waiter, which has not run yet
+        waiter.abort();
+        let _ = waiter.await;
+        let again = tokio::time::timeout(Duration::from_secs(5), gate.acquire(0, 1)).await;
+        assert!(again.is_ok(), "the slot came back");
     }
 }

@@ -205,7 +205,7 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CallError {
     /// The agent has no `llm` grant.
-    #[error("no language model is granted to this agent (add `llm:` to it in the workflow)")]
+    #[error("no language model is granted to this agent")]
     NotGranted,
     /// The alias is not one the agent is granted.
     #[error("model `{model}` is not granted to this agent (granted: {})", granted.join(", "))]
@@ -234,7 +234,7 @@ pub enum CallError {
         message: String,
     },
     /// The provider failed (after retries, for errors worth retrying).
-    #[error("the provider answered {status} after {attempts} attempts: {message}")]
+    #[error("{}", provider_failed(*status, message, *attempts))]
     Provider {
         /// The HTTP status; 0 when there was no answer (a broken connection).
         status: u16,
@@ -255,4 +255,14 @@ pub enum CallError {
     /// The answer was not what the protocol or the request's schema asks.
     #[error("invalid answer: {0}")]
     InvalidOutput(String),
+    /// The request itself cannot be sent (its JSON Schema is not valid).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+fn provider_failed(status: u16, message: &str, attempts: u32) -> String {
+    match status {
+        0 => format!("no answer from the provider after {attempts} attempts: {message}"),
+        _ => format!("the provider answered {status} after {attempts} attempts: {message}"),
+    }
 }

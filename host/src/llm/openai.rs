@@ -28,7 +28,11 @@ const MAX_ANSWER_BYTES: usize = 16 << 20;
 #[derive(Clone)]
 pub struct OpenAi {
     base: String,
-    uri: Uri,
+    /// The request target, path only (`/v1/chat/completions`): servers such
+    /// as llama.cpp's do not route the absolute form.
+    target: Uri,
+    /// The `Host` header (brackets kept for an IPv6 address).
+    authority: String,
     host: String,
     port: u16,
     https: bool,
@@ -58,10 +62,26 @@ impl OpenAi {
             Some("http") => false,
             _ => return Err(format!("`{base}` is not an http:// or https:// URL")),
         };
-        let host = uri.host().ok_or_else(|| format!("`{base}` names no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let authority = uri.authority().ok_or_else(|| format!("`{base}` names no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(
+                "a provider's URL may not carry a user or password: give the key as `api_key_env`".into()
+            );
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        Ok(Self { base, uri, host, port, https, key, schema_in_prompt: false })
+        let target =
+            uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|e| format!("`{base}`: {e}"))?;
+        Ok(Self {
+            base,
+            target,
+            authority: authority.as_str().to_owned(),
+            host,
+            port,
+            https,
+            key,
+            schema_in_prompt: false,
+        })
     }
 
     /// Put a request's JSON Schema into a system message instead of
@@ -69,6 +89,16 @@ impl OpenAi {
     pub fn schema_in_prompt(mut self, on: bool) -> Self {
         self.schema_in_prompt = on;
         self
+    }
+
+    /// `message` without the key (a provider may echo what it was sent).
+    fn redact(&self, message: String) -> String {
+        match &self.key {
+            Some(key) if !key.is_empty() && message.contains(key.as_str()) => {
+                message.replace(key.as_str(), "[redacted]")
+            }
+            _ => message,
+        }
     }
 
     fn body(&self, request: &ChatRequest) -> Result<Vec<u8>, Failure> {
@@ -79,8 +109,10 @@ impl OpenAi {
             request.messages.iter().map(|m| WireMessage { role: m.role, content: &m.content }).collect();
         let response_format = match &request.schema {
             Some(_) if self.schema_in_prompt => {
+                // First: chat templates of local models often refuse a
+                // system message anywhere else.
                 if let Some(instruction) = &instruction {
-                    messages.push(WireMessage { role: Role::System, content: instruction });
+                    messages.insert(0, WireMessage { role: Role::System, content: instruction });
                 }
                 None
             }
@@ -109,13 +141,8 @@ impl OpenAi {
             hyper::client::conn::http1::handshake(io).await.map_err(|e| Failure::Transport(e.to_string()))?;
         let driver = tokio::spawn(connection);
         let _stop_driver = tokio_util::task::AbortOnDropHandle::new(driver);
-        let authority = if (self.https && self.port == 443) || (!self.https && self.port == 80) {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let mut builder = Request::post(self.uri.clone())
-            .header(header::HOST, authority)
+        let mut builder = Request::post(self.target.clone())
+            .header(header::HOST, &self.authority)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json")
             .header(header::USER_AGENT, concat!("ensemble/", env!("CARGO_PKG_VERSION")));
@@ -132,13 +159,18 @@ impl OpenAi {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| super::retry::parse_retry_after(v, std::time::SystemTime::now()));
-        let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| Failure::Transport(format!("reading the answer: {e}")))?
-            .to_bytes();
+        let bytes = match Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(Failure::Malformed(format!(
+                    "the answer is larger than {} MiB",
+                    MAX_ANSWER_BYTES >> 20
+                )));
+            }
+            Err(e) => return Err(Failure::Transport(format!("reading the answer: {e}"))),
+        };
         if !(200..300).contains(&status) {
-            return Err(Failure::Status { status, message: error_message(&bytes), retry_after });
+            return Err(Failure::Status { status, message: self.redact(error_message(&bytes)), retry_after });
         }
         parse_answer(&bytes)
     }
@@ -332,7 +364,13 @@ mod tests {
         let prompt = provider.clone().schema_in_prompt(true);
         let body: serde_json::Value = serde_json::from_slice(&prompt.body(&request).unwrap()).unwrap();
         assert!(body.get("response_format").is_none());
-        assert_eq!(body["messages"][1]["role"], "system");
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert!(body["messages"][0]["content"].as_str().unwrap().contains("JSON Schema"));
+        assert_eq!(provider.target, "/v1/chat/completions");
+        assert_eq!(provider.authority, "127.0.0.1:9");
+        let v6 = OpenAi::new("http://[::1]:11434/v1", None).expect("a URL");
+        assert_eq!((v6.authority.as_str(), v6.host.as_str(), v6.port), ("[::1]:11434", "::1", 11434));
+        assert!(OpenAi::new("https://user:pass@example.com/v1", None).is_err());
         assert!(!format!("{provider:?}").contains("sk-secret"));
     }
 }

@@ -175,7 +175,7 @@ fn grant_hint(import: &str) -> &'static str {
     if import.starts_with("wasi:http/") {
         "outbound HTTP is only for an agent with an `http` grant: `grants: { http: { allow: [...] } }`"
     } else if import.starts_with("ensemble:agent/llm@") {
-        "language models are only for an agent with an `llm` grant"
+        "language models (`ensemble:agent/llm`) cannot be granted to an agent in this version of Ensemble yet"
     } else {
         "agents get only the ensemble:agent interfaces; WASI 0.2 comes with `wasi: true` or any grant (`grants: { files, variables }`)"
     }

@@ -88,6 +88,6 @@ fn error(e: CallError) -> llm::LlmError {
             llm::LlmError::Provider(llm::ProviderError { status, message })
         }
         CallError::Timeout { .. } => llm::LlmError::Timeout(message),
-        CallError::InvalidOutput(_) => llm::LlmError::InvalidOutput(message),
+        CallError::InvalidOutput(_) | CallError::InvalidRequest(_) => llm::LlmError::InvalidOutput(message),
     }
 }

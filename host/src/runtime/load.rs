@@ -383,6 +383,12 @@ impl Runtime {
                         super::WIT_VERSION
                     )));
                 }
+                Provided::Incompatible => {
+                    return Err(load_error(format!(
+                        "it imports `{name}`, a version of ensemble:agent this host ({}) cannot run: build it against ensemble:agent@0.1",
+                        super::WIT_VERSION
+                    )));
+                }
                 Provided::No => {}
             }
             if name.starts_with("wasi:http/") {

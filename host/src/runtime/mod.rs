@@ -76,9 +76,13 @@ pub(crate) enum Provided {
     Always,
     /// `ensemble:agent/llm`: for agents with an `llm` grant.
     Llm,
-    /// An `ensemble:agent` interface of a later version than the host's.
+    /// An `ensemble:agent` import of a later compatible version than the
+    /// host's (built for a newer Ensemble).
     Newer,
-    /// Not an `ensemble:agent` interface.
+    /// An `ensemble:agent` import of an incompatible version (another
+    /// major, or another minor of 0.x).
+    Incompatible,
+    /// Not an interface the host provides.
     No,
 }
 
@@ -86,21 +90,27 @@ pub(crate) enum Provided {
 pub(crate) fn provided(name: &str) -> Provided {
     let Some(rest) = name.strip_prefix("ensemble:agent/") else { return Provided::No };
     let Some((interface, version)) = rest.split_once('@') else { return Provided::No };
-    if !PROVIDED_INTERFACES.contains(&interface) {
-        return Provided::No;
+    let (Some(theirs), Some(ours)) = (semver(version), semver(WIT_VERSION)) else {
+        return Provided::Incompatible;
+    };
+    if (theirs.0, theirs.1) != (ours.0, ours.1) {
+        Provided::Incompatible
+    } else if theirs.2 > ours.2 {
+        Provided::Newer
+    } else if !PROVIDED_INTERFACES.contains(&interface) {
+        Provided::No
+    } else if interface == "llm" {
+        Provided::Llm
+    } else {
+        Provided::Always
     }
-    let patch = |v: &str| v.strip_prefix("0.1.").and_then(|p| p.parse::<u32>().ok());
-    match (patch(version), patch(WIT_VERSION)) {
-        (Some(theirs), Some(ours)) if theirs <= ours => {
-            if interface == "llm" {
-                Provided::Llm
-            } else {
-                Provided::Always
-            }
-        }
-        (Some(_), _) => Provided::Newer,
-        _ => Provided::No,
-    }
+}
+
+/// `major.minor.patch` (no pre-release).
+fn semver(version: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    let parsed = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(parsed)
 }
 
 /// How a [`Runtime`] is set up. One runtime serves a whole process.
